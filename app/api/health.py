@@ -1,0 +1,45 @@
+"""Liveness of the parts: database, broker, workers, queue depth."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select, text
+
+from app.api.deps import SessionDep, SettingsDep
+from app.models import QUEUED, RUNNING, Evaluation, WorkerSeen, utcnow
+from app.services.queue import broker_ok, queue_depth
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Database, broker, workers seen recently, queue depth")
+def health(session: SessionDep, settings: SettingsDep, response: Response) -> Any:
+    try:
+        session.execute(text("SELECT 1"))
+        db = {"ok": True, "dialect": session.get_bind().dialect.name}
+    except Exception as exc:
+        db = {"ok": False, "error": type(exc).__name__}
+    b_ok, b_detail = broker_ok(settings)
+    workers: list[dict[str, Any]] = []
+    pending = {"queued": None, "running": None}
+    if db["ok"]:
+        cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
+        workers = [
+            {"name": w.name, "device": w.device, "queue": w.queue, "last_seen": w.last_seen}
+            for w in session.scalars(select(WorkerSeen).where(WorkerSeen.last_seen >= cutoff))
+        ]
+        for st in (QUEUED, RUNNING):
+            pending[st] = session.query(Evaluation).filter(Evaluation.status == st).count()
+    ok = db["ok"] and b_ok
+    if not ok:
+        response.status_code = 503
+    return {
+        "status": "ok" if ok else "degraded",
+        "database": db,
+        "broker": {"ok": b_ok, "detail": b_detail, "queue_depth": queue_depth(settings) if b_ok else None},
+        "workers": {"recent": len(workers), "items": workers, "window_s": settings.worker_seen_window_s},
+        "evaluations": pending,
+    }

@@ -1,0 +1,66 @@
+"""Torch-free description of methods: config schema (pydantic, with limits), presets, direction.
+
+The API resolves ``preset`` + per-batch ``config`` overrides into one validated effective config,
+hashes it for identity/dedupe and stores it with every evaluation; the worker receives exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Family = Literal["training", "zero_cost", "static"]
+
+
+class StrictModel(BaseModel):
+    """Unknown config keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkOptions(StrictModel):
+    """Network size knobs; None means the space's benchmark default (nb201 C=16 N=5; darts C=32 layers=8)."""
+
+    C: int | None = Field(None, ge=1, le=256, description="initial channels")
+    N: int | None = Field(None, ge=1, le=10, description="cells per stage (nb201)")
+    layers: int | None = Field(None, ge=3, le=30, description="cells in total (darts/nb301)")
+    auxiliary: bool = Field(False, description="auxiliary head (darts/nb301; 32x32 inputs only)")
+    auxiliary_weight: float = Field(0.4, ge=0, le=10, description="auxiliary loss weight")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="drop-path probability (darts/nb301)")
+
+
+class SyntheticOptions(StrictModel):
+    """Sizes of the generated synthetic_cifar10 dataset (the FEAR authors': 6000/5000/1e6/42)."""
+
+    per_class: int = Field(6000, ge=2, le=6000, description="images kept per class (train + test)")
+    train_per_class: int = Field(5000, ge=1, le=6000, description="of which go to the train split")
+    draw_budget: int = Field(1_000_000, ge=1000, le=5_000_000, description="max images drawn")
+    seed: int = Field(42, ge=0, description="generator seed")
+
+
+class DataOptions(StrictModel):
+    train_size: int | None = Field(None, ge=1, le=2_000_000, description="seeded train subset; None = all")
+    test_size: int | None = Field(None, ge=1, le=2_000_000, description="seeded test subset; None = all")
+    subset_seed: int = Field(0, ge=0, description="seed choosing the subsets")
+    augment: bool = Field(True, description="the dataset's standard train augmentation (none for synthetic)")
+    cutout: int = Field(0, ge=0, le=32, description="cutout side length in pixels; 0 = off")
+    synthetic: SyntheticOptions = Field(default_factory=SyntheticOptions)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    family: Family
+    summary: str  # one line: what the score is
+    higher_is_better: bool
+    config_model: type[StrictModel]
+    # preset name -> function(space, dataset) -> dict of config values (may depend on both)
+    presets: dict[str, Callable[[str, str], dict[str, Any]]] = field(default_factory=dict)
+    default_preset: str | None = None
+    spaces: tuple[str, ...] = ("nb201", "nats_sss", "darts", "nb301")
+    # Optional cross-field check run after validation: (space, dataset, effective config) ->
+    # None if fine, else (field path inside the config, message naming the fix).
+    check: Callable[[str, str, dict[str, Any]], tuple[list[str | int], str] | None] | None = None

@@ -1,0 +1,211 @@
+"""Torch-free catalogue of the datasets the service knows: sizes, normalisation, augmentation, file layout.
+
+The API uses it to describe datasets (GET /v1/datasets) and to reject a batch whose dataset files are
+absent before anything is queued; the worker uses the same entries (and ``DatasetUnavailable``) so the
+two sides never disagree about where files live or what the layout is. Availability is decided from
+file existence only: parsing the files is the worker's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Source = Literal["generated", "pickle", "image_folder"]
+
+
+def _per_255(values: tuple[float, float, float]) -> tuple[float, float, float]:
+    # The spec states statistics on the 0..255 scale; the loader works on 0..1 after dividing by 255.
+    return (values[0] / 255.0, values[1] / 255.0, values[2] / 255.0)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    summary: str
+    num_classes: int
+    input_size: int  # square images, this many pixels a side
+    train_size: int  # nominal size of the full train split (synthetic: at its default options)
+    test_size: int
+    mean: tuple[float, float, float] | None  # per channel on the 0..1 scale; None = no normalisation
+    std: tuple[float, float, float] | None
+    crop_padding: int  # default train augmentation: random crop of input_size after this padding; 0 = none
+    flip: bool  # default train augmentation: random horizontal flip
+    source: Source
+    folder: str | None  # below the data directory; None for generated datasets
+    required: tuple[str, ...]  # files (or directories, ending in "/") that must exist inside ``folder``
+    layout: str  # the expected layout, quoted in error messages
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "num_classes": self.num_classes,
+            "input_size": self.input_size,
+            "train_size": self.train_size,
+            "test_size": self.test_size,
+            "normalisation": None if self.mean is None else {"mean": list(self.mean), "std": list(self.std)},
+            "augmentation": {
+                "crop": None if self.crop_padding == 0 else {"size": self.input_size, "padding": self.crop_padding},
+                "flip": self.flip,
+                "cutout": "optional (config 'cutout'), off by default",
+            },
+            "source": self.source,
+            "folder": self.folder,
+            "layout": self.layout,
+        }
+
+
+class DatasetUnavailable(Exception):
+    """A dataset's files are missing or malformed. The message names the path searched and the layout
+    expected, because the operator has to fix the files: the service never downloads anything."""
+
+    def __init__(self, name: str, path: Path | str, problem: str, layout: str) -> None:
+        self.name = name
+        self.path = str(path)
+        self.problem = problem
+        self.layout = layout
+        super().__init__(f"dataset {name!r} is unavailable: {problem} (searched {self.path}). Expected: {layout}")
+
+
+_CIFAR10_MEAN = _per_255((125.3, 123.0, 113.9))
+_CIFAR10_STD = _per_255((63.0, 62.1, 66.7))
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name="synthetic_cifar10",
+            summary="FEAR's synthetic CIFAR-10 replacement: N(0,1) 3x32x32 images labelled by the argmax "
+            "of 10 random two-layer nets; generated on first use and cached",
+            num_classes=10,
+            input_size=32,
+            train_size=50_000,
+            test_size=10_000,
+            mean=None,
+            std=None,
+            crop_padding=0,
+            flip=False,
+            source="generated",
+            folder=None,
+            required=(),
+            layout="nothing: generated from its options (per_class, train_per_class, draw_budget, seed) "
+            "and cached under <data_dir>/cache/synthetic/",
+        ),
+        DatasetInfo(
+            name="cifar10",
+            summary="CIFAR-10 from torchvision's python-pickle folder",
+            num_classes=10,
+            input_size=32,
+            train_size=50_000,
+            test_size=10_000,
+            mean=_CIFAR10_MEAN,
+            std=_CIFAR10_STD,
+            crop_padding=4,
+            flip=True,
+            source="pickle",
+            folder="cifar-10-batches-py",
+            required=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",),
+            layout="<data_dir>/cifar-10-batches-py/ with data_batch_1..5 and test_batch: Python pickles of "
+            "dicts with 'data' (uint8 N x 3072, channel planes R,G,B of 32x32) and 'labels' (0-9)",
+        ),
+        DatasetInfo(
+            name="cifar100",
+            summary="CIFAR-100 (fine labels) from torchvision's python-pickle folder",
+            num_classes=100,
+            input_size=32,
+            train_size=50_000,
+            test_size=10_000,
+            mean=_per_255((129.3, 124.1, 112.4)),
+            std=_per_255((68.2, 65.4, 70.4)),
+            crop_padding=4,
+            flip=True,
+            source="pickle",
+            folder="cifar-100-python",
+            required=("train", "test"),
+            layout="<data_dir>/cifar-100-python/ with train and test: Python pickles of dicts with 'data' "
+            "(uint8 N x 3072, channel planes R,G,B of 32x32) and 'fine_labels' (0-99)",
+        ),
+        DatasetInfo(
+            name="imagenet16_120",
+            summary="ImageNet16-120: 16x16 downsampled ImageNet, classes 1..120 of 1000 (NAS-Bench-201)",
+            num_classes=120,
+            input_size=16,
+            train_size=151_700,
+            test_size=6_000,
+            mean=_per_255((122.68, 116.66, 104.01)),
+            std=_per_255((63.22, 61.26, 65.09)),
+            crop_padding=2,
+            flip=True,
+            source="pickle",
+            folder="ImageNet16",
+            required=tuple(f"train_data_batch_{i}" for i in range(1, 11)) + ("val_data",),
+            layout="<data_dir>/ImageNet16/ with train_data_batch_1..10 and val_data: Python pickles of dicts "
+            "with 'data' (uint8 N x 768, channel planes of 16x16) and 'labels' (1-based, 1..1000)",
+        ),
+        DatasetInfo(
+            name="cifar10_folder",
+            summary="CIFAR-10 as an image folder (PNG/JPEG files), decoded once and cached",
+            num_classes=10,
+            input_size=32,
+            train_size=50_000,
+            test_size=10_000,
+            mean=_CIFAR10_MEAN,
+            std=_CIFAR10_STD,
+            crop_padding=4,
+            flip=True,
+            source="image_folder",
+            folder="cifar10-jpg",
+            required=("train/", "test/"),
+            layout="<data_dir>/cifar10-jpg/train/<class>/*.png|jpg and <data_dir>/cifar10-jpg/test/<class>/..., "
+            "32x32 RGB images; class indices follow the sorted class folder names of train/",
+        ),
+    )
+}
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
+
+
+def dataset_path(name: str, data_dir: Path | str) -> Path:
+    """Where the dataset's files live (synthetic: its cache folder)."""
+    info = get_dataset(name)
+    if info.folder is None:
+        return Path(data_dir) / "cache" / "synthetic"
+    return Path(data_dir) / info.folder
+
+
+def _is_present(path: Path, entry: str) -> bool:
+    if entry.endswith("/"):
+        # An image-folder split counts as present when it holds at least one class folder.
+        folder = path / entry.rstrip("/")
+        return folder.is_dir() and any(child.is_dir() for child in folder.iterdir())
+    return (path / entry).is_file()
+
+
+def availability(name: str, data_dir: Path | str) -> dict[str, Any]:
+    """Whether the dataset's files exist (no parsing): ``{"present", "path", "missing"}``."""
+    info = get_dataset(name)
+    path = dataset_path(name, data_dir)
+    missing = [entry for entry in info.required if not _is_present(path, entry)]
+    return {"present": not missing, "path": str(path), "missing": missing}
+
+
+def require_available(name: str, data_dir: Path | str) -> Path:
+    """The dataset's folder, or ``DatasetUnavailable`` listing what is missing there."""
+    state = availability(name, data_dir)
+    if not state["present"]:
+        raise DatasetUnavailable(
+            name, state["path"], f"missing {', '.join(state['missing'])}", get_dataset(name).layout
+        )
+    return Path(state["path"])
+
+
+def describe(name: str, data_dir: Path | str) -> dict[str, Any]:
+    """One entry of GET /v1/datasets: the catalogue facts plus availability under ``data_dir``."""
+    return {**get_dataset(name).as_dict(), "availability": availability(name, data_dir)}

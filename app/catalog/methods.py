@@ -1,0 +1,99 @@
+"""The method registry the API serves and validates against, and config resolution.
+
+Resolution = preset (a function of space and dataset) deep-merged with the batch's overrides,
+validated by the method's pydantic model, dumped with every default filled in. That dump is the
+*effective config*: hashed for identity and stored with each evaluation so a result can be rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.catalog.base import MethodInfo
+from app.errors import InputError
+
+
+@lru_cache
+def all_methods() -> dict[str, MethodInfo]:
+    from app.catalog.training import METHODS
+    from app.catalog.zero_cost import MEASURES
+
+    return {**METHODS, **MEASURES}
+
+
+@dataclass(frozen=True)
+class ResolvedMethod:
+    name: str
+    preset: str | None
+    config: dict[str, Any]
+    config_hash: str
+    family: str
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_hash(method: str, config: dict[str, Any]) -> str:
+    blob = json.dumps({"method": method, "config": config}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resolve(
+    name: str,
+    preset: str | None,
+    overrides: dict[str, Any] | None,
+    space: str,
+    dataset: str,
+    loc: list[str | int],
+) -> ResolvedMethod:
+    methods = all_methods()
+    info = methods.get(name)
+    if info is None:
+        raise InputError(loc + ["name"], f"unknown method {name!r}; allowed: {', '.join(sorted(methods))}")
+    if space not in info.spaces:
+        raise InputError(
+            loc + ["name"], f"method {name!r} does not support space {space!r}; it supports {list(info.spaces)}"
+        )
+    preset = preset or info.default_preset
+    base: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in info.presets:
+            raise InputError(
+                loc + ["preset"],
+                f"unknown preset {preset!r} for method {name!r}; allowed: {', '.join(sorted(info.presets))}",
+            )
+        base = info.presets[preset](space, dataset)
+    merged = deep_merge(base, overrides or {})
+    try:
+        model = info.config_model.model_validate(merged)
+    except ValidationError as exc:
+        raise InputError.many(
+            [
+                {
+                    "loc": [*loc, "config", *err["loc"]],
+                    "msg": f"{err['msg']} (input: {err.get('input')!r})",
+                    "type": err["type"],
+                }
+                for err in exc.errors()
+            ]
+        ) from None
+    config = model.model_dump(mode="json")
+    if info.check is not None:
+        problem = info.check(space, dataset, config)
+        if problem is not None:
+            where, msg = problem
+            raise InputError([*loc, "config", *where], msg)
+    return ResolvedMethod(name, preset, config, config_hash(name, config), info.family)

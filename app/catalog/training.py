@@ -1,0 +1,446 @@
+"""Torch-free configs, presets and validation of the training methods: fear, shortreg, full.
+
+Accuracies (thresholds, scores) are fractions in 0..1 throughout. Every field below can be
+overridden per batch within its stated limits; a preset only fills in starting values.
+
+Presets are functions of (space, dataset):
+- ``paper``: the FEAR paper's settings (per-dataset thresholds and stage-2 batch/epochs, 200-epoch
+  cap; DARTS space: cap 100 and the DARTS/NB301 training recipe), full = the NB201 protocol
+  (200 epochs, batch 256) or DARTS (100 epochs, batch 96, cutout 16, aux 0.4, drop path 0.2).
+- ``cpu``: a CPU-scale CIFAR-10 ranking study (reduced network, 4,000-image subset); a starting
+  point for the benchmark issue to tune, not a reproduction of the paper.
+- ``tiny``: a smoke-test run (tiny network, a few hundred synthetic images) that finishes in well
+  under a minute on 2 cores once the dataset is cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from app.catalog.base import DataOptions, MethodInfo, NetworkOptions, StrictModel
+
+TRAINING_SPACES: tuple[str, ...] = ("nb201", "nats_sss", "darts", "nb301")
+NB201_DEFAULT_N = 5
+DARTS_DEFAULT_LAYERS = 8
+NATS_SSS_CELLS = 5  # one cell per stage plus two reduction blocks
+MAX_UNFREEZE = 64
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+# ---------------------------------------------------------------------------------------------
+# Field factories: one place for each limit and its unit.
+
+
+def _batch(default: int, what: str) -> Any:
+    return Field(default, ge=1, le=8192, description=f"{what} minibatch size, images per step (1..8192)")
+
+
+def _lr(default: float, what: str) -> Any:
+    return Field(default, gt=0, le=10, description=f"{what} initial learning rate (cosine-decayed), (0, 10]")
+
+
+def _momentum(default: float) -> Any:
+    return Field(default, ge=0, lt=1, description="SGD momentum, [0, 1)")
+
+
+def _weight_decay(default: float) -> Any:
+    return Field(default, ge=0, le=0.1, description="L2 weight decay on every trainable parameter, [0, 0.1]")
+
+
+def _grad_clip(default: float | None) -> Any:
+    return Field(
+        default, gt=0, le=1000, description="max global L2 norm of the gradients, (0, 1000]; null = no clip"
+    )
+
+
+def _epochs(default: int, upper: int, what: str) -> Any:
+    return Field(default, ge=1, le=upper, description=f"{what}, epochs (1..{upper})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Config models
+
+
+class _TrainingOptions(StrictModel):
+    network: NetworkOptions = Field(default_factory=NetworkOptions)
+    data: DataOptions = Field(default_factory=DataOptions)
+
+
+def _nesterov_needs_momentum(momentum: float, nesterov: bool, prefix: str) -> None:
+    if nesterov and momentum == 0:
+        raise ValueError(f"{prefix}nesterov needs {prefix}momentum > 0 (set {prefix}nesterov to false)")
+
+
+class FearConfig(_TrainingOptions):
+    """FEAR: regular training until the epoch-average train top-1 reaches ``threshold`` (stage 1),
+    then train only the unfrozen top of the network (stage 2); score = last stage-2 epoch's
+    train top-1 (fraction)."""
+
+    threshold: float = Field(
+        0.6, gt=0, le=1, description="stage-1 target: epoch-average train top-1 as a fraction, (0, 1]"
+    )
+    max_stage1_epochs: int = _epochs(200, 500, "stage-1 cap and cosine horizon; 'unmet' if not reached")
+    stage1_batch_size: int = _batch(256, "stage-1")
+    stage1_lr: float = _lr(0.1, "stage-1")
+    stage1_momentum: float = _momentum(0.9)
+    stage1_nesterov: bool = Field(True, description="stage-1 Nesterov momentum")
+    stage1_weight_decay: float = _weight_decay(5e-4)
+    stage1_grad_clip: float | None = _grad_clip(5.0)
+    stage2_epochs: int = _epochs(5, 100, "stage-2 length (cosine to 0 over it)")
+    stage2_batch_size: int = _batch(1024, "stage-2")
+    stage2_lr: float = _lr(0.1, "stage-2")
+    stage2_momentum: float = _momentum(0.9)
+    stage2_nesterov: bool = Field(True, description="stage-2 Nesterov momentum")
+    stage2_weight_decay: float = _weight_decay(5e-4)
+    stage2_grad_clip: float | None = _grad_clip(5.0)
+    unfreeze: list[str] | None = Field(
+        None,
+        max_length=MAX_UNFREEZE,
+        description=(
+            "stage 2 trains the parameters inside these modules (dotted names such as 'cells.16', "
+            "'lastact', 'classifier'); null = the space's default for the network size"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FearConfig:
+        _nesterov_needs_momentum(self.stage1_momentum, self.stage1_nesterov, "stage1_")
+        _nesterov_needs_momentum(self.stage2_momentum, self.stage2_nesterov, "stage2_")
+        return self
+
+
+class ShortregConfig(_TrainingOptions):
+    """shortreg: E epochs of regular training (cosine over E); score = best epoch-average train top-1."""
+
+    epochs: int = _epochs(10, 500, "training length and cosine horizon")
+    batch_size: int = _batch(256, "training")
+    lr: float = _lr(0.1, "training")
+    momentum: float = _momentum(0.9)
+    nesterov: bool = Field(True, description="Nesterov momentum")
+    weight_decay: float = _weight_decay(5e-4)
+    grad_clip: float | None = _grad_clip(5.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ShortregConfig:
+        _nesterov_needs_momentum(self.momentum, self.nesterov, "")
+        return self
+
+
+class FullConfig(ShortregConfig):
+    """full: E epochs of regular training, then top-1 on the test split (the in-service ground truth)."""
+
+    epochs: int = _epochs(200, 1000, "training length and cosine horizon")
+
+
+# ---------------------------------------------------------------------------------------------
+# Module names of the built networks (torch-free), for the unfreeze check
+
+
+def module_names(space: str, network: dict[str, Any]) -> list[str]:
+    """Names of the modules (top level and per cell) the worker's builder creates for ``space``;
+    FEAR's unfreeze identifiers must name one of them."""
+    if space == "nb201":
+        cells = 3 * (network.get("N") or NB201_DEFAULT_N) + 2
+        top = ["stem", "cells", "lastact", "classifier"]
+    elif space == "nats_sss":
+        cells = NATS_SSS_CELLS
+        top = ["stem", "cells", "lastact", "classifier"]
+    elif space in ("darts", "nb301"):
+        cells = network.get("layers") or DARTS_DEFAULT_LAYERS
+        top = ["stem", "cells", "classifier"]
+        if network.get("auxiliary"):
+            top.append("auxiliary_head")
+    else:
+        raise ValueError(f"unknown space {space!r}")
+    return top + [f"cells.{i}" for i in range(cells)]
+
+
+def check_unfreeze(space: str, network_options: dict[str, Any], identifiers: list[str]) -> str | None:
+    """None if every identifier names a module of the network, else a message naming the fix.
+
+    Matching in the worker is by whole dotted components ('cells.1' does not match 'cells.13'),
+    so validating against module names is exact. A named cell that happens to hold no parameters
+    (an NB201 cell of skip/pool/none ops) is allowed: it simply trains nothing.
+    """
+    if not identifiers:
+        return "unfreeze must name at least one module (or be null for the space default)"
+    known = module_names(space, network_options)
+    for identifier in identifiers:
+        if not _IDENTIFIER.match(identifier):
+            return f"unfreeze entry {identifier!r} is not a dotted module name such as 'cells.3'"
+        if identifier not in known:
+            cells = [n for n in known if n.startswith("cells.")]
+            others = [n for n in known if not n.startswith("cells.")]
+            return (
+                f"unfreeze entry {identifier!r} names no module of this {space} network; "
+                f"allowed: {', '.join(others)}, {cells[0]}..{cells[-1]}"
+            )
+    return None
+
+
+def check_network(space: str, dataset: str, network: dict[str, Any]) -> tuple[list[str | int], str] | None:
+    """Network options that do not apply to the space are errors, not silently ignored."""
+    nb201_only = {"N"}
+    darts_only = {"layers", "auxiliary", "drop_path"}
+    for key in sorted(nb201_only | darts_only | {"C"}):
+        value = network.get(key)
+        if value in (None, False, 0, 0.0):
+            continue
+        if key in nb201_only and space != "nb201":
+            return ["network", key], f"network.{key} applies to nb201 only; remove it for {space}"
+        if key in darts_only and space not in ("darts", "nb301"):
+            return ["network", key], f"network.{key} applies to darts/nb301 only; remove it for {space}"
+        if key == "C" and space == "nats_sss":
+            return ["network", "C"], "nats_sss takes its channel counts from the genotype; remove network.C"
+    if network.get("auxiliary") and _input_size(dataset) < 32:
+        return ["network", "auxiliary"], "the auxiliary head needs 32x32 inputs; set network.auxiliary false"
+    return None
+
+
+def _check_common(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[str | int], str] | None:
+    return check_network(space, dataset, config.get("network") or {})
+
+
+def _check_fear(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[str | int], str] | None:
+    problem = _check_common(space, dataset, config)
+    if problem is not None:
+        return problem
+    if config.get("unfreeze") is not None:
+        message = check_unfreeze(space, config.get("network") or {}, config["unfreeze"])
+        if message is not None:
+            return ["unfreeze"], message
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+
+Preset = Callable[[str, str], dict[str, Any]]
+
+
+def _family(dataset: str) -> str:
+    """The paper dataset whose settings apply; image-folder variants follow their source."""
+    name = dataset.lower()
+    if name.startswith("synthetic"):
+        return "synthetic_cifar10"
+    if name.startswith("cifar100"):
+        return "cifar100"
+    if name.startswith("imagenet16"):
+        return "imagenet16_120"
+    return "cifar10"
+
+
+def _input_size(dataset: str) -> int:
+    return 16 if _family(dataset) == "imagenet16_120" else 32
+
+
+def _is_darts(space: str) -> bool:
+    return space in ("darts", "nb301")
+
+
+# FEAR paper, NB201/NATS: dataset -> (threshold, stage-2 batch, stage-2 epochs)
+_PAPER_FEAR: dict[str, tuple[float, int, int]] = {
+    "cifar10": (0.6, 1024, 5),
+    "cifar100": (0.3, 512, 5),
+    "imagenet16_120": (0.2, 512, 10),
+    "synthetic_cifar10": (0.15, 1024, 5),
+}
+
+# The DARTS/NB301 training recipe (lr 0.025, wd 3e-4, plain momentum, batch 96).
+_DARTS_SGD = {"lr": 0.025, "momentum": 0.9, "nesterov": False, "weight_decay": 3e-4, "grad_clip": 5.0}
+
+
+def _paper_data(space: str, dataset: str) -> dict[str, Any]:
+    # The paper's CIFAR runs had cutout 16 (inherited from a DARTS config); the synthetic loader
+    # had no transform; cutout 16 would blank most of a 16x16 ImageNet16 image.
+    family = _family(dataset)
+    cutout = 16 if family in ("cifar10", "cifar100") else 0
+    return {"cutout": cutout}
+
+
+def _darts_network(dataset: str, *, drop_path: float = 0.2) -> dict[str, Any]:
+    return {"auxiliary": _input_size(dataset) == 32, "auxiliary_weight": 0.4, "drop_path": drop_path}
+
+
+def _stage(prefix: str, sgd: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{key}": value for key, value in sgd.items()}
+
+
+def fear_paper(space: str, dataset: str) -> dict[str, Any]:
+    threshold, stage2_batch, stage2_epochs = _PAPER_FEAR[_family(dataset)]
+    if _is_darts(space):
+        return {
+            "threshold": threshold,
+            "max_stage1_epochs": 100,
+            "stage1_batch_size": 96,
+            **_stage("stage1_", _DARTS_SGD),
+            "stage2_epochs": 10,
+            "stage2_batch_size": 96,
+            **_stage("stage2_", _DARTS_SGD),
+            "network": _darts_network(dataset),
+            "data": {"cutout": 16 if _input_size(dataset) == 32 else 0},
+        }
+    return {
+        "threshold": threshold,
+        "max_stage1_epochs": 200,
+        "stage1_batch_size": 256,
+        "stage2_epochs": stage2_epochs,
+        "stage2_batch_size": stage2_batch,
+        "data": _paper_data(space, dataset),
+    }
+
+
+def shortreg_paper(space: str, dataset: str) -> dict[str, Any]:
+    if _is_darts(space):
+        # Not in the paper's table: the DARTS recipe for as many epochs as FEAR's stage 2.
+        return {
+            "epochs": 10,
+            "batch_size": 96,
+            **_DARTS_SGD,
+            "network": _darts_network(dataset),
+            "data": {"cutout": 16 if _input_size(dataset) == 32 else 0},
+        }
+    # The search table's baseline: 50 epochs at batch 256.
+    return {"epochs": 50, "batch_size": 256, "data": _paper_data(space, dataset)}
+
+
+def full_paper(space: str, dataset: str) -> dict[str, Any]:
+    if _is_darts(space):
+        return {
+            "epochs": 100,
+            "batch_size": 96,
+            **_DARTS_SGD,
+            "network": _darts_network(dataset),
+            "data": {"cutout": 16 if _input_size(dataset) == 32 else 0},
+        }
+    # The NB201 protocol (no cutout): how its published accuracies were obtained.
+    return {"epochs": 200, "batch_size": 256}
+
+
+# CPU scale: dataset family -> (threshold, stage-2 epochs). Lower thresholds than the paper's
+# because a 4,000-image subset and a small network train to a lower accuracy per epoch.
+_CPU_FEAR: dict[str, tuple[float, int]] = {
+    "cifar10": (0.45, 3),
+    "cifar100": (0.15, 3),
+    "imagenet16_120": (0.1, 3),
+    "synthetic_cifar10": (0.15, 3),
+}
+_CPU_DATA = {"train_size": 4000, "test_size": 2000, "cutout": 0}
+_CPU_SYNTHETIC = {"per_class": 500, "train_per_class": 400}
+
+
+def _cpu_network(space: str) -> dict[str, Any]:
+    if space == "nb201":
+        return {"C": 16, "N": 1}
+    if _is_darts(space):
+        return {"C": 16, "layers": 5}
+    return {}
+
+
+def _cpu_data(dataset: str) -> dict[str, Any]:
+    if _family(dataset) == "synthetic_cifar10":
+        return {**_CPU_DATA, "train_size": None, "test_size": None, "synthetic": _CPU_SYNTHETIC}
+    return dict(_CPU_DATA)
+
+
+def fear_cpu(space: str, dataset: str) -> dict[str, Any]:
+    threshold, stage2_epochs = _CPU_FEAR[_family(dataset)]
+    return {
+        "threshold": threshold,
+        "max_stage1_epochs": 15,
+        "stage1_batch_size": 128,
+        "stage2_epochs": stage2_epochs,
+        "stage2_batch_size": 256,
+        "network": _cpu_network(space),
+        "data": _cpu_data(dataset),
+    }
+
+
+def shortreg_cpu(space: str, dataset: str) -> dict[str, Any]:
+    return {"epochs": 6, "batch_size": 128, "network": _cpu_network(space), "data": _cpu_data(dataset)}
+
+
+def full_cpu(space: str, dataset: str) -> dict[str, Any]:
+    return {"epochs": 30, "batch_size": 128, "network": _cpu_network(space), "data": _cpu_data(dataset)}
+
+
+# Tiny: a couple of hundred images, C=8 and one cell per stage; seconds per evaluation.
+_TINY_SYNTHETIC = {"per_class": 30, "train_per_class": 20}
+_TINY_DATA = {"train_size": 300, "test_size": 200, "cutout": 0}
+
+
+def _tiny_network(space: str) -> dict[str, Any]:
+    if space == "nb201":
+        return {"C": 8, "N": 1}
+    if _is_darts(space):
+        return {"C": 8, "layers": 3}
+    return {}
+
+
+def _tiny_data(dataset: str) -> dict[str, Any]:
+    if _family(dataset) == "synthetic_cifar10":
+        return {"synthetic": _TINY_SYNTHETIC}
+    return dict(_TINY_DATA)
+
+
+def fear_tiny(space: str, dataset: str) -> dict[str, Any]:
+    return {
+        "threshold": 0.15,
+        "max_stage1_epochs": 10,
+        "stage1_batch_size": 64,
+        "stage2_epochs": 2,
+        "stage2_batch_size": 128,
+        "network": _tiny_network(space),
+        "data": _tiny_data(dataset),
+    }
+
+
+def shortreg_tiny(space: str, dataset: str) -> dict[str, Any]:
+    return {"epochs": 3, "batch_size": 64, "network": _tiny_network(space), "data": _tiny_data(dataset)}
+
+
+def full_tiny(space: str, dataset: str) -> dict[str, Any]:
+    return {"epochs": 3, "batch_size": 64, "network": _tiny_network(space), "data": _tiny_data(dataset)}
+
+
+METHODS: dict[str, MethodInfo] = {
+    "fear": MethodInfo(
+        name="fear",
+        family="training",
+        summary=(
+            "train until the epoch train top-1 reaches a threshold, freeze the lower layers, train the "
+            "top; score = last epoch's train top-1 (fraction 0..1)"
+        ),
+        higher_is_better=True,
+        config_model=FearConfig,
+        presets={"paper": fear_paper, "cpu": fear_cpu, "tiny": fear_tiny},
+        default_preset="paper",
+        spaces=TRAINING_SPACES,
+        check=_check_fear,
+    ),
+    "shortreg": MethodInfo(
+        name="shortreg",
+        family="training",
+        summary="regular training for E epochs; score = best epoch-average train top-1 (fraction 0..1)",
+        higher_is_better=True,
+        config_model=ShortregConfig,
+        presets={"paper": shortreg_paper, "cpu": shortreg_cpu, "tiny": shortreg_tiny},
+        default_preset="paper",
+        spaces=TRAINING_SPACES,
+        check=_check_common,
+    ),
+    "full": MethodInfo(
+        name="full",
+        family="training",
+        summary="regular training for E epochs, then test top-1 on the held-out split (fraction 0..1)",
+        higher_is_better=True,
+        config_model=FullConfig,
+        presets={"paper": full_paper, "cpu": full_cpu, "tiny": full_tiny},
+        default_preset="paper",
+        spaces=TRAINING_SPACES,
+        check=_check_common,
+    ),
+}

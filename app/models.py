@@ -1,0 +1,231 @@
+"""ORM models (SQLAlchemy 2.0 typed mappings). The database is the source of truth for results."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Evaluation states. "unmet" and "rejected" are FEAR outcomes (threshold never reached / over the
+# ratio-to-fastest budget); "lost" means the worker died too often, distinct from a method error.
+QUEUED, RUNNING, DONE, FAILED, UNMET, REJECTED, LOST = (
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "unmet",
+    "rejected",
+    "lost",
+)
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, UNMET, REJECTED, LOST)
+PENDING = (QUEUED, RUNNING)
+TERMINAL = (DONE, FAILED, UNMET, REJECTED, LOST)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Architecture(Base):
+    __tablename__ = "architectures"
+    __table_args__ = (UniqueConstraint("space", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    space: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(128))
+    canonical: Mapped[str] = mapped_column(Text)
+    index: Mapped[int | None] = mapped_column(Integer)
+    iso_key: Mapped[str | None] = mapped_column(String(256))
+    degenerate: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    space: Mapped[str] = mapped_column(String(16))
+    dataset: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # FEAR ratio-to-fastest: the fastest time-to-threshold seen so far among this batch's FEAR runs.
+    fastest_stage1_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    methods: Mapped[list[BatchMethod]] = relationship(back_populates="batch", order_by="BatchMethod.position")
+
+
+class BatchMethod(Base):
+    """One method entry of a batch with its resolved effective config."""
+
+    __tablename__ = "batch_methods"
+    __table_args__ = (UniqueConstraint("batch_id", "alias"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    alias: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(32))
+    preset: Mapped[str | None] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column()
+    config_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(32), default="")
+
+    batch: Mapped[Batch] = relationship(back_populates="methods")
+
+
+class BatchItem(Base):
+    __tablename__ = "batch_items"
+    __table_args__ = (Index("ix_batch_items_batch_position", "batch_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(256))
+    ground_truth: Mapped[float | None] = mapped_column(Float)
+
+    architecture: Mapped[Architecture] = relationship()
+
+
+class GroundTruth(Base):
+    """Named ground-truth accuracies per architecture of a batch (e.g. ``nb201-cifar10-test-200ep``)."""
+
+    __tablename__ = "ground_truths"
+    __table_args__ = (UniqueConstraint("batch_id", "set_name", "architecture_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    set_name: Mapped[str] = mapped_column(String(128))
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Evaluation(Base):
+    """One (architecture, dataset, method, effective config, seed[, scope]) computation, shared by
+    every batch that asks for it. ``scope`` is empty except where the outcome depends on the batch
+    (FEAR with a ratio-to-fastest cap is scoped to its batch)."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        UniqueConstraint("architecture_id", "dataset", "method", "config_hash", "seed", "scope"),
+        Index("ix_evaluations_status_queued_at", "status", "queued_at"),
+        Index("ix_evaluations_status_heartbeat_at", "status", "heartbeat_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
+    dataset: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(String(32), default="")
+    config: Mapped[dict[str, Any]] = mapped_column()
+
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The raw score. NaN cannot round-trip through SQLite, so ``score_kind`` records what a
+    # non-finite score was ("nan", "inf", "-inf"); ``finite`` is the flag statistics filter on.
+    score: Mapped[float | None] = mapped_column(Float)
+    score_kind: Mapped[str | None] = mapped_column(String(8))
+    finite: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    cost_s: Mapped[float | None] = mapped_column(Float)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    device: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(256))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)  # when it (re)entered "queued"
+    enqueued_at: Mapped[datetime | None] = mapped_column()  # last publish to the broker; NULL = never
+    started_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    architecture: Mapped[Architecture] = relationship()
+
+    @property
+    def score_value(self) -> float | None:
+        """The raw score with non-finite values restored (NaN, ±inf)."""
+        if self.score_kind in ("nan", "inf", "-inf"):
+            return float(self.score_kind)
+        return self.score
+
+    def set_score(self, value: float | None) -> None:
+        if value is None:
+            self.score, self.score_kind, self.finite = None, None, None
+        elif math.isfinite(value):
+            self.score, self.score_kind, self.finite = float(value), "finite", True
+        else:
+            kind = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+            self.score, self.score_kind, self.finite = None, kind, False
+
+
+class BatchEvaluation(Base):
+    """Which evaluations answer which method entry of which batch."""
+
+    __tablename__ = "batch_evaluations"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    batch_method_id: Mapped[int] = mapped_column(
+        ForeignKey("batch_methods.id", ondelete="CASCADE"), primary_key=True
+    )
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), primary_key=True, index=True)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    response: Mapped[dict[str, Any]] = mapped_column(default=dict)  # replayed verbatim
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerSeen(Base):
+    """Workers upsert this row periodically; /v1/health counts recent ones."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    device: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,187 @@
+"""Request and response models of API v1. Limits live here so the OpenAPI schema states them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.settings import get_settings
+
+_settings = get_settings()
+MAX_ITEMS = _settings.max_items_per_batch
+MAX_METHODS = _settings.max_methods_per_batch
+MAX_GENOTYPE = _settings.max_genotype_chars
+
+SpaceName = Literal["nb201", "nats_sss", "darts", "nb301"]
+NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MethodRequest(Strict):
+    name: str = Field(..., max_length=32, description="method name, see GET /v1/methods", examples=["fear"])
+    preset: str | None = Field(
+        None, max_length=32, description="named preset (GET /v1/methods lists them); default: the method's"
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of preset fields; validated against the method's schema"
+    )
+    alias: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:@+-]+$",
+        description="name of this entry in rankings and reports; default: the method name, or name@preset "
+        "and name#position when several entries share a name",
+    )
+
+
+class BatchOptions(Strict):
+    ratio_to_fastest: float | None = Field(
+        None,
+        ge=1.0,
+        le=1000.0,
+        description="FEAR search-time cap: stage 1 may take at most ratio x the fastest time-to-threshold "
+        "seen so far among this batch's FEAR evaluations; slower candidates end 'rejected'",
+    )
+    ground_truth_set: str = Field(
+        "client",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:@+-]+$",
+        description="name under which the items' ground_truth values are stored",
+    )
+
+
+class ItemRequest(Strict):
+    genotype: str | dict[str, Any] | None = Field(
+        None,
+        description="genotype in the space's format (a string; darts/nb301 also a JSON object)",
+        examples=[NB201_EXAMPLE],
+    )
+    nb201_index: int | None = Field(None, ge=0, le=15624, description="NAS-Bench-201 index (space nb201)")
+    index: int | None = Field(None, ge=0, description="the benchmark index in the batch's space (nb201, nats_sss)")
+    label: str | None = Field(None, max_length=256, description="client id/label echoed in rankings")
+    ground_truth: float | None = Field(
+        None, ge=0.0, le=100.0, description="trusted final accuracy in percent, e.g. from NAS-Bench-201"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_identity(self) -> ItemRequest:
+        given = [n for n in ("genotype", "nb201_index", "index") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'genotype', 'nb201_index' or 'index' "
+                f"(got {', '.join(given) if given else 'none'})"
+            )
+        if isinstance(self.genotype, str) and len(self.genotype) > MAX_GENOTYPE:
+            raise ValueError(f"genotype is {len(self.genotype)} characters; the limit is {MAX_GENOTYPE}")
+        return self
+
+
+class BatchCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "space": "nb201",
+                    "dataset": "synthetic_cifar10",
+                    "methods": [
+                        {"name": "fear", "preset": "tiny"},
+                        {"name": "synflow"},
+                        {"name": "params"},
+                    ],
+                    "seed": 0,
+                    "options": {"ratio_to_fastest": 4.0},
+                    "items": [
+                        {"genotype": NB201_EXAMPLE, "label": "cand-17", "ground_truth": 93.12},
+                        {"nb201_index": 1462},
+                    ],
+                }
+            ]
+        },
+    )
+
+    space: SpaceName = Field(..., description="search space of every item")
+    dataset: str = Field(..., max_length=64, description="dataset name, see GET /v1/datasets")
+    methods: list[MethodRequest] = Field(..., min_length=1, max_length=MAX_METHODS)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for weights, data order and augmentation")
+    options: BatchOptions = Field(default_factory=BatchOptions)
+    owner: str | None = Field(None, max_length=128)
+    items: list[ItemRequest] = Field(..., min_length=1, max_length=MAX_ITEMS)
+
+
+class EvaluationCounts(BaseModel):
+    new: int
+    reused: int
+    retried: int = 0
+
+
+class BatchCreated(BaseModel):
+    batch_id: str
+    evaluations: EvaluationCounts
+    items: int
+    architectures: int
+    methods: list[dict[str, Any]]
+    status_url: str
+    ranking_url: str
+
+
+class StatusCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    unmet: int = 0
+    rejected: int = 0
+    lost: int = 0
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    status: Literal["queued", "running", "done"]
+    space: str
+    dataset: str
+    seed: int
+    options: dict[str, Any]
+    created_at: datetime
+    counts: StatusCounts
+    methods: list[dict[str, Any]]
+    per_method: dict[str, StatusCounts]
+    progress: list[dict[str, Any]]
+    timings: dict[str, Any]
+    eta_s: float | None
+
+
+class RankingItem(BaseModel):
+    rank: float | None = Field(description="1 = best; ties share the average rank; null = not ranked (see reason)")
+    position: int
+    label: str | None
+    genotype: str
+    index: int | None
+    score: float | None = Field(description="the score; null when non-finite (see score_repr) or pending")
+    score_repr: str | None = Field(None, description="'nan', 'inf' or '-inf' for a non-finite score")
+    finite: bool | None
+    status: str
+    reason: str | None = None
+    cost_s: float | None
+    evaluation_id: int
+    architecture_key: str
+    degenerate: bool
+    ground_truth: float | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class Ranking(BaseModel):
+    batch_id: str
+    method: str
+    higher_is_better: bool
+    items: list[RankingItem]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,220 @@
+"""Read side of a batch: status counts, live progress, and per-method result rows."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import InputError, NotFound
+from app.models import (
+    PENDING,
+    RUNNING,
+    STATUSES,
+    Architecture,
+    Batch,
+    BatchEvaluation,
+    BatchItem,
+    BatchMethod,
+    Evaluation,
+    WorkerSeen,
+    utcnow,
+)
+from app.settings import Settings
+
+
+def get_batch(session: Session, batch_id: str) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise NotFound(f"batch {batch_id!r}")
+    return batch
+
+
+def method_by_alias(batch: Batch, alias: str | None) -> BatchMethod:
+    aliases = [m.alias for m in batch.methods]
+    if alias is None:
+        if len(batch.methods) == 1:
+            return batch.methods[0]
+        raise InputError(["query", "method"], f"this batch ran several methods; choose one of {aliases}")
+    for m in batch.methods:
+        if m.alias == alias:
+            return m
+    raise InputError(["query", "method"], f"this batch did not run method {alias!r}; it ran {aliases}")
+
+
+def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]:
+    per_method: dict[str, dict[str, int]] = {m.alias: dict.fromkeys(STATUSES, 0) for m in batch.methods}
+    alias_of = {m.id: m.alias for m in batch.methods}
+    rows = session.execute(
+        select(BatchEvaluation.batch_method_id, Evaluation.status, func.count())
+        .join(Evaluation, Evaluation.id == BatchEvaluation.evaluation_id)
+        .where(BatchEvaluation.batch_id == batch.id)
+        .group_by(BatchEvaluation.batch_method_id, Evaluation.status)
+    ).all()
+    counts = dict.fromkeys(STATUSES, 0)
+    for mid, st, n in rows:
+        per_method[alias_of[mid]][st] += n
+        counts[st] += n
+    pending = counts["queued"] + counts["running"]
+    overall = "done" if pending == 0 else ("running" if counts["running"] or sum(counts.values()) > pending else "queued")
+
+    cost_rows = session.execute(
+        select(BatchEvaluation.batch_method_id, func.avg(Evaluation.cost_s), func.sum(Evaluation.cost_s), func.count())
+        .join(Evaluation, Evaluation.id == BatchEvaluation.evaluation_id)
+        .where(BatchEvaluation.batch_id == batch.id, Evaluation.cost_s.is_not(None))
+        .group_by(BatchEvaluation.batch_method_id)
+    ).all()
+    timings = {
+        alias_of[mid]: {"mean_cost_s": avg, "total_cost_s": total, "n": n} for mid, avg, total, n in cost_rows
+    }
+    eta = _eta(session, batch, per_method, timings, settings)
+    return {
+        "batch_id": batch.id,
+        "status": overall,
+        "space": batch.space,
+        "dataset": batch.dataset,
+        "seed": batch.seed,
+        "options": batch.options,
+        "created_at": batch.created_at,
+        "counts": counts,
+        "methods": [
+            {"alias": m.alias, "name": m.name, "preset": m.preset, "config_hash": m.config_hash} for m in batch.methods
+        ],
+        "per_method": per_method,
+        "progress": progress(session, batch),
+        "timings": timings,
+        "eta_s": eta,
+    }
+
+
+def _eta(
+    session: Session,
+    batch: Batch,
+    per_method: dict[str, dict[str, int]],
+    timings: dict[str, dict[str, Any]],
+    settings: Settings,
+) -> float | None:
+    """Remaining evaluations × their method's mean cost so far, spread over the live workers.
+    None until every unfinished method has at least one finished evaluation."""
+    remaining = 0.0
+    for alias, c in per_method.items():
+        left = c["queued"] + c["running"]
+        if not left:
+            continue
+        mean = timings.get(alias, {}).get("mean_cost_s")
+        if mean is None:
+            return None
+        remaining += left * float(mean)
+    cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
+    workers = session.scalar(select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen >= cutoff)) or 0
+    return remaining / max(1, workers)
+
+
+def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str, Any]]:
+    alias_of = {m.id: m.alias for m in batch.methods}
+    rows = session.execute(
+        select(Evaluation, BatchEvaluation.batch_method_id, Architecture.canonical, Architecture.index)
+        .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
+        .join(Architecture, Architecture.id == Evaluation.architecture_id)
+        .where(BatchEvaluation.batch_id == batch.id, Evaluation.status == RUNNING)
+        .order_by(Evaluation.started_at)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "evaluation_id": ev.id,
+            "method": alias_of[mid],
+            "genotype": canonical,
+            "index": index,
+            "attempt": ev.attempts,
+            "worker": ev.worker,
+            "device": ev.device,
+            "started_at": ev.started_at,
+            "heartbeat_at": ev.heartbeat_at,
+            **(ev.progress or {}),
+        }
+        for ev, mid, canonical, index in rows
+    ]
+
+
+def method_rows(session: Session, batch: Batch, method: BatchMethod) -> list[dict[str, Any]]:
+    """One row per batch item (in submission order) with its evaluation under ``method``.
+    Several items naming the same architecture share one evaluation."""
+    ev_by_arch: dict[int, Evaluation] = {}
+    for ev in session.scalars(
+        select(Evaluation)
+        .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
+        .where(BatchEvaluation.batch_id == batch.id, BatchEvaluation.batch_method_id == method.id)
+    ):
+        ev_by_arch[ev.architecture_id] = ev
+    items = session.execute(
+        select(BatchItem, Architecture)
+        .join(Architecture, Architecture.id == BatchItem.architecture_id)
+        .where(BatchItem.batch_id == batch.id)
+        .order_by(BatchItem.position)
+    ).all()
+    rows = []
+    for item, arch in items:
+        ev = ev_by_arch[arch.id]
+        rows.append(evaluation_row(ev, arch, item))
+    return rows
+
+
+def evaluation_row(ev: Evaluation, arch: Architecture, item: BatchItem | None = None) -> dict[str, Any]:
+    value = ev.score_value
+    return {
+        "key": arch.key,
+        "label": item.label if item else None,
+        "item_position": item.position if item else None,
+        "genotype": arch.canonical,
+        "index": arch.index,
+        "degenerate": arch.degenerate,
+        "architecture_key": arch.key,
+        "evaluation_id": ev.id,
+        "method": ev.method,
+        "status": ev.status,
+        "score": value,
+        "finite": ev.finite,
+        "reason": ev.reason or (ev.error if ev.status in ("failed", "lost") else None),
+        "cost_s": ev.cost_s,
+        "attempts": ev.attempts,
+        "timings": ev.timings,
+        "info": {k: v for k, v in (ev.info or {}).items() if k != "traceback"},
+        "device": ev.device,
+        "config_hash": ev.config_hash,
+        "seed": ev.seed,
+        "started_at": ev.started_at,
+        "finished_at": ev.finished_at,
+        "pending": ev.status in PENDING,
+    }
+
+
+def items_by_key(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        out[r["key"]].append(r)
+    return out
+
+
+def ground_truth_map(session: Session, batch: Batch, set_name: str) -> dict[str, float]:
+    """Architecture key → ground-truth accuracy under a named set of this batch."""
+    from app.models import GroundTruth
+
+    rows = session.execute(
+        select(Architecture.key, GroundTruth.value)
+        .join(Architecture, Architecture.id == GroundTruth.architecture_id)
+        .where(GroundTruth.batch_id == batch.id, GroundTruth.set_name == set_name)
+    ).all()
+    return {k: v for k, v in rows}
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON cannot carry NaN/inf: a non-finite score is sent as null plus ``score_repr``."""
+    score = row.get("score")
+    if score is not None and not math.isfinite(score):
+        return {**row, "score": None, "score_repr": str(score)}
+    return {**row, "score_repr": None}

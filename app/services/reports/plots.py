@@ -1,0 +1,159 @@
+"""The report's two pictures as PNG bytes: score vs ground truth, and cost vs Spearman.
+
+matplotlib is imported on first use so the API starts without it, and only through the object API
+(``Figure`` + the Agg canvas), never pyplot: pyplot keeps global figure state, which is not safe when
+the API renders plots for concurrent requests. Images are exactly ``width_px`` × ``height_px`` pixels
+(inches = pixels / dpi, saved without tight cropping).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from app.services.reports.stats import correlation, finite_or_none
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+NOT_ENOUGH_DATA = "not enough data"
+PANEL_HEIGHT_PX = 400
+MAX_COLUMNS = 3
+# scores spanning more than this factor (synflow: 1e30..1e60) are unreadable on a linear axis
+LOG_SCALE_SPAN = 1e3
+
+
+def _new_figure(width_px: int, height_px: int, dpi: int) -> Figure:
+    if width_px < 50 or height_px < 50:
+        raise ValueError(f"image too small: {width_px}×{height_px} px (at least 50×50)")
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; harmless when already selected
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure, dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _empty_panel(axes: Axes, title: str | None = None, detail: str | None = None) -> None:
+    text = NOT_ENOUGH_DATA if detail is None else f"{NOT_ENOUGH_DATA}\n{detail}"
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, color="0.4")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    if title:
+        axes.set_title(title, fontsize=10)
+
+
+def _finite_pairs(points: Sequence[tuple[float | None, float | None]]) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for gt, score in points:
+        x, y = finite_or_none(gt), finite_or_none(score)
+        if x is not None and y is not None:
+            xs.append(x)
+            ys.append(y)
+    return xs, ys
+
+
+def _wants_log_scale(values: Sequence[float]) -> bool:
+    return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SCALE_SPAN
+
+
+def score_vs_ground_truth_png(
+    points_by_method: Mapping[str, Sequence[tuple[float | None, float | None]]],
+    width_px: int = 1200,
+    height_px: int | None = None,
+    dpi: int = 100,
+    spearman_by_method: Mapping[str, float | None] | None = None,
+    ground_truth_label: str = "ground-truth accuracy",
+) -> bytes:
+    """One scatter per method of (ground truth, score) pairs, ρ in each title.
+
+    Pairs with a missing or non-finite value are left out and counted in the title. ρ is computed from
+    the plotted pairs unless ``spearman_by_method`` gives the report's value. ``height_px`` defaults to
+    400 px per row of panels (at most 3 panels per row).
+    """
+    names = list(points_by_method)
+    columns = max(1, min(MAX_COLUMNS, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    figure = _new_figure(width_px, height_px or PANEL_HEIGHT_PX * rows, dpi)
+    if not names:
+        _empty_panel(figure.add_subplot(1, 1, 1), "score vs ground truth", "no methods")
+        return _png(figure, dpi)
+    for index, name in enumerate(names):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        points = points_by_method[name]
+        xs, ys = _finite_pairs(points)
+        dropped = len(points) - len(xs)
+        if spearman_by_method is not None and name in spearman_by_method:
+            rho = spearman_by_method[name]
+        else:
+            rho = correlation(xs, ys)["spearman"]
+        title = f"{name}: ρ = {'n/a' if rho is None else f'{rho:.3f}'} (n = {len(xs)})"
+        if dropped:
+            title += f", {dropped} dropped"
+        if not xs:
+            _empty_panel(axes, title)
+            continue
+        axes.scatter(xs, ys, s=12, alpha=0.7, edgecolors="none")
+        if _wants_log_scale(ys):
+            axes.set_yscale("log")
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel(ground_truth_label)
+        axes.set_ylabel("score")
+        axes.grid(True, alpha=0.3)
+    figure.tight_layout()  # rearranges axes inside the fixed canvas; the pixel size does not change
+    return _png(figure, dpi)
+
+
+def _placeable(entry: Mapping[str, Any]) -> bool:
+    cost = finite_or_none(entry.get("cost_s"))
+    # a log axis has no place for 0 s (static measures like params may record 0)
+    return cost is not None and cost > 0 and finite_or_none(entry.get("spearman")) is not None
+
+
+def cost_vs_spearman_png(
+    entries: Sequence[Mapping[str, Any]],
+    width_px: int = 900,
+    height_px: int = 600,
+    dpi: int = 100,
+) -> bytes:
+    """One labelled point per method or setting: x = mean cost per architecture (s, log), y = Spearman.
+
+    Each entry has ``label``, ``cost_s``, ``spearman`` and optionally ``ci_low``/``ci_high`` (drawn as an
+    error bar). Entries without a positive finite cost or without ρ cannot be placed and are skipped.
+    """
+    figure = _new_figure(width_px, height_px, dpi)
+    axes = figure.add_subplot(1, 1, 1)
+    title = "cost vs Spearman ρ with ground truth"
+    placed = [entry for entry in entries if _placeable(entry)]
+    if not placed:
+        skipped = len(entries)
+        _empty_panel(axes, title, f"{skipped} entr{'y' if skipped == 1 else 'ies'} without cost and ρ")
+        return _png(figure, dpi)
+    for entry in placed:
+        x, y = float(entry["cost_s"]), float(entry["spearman"])
+        low, high = finite_or_none(entry.get("ci_low")), finite_or_none(entry.get("ci_high"))
+        if low is not None and high is not None:
+            axes.errorbar([x], [y], yerr=[[max(0.0, y - low)], [max(0.0, high - y)]], fmt="o", capsize=3)
+        else:
+            axes.plot([x], [y], "o")
+        axes.annotate(str(entry.get("label", "")), (x, y), textcoords="offset points", xytext=(5, 5))
+    axes.set_xscale("log")
+    axes.set_xlabel("mean cost per architecture (s, log scale)")
+    axes.set_ylabel("Spearman ρ")
+    skipped = len(entries) - len(placed)
+    axes.set_title(title + (f" ({skipped} skipped)" if skipped else ""))
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure, dpi)

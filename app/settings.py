@@ -1,0 +1,100 @@
+"""Every tunable of the service in one typed object (env prefix ``FASTARCHRANK_``).
+
+With no configuration the service runs embedded: a SQLite file and a filesystem broker under
+``data_dir``, so ``fastarchrank serve`` works on a fresh machine. Point ``database_url`` at Postgres
+and ``broker_url`` at Redis for the full stack; the code path is the same.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FASTARCHRANK_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path.home() / ".fastarchrank",
+        description="root for the embedded database, embedded broker, caches and default dataset files",
+    )
+    datasets_dir: Path | None = Field(
+        None, description="folder holding dataset files (cifar-10-batches-py/ ...); default <data_dir>/datasets"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/fastarchrank.db"
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker URL (redis://...); default: a filesystem broker under data_dir"
+    )
+
+    # --- API limits (also stated in the OpenAPI schema) -----------------------------------------
+    max_items_per_batch: int = Field(20_000, ge=1, description="items in one POST /v1/batches")
+    max_methods_per_batch: int = Field(32, ge=1, description="method entries in one batch")
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="request body size, bytes")
+    max_genotype_chars: int = Field(4096, ge=64, description="length of one genotype string, characters")
+    max_page_size: int = Field(1000, ge=1, description="largest `limit` of paginated listings")
+
+    # --- task execution ------------------------------------------------------------------------
+    task_soft_time_limit_s: int = Field(6 * 3600, ge=10, description="soft limit of one task, seconds")
+    task_hard_time_limit_s: int = Field(6 * 3600 + 300, ge=20, description="hard limit of one task, seconds")
+    broker_visibility_timeout_s: int = Field(
+        7 * 3600, ge=30, description="Redis visibility timeout, seconds; must be >= the hard limit"
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="deliveries of one evaluation before it is 'lost'")
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="minimum seconds between progress writes")
+    stale_after_s: float = Field(
+        120.0, gt=0, description="a running evaluation without heartbeat this long is re-queued by the reaper"
+    )
+    requeue_after_s: float = Field(
+        60.0, gt=0, description="a queued evaluation older than this is re-enqueued by the sweeper"
+    )
+    sweep_interval_s: float = Field(30.0, gt=0, description="period of the sweeper/reaper loop, seconds")
+    worker_seen_window_s: float = Field(120.0, gt=0, description="a worker counts as alive this long")
+
+    # --- worker --------------------------------------------------------------------------------
+    device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N'")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = torch default")
+    queue: str = Field("evaluations", description="Celery queue evaluations go to")
+
+    # --- serve ---------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="bind address of `fastarchrank serve`")
+    port: int = Field(8000, ge=1, le=65535, description="port of `fastarchrank serve`")
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.task_soft_time_limit_s >= self.task_hard_time_limit_s:
+            raise ValueError("task_soft_time_limit_s must be below task_hard_time_limit_s")
+        if self.broker_visibility_timeout_s < self.task_hard_time_limit_s:
+            # Redis would redeliver a task still legitimately running: duplicate work.
+            raise ValueError("broker_visibility_timeout_s must be >= task_hard_time_limit_s")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'fastarchrank.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.effective_broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def effective_datasets_dir(self) -> Path:
+        return self.datasets_dir or self.data_dir / "datasets"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

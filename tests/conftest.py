@@ -1,0 +1,161 @@
+"""Test session set-up: a fresh Postgres database (migrated by Alembic), a private Redis queue, a temp
+data dir. Settings are read from the environment, so they are set before any app module is imported.
+
+Override the servers with FASTARCHRANK_TEST_PG (a libpq URL to the maintenance database) and
+FASTARCHRANK_TEST_REDIS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN = os.environ.get("FASTARCHRANK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("FASTARCHRANK_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:10]
+TEST_DB = f"fastarchrank_test_{RUN_ID}"
+DATA_DIR = Path(tempfile.mkdtemp(prefix="fastarchrank-test-"))
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TEST_ENV = {
+    "FASTARCHRANK_DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + f"/{TEST_DB}",
+    "FASTARCHRANK_BROKER_URL": REDIS,
+    "FASTARCHRANK_DATA_DIR": str(DATA_DIR),
+    "FASTARCHRANK_QUEUE": f"evaluations-test-{RUN_ID}",
+    # Short intervals so the reliability machinery acts within a test's patience.
+    "FASTARCHRANK_HEARTBEAT_INTERVAL_S": "0.5",
+    "FASTARCHRANK_STALE_AFTER_S": "4",
+    "FASTARCHRANK_REQUEUE_AFTER_S": "2",
+    "FASTARCHRANK_SWEEP_INTERVAL_S": "1",
+    "FASTARCHRANK_TORCH_THREADS": "1",
+}
+os.environ.update(TEST_ENV)
+
+
+def _admin_engine():  # type: ignore[no-untyped-def]
+    from sqlalchemy import create_engine
+
+    return create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[str]:
+    """Create and migrate this session's database; drop it afterwards."""
+    from sqlalchemy import text
+
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
+    from app.migrate import upgrade
+
+    upgrade(TEST_ENV["FASTARCHRANK_DATABASE_URL"])
+    yield TEST_ENV["FASTARCHRANK_DATABASE_URL"]
+    from app.db import get_engine
+
+    get_engine().dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
+    admin.dispose()
+    import redis
+
+    r = redis.Redis.from_url(REDIS)
+    r.delete(TEST_ENV["FASTARCHRANK_QUEUE"])
+    r.close()
+
+
+@pytest.fixture
+def client(database: str):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def db_session(database: str):  # type: ignore[no-untyped-def]
+    from app.db import get_sessionmaker
+
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def table_counts() -> dict[str, int]:
+    """Row counts of every table: 'a bad request changes nothing' is checked against these."""
+    from sqlalchemy import func, select
+
+    from app.db import session_scope
+    from app.models import Base
+
+    with session_scope() as s:
+        return {t.name: s.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
+
+
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class WorkerProcess:
+    """A real Celery worker subprocess consuming this session's private queue."""
+
+    def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
+        self.env = {**os.environ, **TEST_ENV, **(env or {})}
+        self.name = name or f"test-{uuid.uuid4().hex[:6]}@%h"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = DATA_DIR / f"worker-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self) -> WorkerProcess:
+        from app.cli import worker_argv
+
+        argv = worker_argv(self.env["FASTARCHRANK_QUEUE"], self.name, "INFO")
+        self.proc = subprocess.Popen(
+            argv, env=self.env, cwd=REPO_ROOT, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker dies without any chance to clean up."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+
+@pytest.fixture
+def worker(database: str) -> Iterator[WorkerProcess]:
+    w = WorkerProcess().start()
+    yield w
+    w.stop()
+
+
+PYTHON = sys.executable

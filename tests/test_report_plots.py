@@ -1,0 +1,92 @@
+"""The report's PNGs decode as images of the requested pixel size, whatever the data look like."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.services.reports.plots import cost_vs_spearman_png, score_vs_ground_truth_png
+
+NAN, INF = float("nan"), float("inf")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode(data: bytes) -> Image.Image:
+    assert data.startswith(PNG_SIGNATURE)
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def _distinct_colours(image: Image.Image) -> int:
+    return len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0))
+
+
+def _points(n: int, seed: int = 0) -> list[tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(80, 95, size=n)
+    return list(zip(gt.tolist(), (gt + rng.normal(size=n)).tolist(), strict=True))
+
+
+def test_score_vs_ground_truth_has_the_requested_size():
+    data = score_vs_ground_truth_png(
+        {"fear": _points(40), "synflow": _points(40, 1)}, width_px=777, height_px=333
+    )
+    image = _decode(data)
+    assert image.size == (777, 333)
+    assert _distinct_colours(image) > 10  # something was drawn
+
+
+def test_score_vs_ground_truth_default_height_grows_with_rows_of_panels():
+    four = {f"m{i}": _points(10, i) for i in range(4)}  # 3 per row -> 2 rows
+    assert _decode(score_vs_ground_truth_png(four, width_px=900)).size == (900, 800)
+    assert _decode(score_vs_ground_truth_png({"one": _points(5)}, width_px=500)).size == (500, 400)
+
+
+@pytest.mark.parametrize(
+    "points_by_method",
+    [
+        {},
+        {"empty": []},
+        {"nonfinite": [(90.0, NAN), (91.0, INF), (None, 1.0), (92.0, None)]},
+        {"two": [(90.0, 1.0), (91.0, 2.0)], "constant": [(90.0, 1.0), (91.0, 1.0), (92.0, 1.0)]},
+        {"synflow": [(90.0, 1e30), (91.0, 1e45), (92.0, 1e60), (93.0, INF)]},
+    ],
+)
+def test_score_vs_ground_truth_survives_awkward_data(points_by_method):
+    assert _decode(score_vs_ground_truth_png(points_by_method, width_px=600, height_px=300)).size == (
+        600,
+        300,
+    )
+
+
+def test_score_vs_ground_truth_empty_panel_differs_from_a_scatter():
+    empty = np.asarray(_decode(score_vs_ground_truth_png({"m": []}, width_px=400, height_px=300)))
+    full = np.asarray(_decode(score_vs_ground_truth_png({"m": _points(30)}, width_px=400, height_px=300)))
+    assert not np.array_equal(empty, full)
+
+
+def test_cost_vs_spearman_size_and_skipped_entries():
+    entries = [
+        {"label": "fear", "cost_s": 250.0, "spearman": 0.55, "ci_low": 0.4, "ci_high": 0.7},
+        {"label": "shortreg e=5", "cost_s": 900.0, "spearman": 0.6},
+        {"label": "synflow", "cost_s": 0.4, "spearman": 0.0},
+        {"label": "params", "cost_s": 0.0, "spearman": 0.7},  # 0 s cannot sit on a log axis
+        {"label": "pending", "cost_s": None, "spearman": None},
+    ]
+    image = _decode(cost_vs_spearman_png(entries, width_px=640, height_px=480))
+    assert image.size == (640, 480)
+    assert _distinct_colours(image) > 10
+
+
+@pytest.mark.parametrize("entries", [[], [{"label": "x", "cost_s": None, "spearman": 0.3}]])
+def test_cost_vs_spearman_without_data_is_a_note_panel(entries):
+    assert _decode(cost_vs_spearman_png(entries, width_px=300, height_px=200)).size == (300, 200)
+
+
+def test_too_small_images_are_refused():
+    with pytest.raises(ValueError):
+        cost_vs_spearman_png([], width_px=10, height_px=10)

@@ -1,0 +1,46 @@
+"""Dataset contract: a whole split lives on the worker's device as one tensor; batches are views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass
+class DataRequest:
+    """Which data a method needs. Built from a method's resolved ``data`` config (see
+    ``app.catalog.common.DataOptions``) plus the batch's dataset name."""
+
+    dataset: str  # synthetic_cifar10 | cifar10 | cifar100 | imagenet16_120 | cifar10_folder | ...
+    train_size: int | None = None  # seeded subset of the train split; None = all
+    test_size: int | None = None
+    subset_seed: int = 0
+    synthetic: dict[str, Any] = field(default_factory=dict)  # per_class, train_per_class, draw_budget, seed
+
+
+class DeviceDataset(Protocol):
+    name: str
+    num_classes: int
+    input_size: int  # 32 or 16
+    device: torch.device
+    info: dict[str, Any]  # sizes, class counts, source path, generation time ...
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, *, augment: bool = True, cutout: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled, augmented, normalised float32 minibatches (x, y) on ``device``.
+        The last partial batch is kept. Augmentation follows the dataset's default policy; ``augment``
+        False disables it, ``cutout`` > 0 adds cutout of that side length."""
+        ...
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The test split in order, normalised, no augmentation."""
+        ...
+
+    def fixed_batch(self, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A deterministic, normalised, un-augmented train minibatch chosen by ``seed``:
+        every architecture in a comparison sees the same images (zero-cost measures)."""
+        ...

@@ -1,0 +1,106 @@
+"""The torch side of a task: pick the device, load datasets once per process, dispatch methods."""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from app.settings import get_settings
+from worker.methods.base import EvalRequest, LostOwnership, MethodResult
+from worker.runtime import Claim, Heartbeat, ServiceContext, store_failure, store_result
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache
+def worker_device() -> torch.device:
+    """CUDA if available (this process sees one GPU: pin it with CUDA_VISIBLE_DEVICES), else CPU."""
+    wanted = get_settings().device
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(wanted)
+    if device.type == "cuda":
+        torch.cuda.set_device(device.index or 0)
+        torch.backends.cudnn.benchmark = True
+    threads = get_settings().torch_threads
+    if threads:
+        torch.set_num_threads(threads)
+    return device
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        idx = device.index or 0
+        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def load_data(dataset: str, data_config: dict[str, Any]) -> Any:
+    """Datasets are cached per process by ``worker.data.load_dataset``."""
+    from worker.data import load_dataset
+    from worker.data.base import DataRequest
+
+    settings = get_settings()
+    request = DataRequest(
+        dataset=dataset,
+        train_size=data_config.get("train_size"),
+        test_size=data_config.get("test_size"),
+        subset_seed=int(data_config.get("subset_seed", 0)),
+        synthetic=dict(data_config.get("synthetic") or {}),
+    )
+    return load_dataset(request, worker_device(), settings.effective_datasets_dir)
+
+
+def to_request(c: Claim) -> EvalRequest:
+    return EvalRequest(c.evaluation_id, c.method, c.space, c.genotype, c.dataset, c.seed, c.config)
+
+
+def run_claims(claims: list[Claim]) -> None:
+    """Run claimed evaluations: training methods one by one, zero-cost measures together."""
+    from worker.methods.registry import TRAINING, ZERO_COST, run_zero_cost
+
+    device = worker_device()
+    with Heartbeat(claims) as beat:
+        training = [c for c in claims if c.method in TRAINING]
+        zero_cost = [c for c in claims if c.method in ZERO_COST]
+        unknown = [c for c in claims if c.method not in TRAINING and c.method not in ZERO_COST]
+        for c in unknown:
+            store_failure(c, ValueError(f"this worker does not implement method {c.method!r}"))
+        for c in training:
+            ctx = ServiceContext(c, beat, device, load_data)
+            _run_one(c, lambda c=c, ctx=ctx: TRAINING[c.method](to_request(c), ctx))
+        if zero_cost:
+            ctx = ServiceContext(zero_cost[0], beat, device, load_data)
+            try:
+                results = run_zero_cost([to_request(c) for c in zero_cost], ctx)
+            except LostOwnership:
+                return
+            except Exception as exc:  # one broken measure group must not take down the worker
+                log.exception("zero-cost measures failed for %s", [c.evaluation_id for c in zero_cost])
+                for c in zero_cost:
+                    store_failure(c, exc)
+                return
+            for c, r in zip(zero_cost, results, strict=True):
+                _finish(c, r)
+
+
+def _run_one(c: Claim, fn: Any) -> None:
+    try:
+        result = fn()
+    except LostOwnership:
+        log.warning("evaluation %s: ownership lost, stopping", c.evaluation_id)
+        return
+    except Exception as exc:
+        log.exception("evaluation %s (%s) failed", c.evaluation_id, c.method)
+        store_failure(c, exc)
+        return
+    _finish(c, result)
+
+
+def _finish(c: Claim, result: MethodResult) -> None:
+    result.info.setdefault("device", device_label(worker_device()))
+    store_result(c, result)

@@ -1,0 +1,27 @@
+"""full (ground truth): regular training for E epochs, then top-1 on the held-out test split
+(fraction 0..1). Cost = training time + the test pass."""
+
+from __future__ import annotations
+
+import time
+
+from app.catalog.training import FullConfig
+from worker.methods.base import EvalRequest, MethodResult, RunContext
+from worker.methods.shortreg import train_regular
+from worker.training import Clock, evaluate
+
+
+def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
+    config = FullConfig.model_validate(request.config).model_dump(mode="json")
+    regular = train_regular(request, ctx, config, clock)
+    test_start = clock()
+    test = evaluate(regular.model, regular.data)
+    test_s = clock() - test_start
+    train_s = regular.result.seconds
+    regular.info.update(test_loss=test.loss, test_samples=test.samples)
+    return MethodResult(
+        score=test.accuracy,
+        cost_s=train_s + test_s,
+        timings={"train_s": train_s, "test_s": test_s},
+        info=regular.info,
+    )

@@ -1,0 +1,84 @@
+"""shortreg: regular training of the whole network for E epochs (cosine completes within E);
+score = the best epoch-average train top-1 over the E epochs (fraction 0..1)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from app.catalog.training import ShortregConfig
+from worker.data.base import DeviceDataset
+from worker.methods.base import EvalRequest, MethodResult, RunContext
+from worker.training import (
+    Clock,
+    EpochStats,
+    TrainResult,
+    aux_weight_of,
+    build_network,
+    device_label,
+    make_generator,
+    sgd_from,
+    train,
+)
+
+
+@dataclass
+class RegularRun:
+    model: nn.Module
+    data: DeviceDataset
+    result: TrainResult
+    info: dict[str, Any]
+
+
+def train_regular(
+    request: EvalRequest, ctx: RunContext, config: dict[str, Any], clock: Clock = time.perf_counter
+) -> RegularRun:
+    """Build, then train the whole network for ``config['epochs']`` epochs (shared with ``full``)."""
+    data = ctx.dataset(request.dataset, config["data"])
+    network = config["network"]
+    model = build_network(request.space, request.genotype, network, data, request.seed, ctx.device)
+    epochs = config["epochs"]
+
+    def after_epoch(stats: EpochStats) -> bool:
+        ctx.progress(phase="train", epoch=stats.epoch, epochs=epochs, train_acc=stats.train_acc)
+        return False
+
+    result = train(
+        model,
+        data,
+        epochs=epochs,
+        batch_size=config["batch_size"],
+        sgd=sgd_from(config),
+        generator=make_generator(request.seed, data.device),
+        augment=config["data"]["augment"],
+        cutout=config["data"]["cutout"],
+        aux_weight=aux_weight_of(network),
+        drop_path=network["drop_path"],
+        on_epoch=after_epoch,
+        clock=clock,
+    )
+    info = {
+        "epochs": len(result.epochs),
+        "train": {"acc": result.accuracies, "loss": result.losses},
+        "final_train_acc": result.accuracies[-1],
+        "final_train_loss": result.losses[-1],
+        "device": device_label(ctx.device),
+    }
+    return RegularRun(model, data, result, info)
+
+
+def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
+    config = ShortregConfig.model_validate(request.config).model_dump(mode="json")
+    regular = train_regular(request, ctx, config, clock)
+    accuracies = regular.result.accuracies
+    score = max(accuracies)
+    regular.info["best_epoch"] = accuracies.index(score) + 1
+    return MethodResult(
+        score=score,
+        cost_s=regular.result.seconds,
+        timings={"train_s": regular.result.seconds},
+        info=regular.info,
+    )

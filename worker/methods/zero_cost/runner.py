@@ -1,0 +1,191 @@
+"""Run the requested zero-cost measures of ONE architecture: build once, load each batch once,
+give every measure its own fresh copy of the initial weights."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from worker.data.base import DeviceDataset
+from worker.methods.base import EvalRequest, MethodResult, RunContext
+from worker.methods.zero_cost.common import Batch, Score
+from worker.methods.zero_cost.registry import MEASURES, Measure
+from worker.methods.zero_cost.state import InitialState
+from worker.spaces.base import NetworkSpec
+
+Builder = Callable[[NetworkSpec], nn.Module]
+
+
+def _default_builder() -> Builder:
+    from worker.spaces import build
+
+    return build
+
+
+def _clock(device: torch.device) -> float:
+    # CUDA kernels run asynchronously: wait for them so a stage's time is its own.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _key(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True)
+
+
+def _json_safe(value: Any) -> Any:
+    # inf/NaN are not JSON: keep them readable as strings in the stored info.
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def network_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The builder's options: unset (None) knobs mean the space default, so they are left out."""
+    return {k: v for k, v in (config.get("network") or {}).items() if v is not None}
+
+
+class _Shared:
+    """Datasets and fixed batches shared by all requests of one architecture (loaded lazily)."""
+
+    def __init__(self, ctx: RunContext, requests: list[EvalRequest]) -> None:
+        self.ctx = ctx
+        self.dataset_name = requests[0].dataset
+        self.seed = requests[0].seed
+        # Static measures have no data config; any requested data variant has the same classes and
+        # image size, so they borrow the first one instead of loading another variant.
+        configs = [r.config["data"] for r in requests if "data" in r.config]
+        self.fallback_data = configs[0] if configs else {}
+        self._datasets: dict[str, DeviceDataset] = {}
+        self._batches: dict[tuple[str, int], Batch] = {}
+        self.dataset_s = 0.0
+        self.batch_s: dict[tuple[str, int], float] = {}
+
+    def data_config(self, request: EvalRequest) -> dict[str, Any]:
+        return request.config.get("data", self.fallback_data)
+
+    def dataset(self, request: EvalRequest) -> DeviceDataset:
+        config = self.data_config(request)
+        key = _key(config)
+        if key not in self._datasets:
+            start = _clock(self.ctx.device)
+            self._datasets[key] = self.ctx.dataset(self.dataset_name, config)
+            self.dataset_s += _clock(self.ctx.device) - start
+        return self._datasets[key]
+
+    def batch(self, request: EvalRequest, size: int) -> tuple[Batch, float]:
+        """The fixed batch of ``size`` images and the seconds it took to load (once per size)."""
+        key = (_key(self.data_config(request)), size)
+        if key not in self._batches:
+            dataset = self.dataset(request)
+            start = _clock(self.ctx.device)
+            self._batches[key] = dataset.fixed_batch(size, self.seed)
+            self.batch_s[key] = _clock(self.ctx.device) - start
+        return self._batches[key], self.batch_s[key]
+
+    def shape_batch(self, request: EvalRequest) -> tuple[Batch, float]:
+        # Only the image shape is read: any batch already loaded will do.
+        data_key = _key(self.data_config(request))
+        for (key, _size), batch in self._batches.items():
+            if key == data_key:
+                return batch, 0.0
+        return self.batch(request, 1)
+
+
+def _check_one_architecture(requests: list[EvalRequest]) -> None:
+    first = requests[0]
+    for request in requests:
+        same = (request.space, request.genotype, request.dataset, request.seed)
+        if same != (first.space, first.genotype, first.dataset, first.seed):
+            raise ValueError(
+                "run_zero_cost takes the requests of one architecture: space, genotype, dataset and seed "
+                f"must agree (evaluation {request.evaluation_id} differs from {first.evaluation_id})"
+            )
+        if request.method not in MEASURES:
+            raise ValueError(f"unknown zero-cost measure {request.method!r}; known: {', '.join(MEASURES)}")
+
+
+def _result(
+    score: Score, measure: Measure, request: EvalRequest, timings: dict[str, float], batch_size: int | None
+) -> MethodResult:
+    value = float(score.value)
+    finite = math.isfinite(value)
+    info: dict[str, Any] = {
+        "raw": repr(value),
+        "seed": request.seed,
+        "batch_size": batch_size,
+        "batchnorm_removed": measure.removes_batchnorm,
+        **{k: _json_safe(v) for k, v in score.info.items()},
+    }
+    reason = score.reason if not finite else None
+    if not finite and reason is None:
+        reason = f"{measure.name} is not finite ({value!r})"
+    cost = timings["restore_s"] + timings["measure_s"]
+    return MethodResult(score=value, finite=finite, reason=reason, cost_s=cost, timings=timings, info=info)
+
+
+def run_zero_cost(
+    requests: list[EvalRequest], ctx: RunContext, *, builder: Builder | None = None
+) -> list[MethodResult]:
+    """Results in the order of ``requests``; all must describe the same architecture, dataset and
+    seed (their configs may differ: one network per distinct network config, one batch per
+    distinct data config and batch size). ``builder`` defaults to ``worker.spaces.build``."""
+    if not requests:
+        return []
+    _check_one_architecture(requests)
+    build = builder or _default_builder()
+    shared = _Shared(ctx, requests)
+    first = requests[0]
+    results: list[MethodResult | None] = [None] * len(requests)
+
+    groups: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(_key(network_options(request.config)), []).append(index)
+
+    done = 0
+    for indices in groups.values():
+        options = network_options(requests[indices[0]].config)
+        dataset = shared.dataset(requests[indices[0]])
+        spec = NetworkSpec(first.space, first.genotype, dataset.num_classes, dataset.input_size, options)
+        start = _clock(ctx.device)
+        # Initialise on the CPU under the seed: the initial weights do not depend on the device.
+        torch.manual_seed(first.seed)
+        model = build(spec).to(ctx.device).train()
+        initial = InitialState(model)
+        build_s = _clock(ctx.device) - start
+
+        for index in indices:
+            request = requests[index]
+            measure = MEASURES[request.method]
+            ctx.progress(phase="zero_cost", measure=measure.name, done=done, total=len(requests))
+            batch_size = measure.batch_size(request.config)
+            batch: Batch | None = None
+            batch_s = 0.0
+            if measure.input == "batch":
+                batch, batch_s = shared.batch(request, batch_size)
+            elif measure.input == "shape":
+                batch, batch_s = shared.shape_batch(request)
+
+            start = _clock(ctx.device)
+            fresh = initial.restore()
+            # Reseeding makes any randomness inside a measure independent of the measures before it.
+            torch.manual_seed(first.seed)
+            restored = _clock(ctx.device)
+            score = measure.compute(fresh, batch)
+            finished = _clock(ctx.device)
+            timings = {
+                "restore_s": restored - start,
+                "measure_s": finished - restored,
+                "shared_build_s": build_s,
+                "shared_batch_s": batch_s,
+                "shared_dataset_s": shared.dataset_s,
+            }
+            results[index] = _result(score, measure, request, timings, batch_size)
+            done += 1
+    return [r for r in results if r is not None]

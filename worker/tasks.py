@@ -1,0 +1,78 @@
+"""Celery tasks and worker lifecycle hooks. Start a worker with ``fastarchrank worker``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+from sqlalchemy import update
+
+from app.db import session_scope
+from app.models import WorkerSeen, utcnow
+from app.services.maintenance import reap, sweep
+from app.services.sql import insert_ignore
+from app.settings import get_settings
+from worker.celery_app import TASK_EVALUATE, celery_app
+from worker.runtime import claim, worker_name
+
+log = logging.getLogger(__name__)
+_stop = threading.Event()
+
+
+@celery_app.task(name=TASK_EVALUATE, bind=True)
+def evaluate(self: Any, evaluation_ids: list[int]) -> None:
+    """Claim → run → store. Never raises for a method error (it is stored as ``failed``)."""
+    from worker.engine import device_label, run_claims, worker_device
+
+    if not isinstance(evaluation_ids, list) or not all(isinstance(i, int) for i in evaluation_ids):
+        log.error("malformed task payload %r dropped", evaluation_ids)
+        return
+    claims = claim(evaluation_ids, device_label(worker_device()))
+    if claims:
+        run_claims(claims)
+
+
+def _announce(device: str) -> None:
+    settings = get_settings()
+    now = utcnow()
+    with session_scope() as session:
+        table = WorkerSeen.__table__
+        session.execute(
+            insert_ignore(session, table, ["name"]),  # type: ignore[arg-type]
+            [{"name": worker_name(), "device": device, "queue": settings.queue, "started_at": now,
+              "last_seen": now, "info": {}}],
+        )
+        session.execute(update(WorkerSeen).where(WorkerSeen.name == worker_name()).values(last_seen=now, device=device))
+
+
+def _maintenance_loop(device: str) -> None:
+    """Presence beacon + reaper + sweeper, every ``sweep_interval_s``."""
+    settings = get_settings()
+    while not _stop.is_set():
+        try:
+            _announce(device)
+            reap(settings)
+            sweep(settings)
+        except Exception:  # the database may be briefly away; try again next round
+            log.warning("maintenance round failed", exc_info=True)
+        _stop.wait(settings.sweep_interval_s)
+
+
+@worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    import os
+
+    # The parent process must not initialise CUDA (its children are forked from it): describe the
+    # configured device here; each result records the device its child process really used.
+    device = get_settings().device
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        device += f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+    log.info("fastarchrank worker %s ready on %s", worker_name(), device)
+    threading.Thread(target=_maintenance_loop, args=(device,), name="fastarchrank-maintenance", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    _stop.set()
