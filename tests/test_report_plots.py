@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.services.reports.plots import cost_vs_spearman_png, score_vs_ground_truth_png
+from app.services.reports import build_report
+from app.services.reports.plots import (
+    cost_vs_spearman_png,
+    entries_from_report,
+    points_from_rows,
+    score_vs_ground_truth_png,
+)
 
 NAN, INF = float("nan"), float("inf")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -90,3 +96,19 @@ def test_cost_vs_spearman_without_data_is_a_note_panel(entries):
 def test_too_small_images_are_refused():
     with pytest.raises(ValueError):
         cost_vs_spearman_png([], width_px=10, height_px=10)
+
+
+def test_helpers_turn_rows_and_a_report_into_plot_inputs():
+    gt = {"a": 90.0, "b": 91.0, "c": 92.0, "d": 93.0}
+    rows = [
+        {"key": key, "score": score, "finite": True, "status": "done", "cost_s": 2.0}
+        for key, score in (("a", 1.0), ("b", 3.0), ("c", 2.0), ("d", 4.0), ("z", 9.0))
+    ]
+    points = points_from_rows({"m": rows}, gt)
+    assert points == {"m": [(90.0, 1.0), (91.0, 3.0), (92.0, 2.0), (93.0, 4.0)]}
+    report = build_report({"m": rows}, gt, n_boot=50)
+    [entry] = entries_from_report(report)
+    assert entry["label"] == "m" and entry["cost_s"] == 2.0
+    assert entry["spearman"] == report["methods"]["m"]["spearman"] == pytest.approx(0.8)
+    assert entry["ci_low"] == report["methods"]["m"]["spearman_ci"]["low"]
+    assert _decode(cost_vs_spearman_png([entry], width_px=320, height_px=240)).size == (320, 240)

@@ -6,6 +6,7 @@ Also home of the small in-memory dataset and hand-made networks that test_fear.p
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,16 @@ from worker.training import (
 # Helpers shared with test_fear.py
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    """Tiny nets gain nothing from intra-op threads, and on a busy machine spinning OpenMP threads
+    slow them down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TensorDataset:
     """A DeviceDataset held in memory: shuffled minibatches, optional batched random flips.
 
@@ -39,7 +50,7 @@ class TensorDataset:
         test_size: int = 80,
         num_classes: int = 4,
         input_size: int = 16,
-        noise: float = 1.5,
+        noise: float = 1.0,
         seed: int = 0,
     ) -> None:
         gen = torch.Generator().manual_seed(seed)
@@ -127,7 +138,7 @@ def test_cosine_starts_at_base_and_reaches_zero() -> None:
     assert cosine_lr(0.1, 50, 50) == 0.0
     assert cosine_lr(0.1, 25, 50) == pytest.approx(0.05)
     values = [cosine_lr(0.1, t, 50) for t in range(51)]
-    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(values))
 
 
 def test_loop_cosine_ends_at_zero_and_follows_per_step_schedule() -> None:
@@ -138,7 +149,7 @@ def test_loop_cosine_ends_at_zero_and_follows_per_step_schedule() -> None:
         epochs=3,
         batch_size=20,
         sgd=SgdConfig(lr=0.2),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
     )
     steps_per_epoch = 3  # 20 + 20 + 10: the partial batch is a step
     assert result.steps == 9
@@ -157,7 +168,7 @@ def test_longer_horizon_keeps_the_lr_high() -> None:
         horizon_epochs=200,
         batch_size=20,
         sgd=SgdConfig(lr=0.1),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
     )
     assert result.epochs[-1].lr_last == pytest.approx(cosine_lr(0.1, 3, 400))
     assert result.final_lr > 0.0999
@@ -177,9 +188,12 @@ def _one_step_update_norm(grad_clip: float | None) -> tuple[float, float]:
     nn.functional.cross_entropy(reference(x), y).backward()
     raw_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in reference.parameters()))
     sgd = SgdConfig(lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.0, grad_clip=grad_clip)
-    train(model, data, epochs=1, batch_size=32, sgd=sgd, generator=make_generator(0, data.device), augment=False)
+    train(model, data, epochs=1, batch_size=32, sgd=sgd, generator=make_generator(0), augment=False)
     update = math.sqrt(
-        sum(float((a - b).pow(2).sum()) for a, b in zip(model.parameters(), before.parameters(), strict=True))
+        sum(
+            float((a - b).detach().pow(2).sum())
+            for a, b in zip(model.parameters(), before.parameters(), strict=True)
+        )
     )
     return update, raw_norm
 
@@ -215,7 +229,7 @@ def test_epoch_accuracy_uses_logits_before_the_step_on_a_fixed_batch() -> None:
         epochs=1,
         batch_size=64,
         sgd=SgdConfig(lr=0.5),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         augment=False,
     )
     expected = _train_mode_correct(snapshot, data.train_x, data.train_y) / 64
@@ -231,10 +245,8 @@ def test_epoch_accuracy_is_sample_weighted_over_minibatches() -> None:
     snapshot = copy.deepcopy(model)
     # lr 0: weights stay put, so every batch's train-mode logits can be recomputed afterwards.
     sgd = SgdConfig(lr=0.0, momentum=0.0, nesterov=False, weight_decay=0.0)
-    result = train(
-        model, data, epochs=1, batch_size=20, sgd=sgd, generator=make_generator(3, data.device), augment=False
-    )
-    batches = list(data.train_batches(20, make_generator(3, data.device), augment=False))
+    result = train(model, data, epochs=1, batch_size=20, sgd=sgd, generator=make_generator(3), augment=False)
+    batches = list(data.train_batches(20, make_generator(3), augment=False))
     assert [int(y.shape[0]) for _, y in batches] == [20, 20, 10]
     correct = sum(_train_mode_correct(snapshot, x, y) for x, y in batches)
     assert result.epochs[0].train_acc == correct / 50
@@ -243,14 +255,14 @@ def test_epoch_accuracy_is_sample_weighted_over_minibatches() -> None:
 def test_evaluate_matches_a_plain_eval_mode_count() -> None:
     data = TensorDataset()
     model = small_net()
-    train(model, data, epochs=2, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0, data.device))
+    train(model, data, epochs=2, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
     stats = evaluate(model, data, batch_size=33)
+    assert model.training  # evaluate restores the mode
     model.eval()
     with torch.no_grad():
         expected = (model(data.test_x).argmax(1) == data.test_y).float().mean().item()
     assert stats.accuracy == pytest.approx(expected)
     assert stats.samples == 80
-    assert model.training  # evaluate restores the mode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +294,7 @@ def test_on_epoch_can_stop_and_sees_every_epoch() -> None:
         epochs=5,
         batch_size=32,
         sgd=SgdConfig(lr=0.1),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         on_epoch=stop_after_two,
     )
     assert result.stopped == "epoch_callback"
@@ -305,7 +317,7 @@ def test_step_check_interrupts_mid_epoch_with_elapsed_time() -> None:
         epochs=3,
         batch_size=10,
         sgd=SgdConfig(lr=0.1),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         step_check=check,
         check_every=3,
         clock=TickClock(),
@@ -332,7 +344,7 @@ def test_callback_time_is_not_training_time() -> None:
         epochs=2,
         batch_size=20,
         sgd=SgdConfig(lr=0.1),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         on_epoch=slow_callback,
         clock=clock,
     )
@@ -356,7 +368,7 @@ def _aux_head_moves(aux_weight: float) -> bool:
         epochs=1,
         batch_size=32,
         sgd=sgd,
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         aux_weight=aux_weight,
     )
     assert 0.0 <= result.epochs[0].train_acc <= 1.0
@@ -379,7 +391,7 @@ def test_aux_model_accuracy_comes_from_the_main_logits() -> None:
         epochs=1,
         batch_size=40,
         sgd=SgdConfig(lr=0.3),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         augment=False,
         aux_weight=0.4,
     )
@@ -399,7 +411,7 @@ def test_drop_path_ramps_linearly_per_epoch() -> None:
         epochs=4,
         batch_size=20,
         sgd=SgdConfig(lr=0.1),
-        generator=make_generator(0, data.device),
+        generator=make_generator(0),
         drop_path=0.2,
     )
     assert model.seen_drop_path == pytest.approx([0.0, 0.05, 0.1, 0.15])
@@ -414,7 +426,7 @@ def test_drop_path_on_a_model_without_support_is_an_error() -> None:
             epochs=1,
             batch_size=20,
             sgd=SgdConfig(lr=0.1),
-            generator=make_generator(0, data.device),
+            generator=make_generator(0),
             drop_path=0.2,
         )
 
@@ -425,7 +437,7 @@ def test_parameters_without_grad_are_neither_updated_nor_decayed() -> None:
     for param in model.stem.parameters():
         param.requires_grad_(False)
     before = copy.deepcopy(model)
-    train(model, data, epochs=2, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0, data.device))
+    train(model, data, epochs=2, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
     for (name, a), b in zip(model.named_parameters(), before.parameters(), strict=True):
         assert torch.equal(a, b) == name.startswith("stem."), name
 
@@ -438,7 +450,7 @@ def _seeded_run(seed: int) -> tuple[list[float], list[torch.Tensor]]:
     data = TensorDataset()
     model = small_net(seed)
     result = train(
-        model, data, epochs=3, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(seed, data.device)
+        model, data, epochs=3, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(seed)
     )
     return result.accuracies + result.losses, [p.detach().clone() for p in model.parameters()]
 
@@ -455,7 +467,7 @@ def test_same_seed_is_bitwise_identical_on_cpu() -> None:
 def test_network_learns_the_tensor_dataset() -> None:
     data = TensorDataset()
     result = train(
-        small_net(), data, epochs=6, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0, data.device)
+        small_net(), data, epochs=6, batch_size=16, sgd=SgdConfig(lr=0.1), generator=make_generator(0)
     )
-    assert result.accuracies[-1] > 0.6
+    assert result.accuracies[-1] > 0.7
     assert result.accuracies[-1] > result.accuracies[0]

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy import update
 
 from app.db import session_scope
@@ -71,6 +71,15 @@ def _on_ready(**_: Any) -> None:
         device += f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
     log.info("fastarchrank worker %s ready on %s", worker_name(), device)
     threading.Thread(target=_maintenance_loop, args=(device,), name="fastarchrank-maintenance", daemon=True).start()
+
+
+@worker_process_init.connect
+def _on_child_start(**_: Any) -> None:
+    # A forked child must not reuse the parent's database connections (SQLite locks and
+    # Postgres sockets are per process): drop the inherited pool without closing the parent's.
+    from app.db import get_engine
+
+    get_engine().dispose(close=False)
 
 
 @worker_shutdown.connect

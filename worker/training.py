@@ -110,9 +110,11 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(device)
 
 
-def make_generator(seed: int, device: torch.device) -> torch.Generator:
-    """The generator that orders and augments the data; it lives where the data lives."""
-    generator = torch.Generator(device=device)
+def make_generator(seed: int) -> torch.Generator:
+    """The generator that orders and augments the data. It lives on the CPU whatever the training
+    device: the datasets draw an epoch's random choices up front and move them, so a CPU and a
+    CUDA run of one seed see the same batches."""
+    generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
 
@@ -126,12 +128,11 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def train_sample_count(data: DeviceDataset) -> int:
     """Images in the train split: the schedule needs steps-per-epoch before the first step."""
-    for key in ("train_size", "n_train", "train"):
-        value = data.info.get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    # Unknown layout: count one un-augmented pass with a throwaway generator (slower, still exact).
-    counter = make_generator(0, data.device)
+    known = getattr(data, "train_size", None) or data.info.get("train_size")
+    if isinstance(known, int) and known > 0:
+        return known
+    # Unknown layout: count one un-augmented pass (slower, still exact).
+    counter = make_generator(0)
     return sum(int(y.shape[0]) for _, y in data.train_batches(1024, counter, augment=False, cutout=0))
 
 
@@ -150,8 +151,6 @@ def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, torch.Te
 def _set_drop_path(model: nn.Module, probability: float) -> None:
     if hasattr(model, "drop_path_prob"):
         model.drop_path_prob = probability
-    elif probability > 0:
-        raise ValueError("drop_path > 0 but the network has no drop_path_prob attribute")
 
 
 def train(
@@ -181,6 +180,8 @@ def train(
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
+    if drop_path > 0 and not hasattr(model, "drop_path_prob"):
+        raise ValueError("drop_path > 0 but the network has no drop_path_prob attribute (darts/nb301 only)")
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     # No trainable parameter (e.g. FEAR stage 2 unfreezing parameter-free cells only): forward

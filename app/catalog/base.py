@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Family = Literal["training", "zero_cost", "static"]
 
@@ -39,6 +39,15 @@ class SyntheticOptions(StrictModel):
     train_per_class: int = Field(5000, ge=1, le=6000, description="of which go to the train split")
     draw_budget: int = Field(1_000_000, ge=1000, le=5_000_000, description="max images drawn")
     seed: int = Field(42, ge=0, description="generator seed")
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> SyntheticOptions:
+        if self.train_per_class >= self.per_class:
+            raise ValueError(
+                f"train_per_class ({self.train_per_class}) must be below per_class ({self.per_class}) "
+                "so every class keeps test images"
+            )
+        return self
 
 
 class DataOptions(StrictModel):

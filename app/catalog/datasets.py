@@ -47,7 +47,9 @@ class DatasetInfo:
             "test_size": self.test_size,
             "normalisation": None if self.mean is None else {"mean": list(self.mean), "std": list(self.std)},
             "augmentation": {
-                "crop": None if self.crop_padding == 0 else {"size": self.input_size, "padding": self.crop_padding},
+                "crop": None
+                if self.crop_padding == 0
+                else {"size": self.input_size, "padding": self.crop_padding},
                 "flip": self.flip,
                 "cutout": "optional (config 'cutout'), off by default",
             },
@@ -66,7 +68,14 @@ class DatasetUnavailable(Exception):
         self.path = str(path)
         self.problem = problem
         self.layout = layout
-        super().__init__(f"dataset {name!r} is unavailable: {problem} (searched {self.path}). Expected: {layout}")
+        super().__init__(
+            f"dataset {name!r} is unavailable: {problem} (searched {self.path}). Expected: {layout}"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str]]:
+        # Rebuild from the four fields (the default would call __init__ with the message alone), so the
+        # error survives pickling between processes.
+        return (type(self), (self.name, self.path, self.problem, self.layout))
 
 
 _CIFAR10_MEAN = _per_255((125.3, 123.0, 113.9))
@@ -106,7 +115,7 @@ DATASETS: dict[str, DatasetInfo] = {
             flip=True,
             source="pickle",
             folder="cifar-10-batches-py",
-            required=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",),
+            required=(*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"),
             layout="<data_dir>/cifar-10-batches-py/ with data_batch_1..5 and test_batch: Python pickles of "
             "dicts with 'data' (uint8 N x 3072, channel planes R,G,B of 32x32) and 'labels' (0-9)",
         ),
@@ -140,7 +149,7 @@ DATASETS: dict[str, DatasetInfo] = {
             flip=True,
             source="pickle",
             folder="ImageNet16",
-            required=tuple(f"train_data_batch_{i}" for i in range(1, 11)) + ("val_data",),
+            required=(*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"),
             layout="<data_dir>/ImageNet16/ with train_data_batch_1..10 and val_data: Python pickles of dicts "
             "with 'data' (uint8 N x 768, channel planes of 16x16) and 'labels' (1-based, 1..1000)",
         ),
@@ -158,8 +167,9 @@ DATASETS: dict[str, DatasetInfo] = {
             source="image_folder",
             folder="cifar10-jpg",
             required=("train/", "test/"),
-            layout="<data_dir>/cifar10-jpg/train/<class>/*.png|jpg and <data_dir>/cifar10-jpg/test/<class>/..., "
-            "32x32 RGB images; class indices follow the sorted class folder names of train/",
+            layout="<data_dir>/cifar10-jpg/train/<class>/*.png|jpg and "
+            "<data_dir>/cifar10-jpg/test/<class>/..., 32x32 RGB images; class indices follow the sorted "
+            "class folder names of train/",
         ),
     )
 }

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 02:09:35.132562
+Create Date: 2026-11-28 02:15:04.191590
 """
 
 from alembic import op
@@ -27,7 +27,7 @@ def upgrade() -> None:
     sa.Column('degenerate', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_architectures')),
-    sa.UniqueConstraint('space', 'key', name=op.f('uq_architectures_space_key'))
+    sa.UniqueConstraint('space', 'key', name=op.f('uq_architectures_space'))
     )
     op.create_table('batches',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -83,7 +83,7 @@ def upgrade() -> None:
     sa.Column('scope', sa.String(length=32), nullable=False),
     sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_batch_methods_batch_id_batches'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_batch_methods')),
-    sa.UniqueConstraint('batch_id', 'alias', name=op.f('uq_batch_methods_batch_id_alias'))
+    sa.UniqueConstraint('batch_id', 'alias', name=op.f('uq_batch_methods_batch_id'))
     )
     op.create_table('evaluations',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -109,12 +109,13 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('queued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['architecture_id'], ['architectures.id'], name=op.f('fk_evaluations_architecture_id_architectures')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_evaluations')),
-    sa.UniqueConstraint('architecture_id', 'dataset', 'method', 'config_hash', 'seed', 'scope', name=op.f('uq_evaluations_architecture_id_dataset_method_config_hash_seed_scope'))
+    sa.UniqueConstraint('architecture_id', 'dataset', 'method', 'config_hash', 'seed', 'scope', name=op.f('uq_evaluations_architecture_id'))
     )
     with op.batch_alter_table('evaluations', schema=None) as batch_op:
         batch_op.create_index('ix_evaluations_status_heartbeat_at', ['status', 'heartbeat_at'], unique=False)
@@ -130,12 +131,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['architecture_id'], ['architectures.id'], name=op.f('fk_ground_truths_architecture_id_architectures')),
     sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_ground_truths_batch_id_batches'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ground_truths')),
-    sa.UniqueConstraint('batch_id', 'set_name', 'architecture_id', name=op.f('uq_ground_truths_batch_id_set_name_architecture_id'))
+    sa.UniqueConstraint('batch_id', 'set_name', 'architecture_id', name=op.f('uq_ground_truths_batch_id'))
     )
     op.create_table('idempotency_keys',
     sa.Column('key', sa.String(length=128), nullable=False),
     sa.Column('request_hash', sa.String(length=64), nullable=False),
     sa.Column('batch_id', sa.String(length=32), nullable=False),
+    sa.Column('response', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_idempotency_keys_batch_id_batches'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_idempotency_keys'))

@@ -30,7 +30,9 @@ def read_pickled_batch(
     try:
         entry = load_dataset_pickle(path)
     except Exception as error:
-        raise fail(f"{path.name} is not a readable dataset pickle ({type(error).__name__}: {error})") from error
+        raise fail(
+            f"{path.name} is not a readable dataset pickle ({type(error).__name__}: {error})"
+        ) from error
     if not isinstance(entry, dict):
         raise fail(f"{path.name} holds a {type(entry).__name__}, not a dict")
     # Python 3 re-pickles may carry bytes keys; the originals decode to text under latin1.

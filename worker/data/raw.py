@@ -20,4 +20,6 @@ class RawSplits:
     def __post_init__(self) -> None:
         for x, y, split in ((self.train_x, self.train_y, "train"), (self.test_x, self.test_y, "test")):
             if x.ndim != 4 or x.shape[0] != y.shape[0] or y.ndim != 1:
-                raise ValueError(f"{split} split: images {tuple(x.shape)} do not match labels {tuple(y.shape)}")
+                raise ValueError(
+                    f"{split} split: images {tuple(x.shape)} do not match labels {tuple(y.shape)}"
+                )

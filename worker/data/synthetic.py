@@ -120,8 +120,8 @@ def generate_synthetic(
         "draw_budget": draw_budget,
         "draws_used": draws_used,
         "complete": bool((counts == per_class).all()),
-        "train_class_counts": torch.bincount(train_y, minlength=NUM_CLASSES).tolist(),
-        "test_class_counts": torch.bincount(test_y, minlength=NUM_CLASSES).tolist(),
+        "generated_train_class_counts": torch.bincount(train_y, minlength=NUM_CLASSES).tolist(),
+        "generated_test_class_counts": torch.bincount(test_y, minlength=NUM_CLASSES).tolist(),
         "generation_seconds": round(time.perf_counter() - started, 3),
         "labelled_on": device.type,
         "layout": "CHW (drawn HWC, labelled on the HWC flattening)",
@@ -136,7 +136,9 @@ def generate_synthetic(
     }
 
 
-def cache_file_name(per_class: int, train_per_class: int, draw_budget: int, seed: int, device_type: str) -> str:
+def cache_file_name(
+    per_class: int, train_per_class: int, draw_budget: int, seed: int, device_type: str
+) -> str:
     suffix = "" if device_type == "cpu" else f"-{device_type}"
     return (
         f"synthetic_cifar10-v{FORMAT_VERSION}-seed{seed}-per_class{per_class}-train{train_per_class}"

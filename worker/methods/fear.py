@@ -92,7 +92,7 @@ def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_count
     unfreeze_only(model, identifiers)
     for param in model.parameters():
         param.requires_grad_(True)
-    generator = make_generator(request.seed, data.device)
+    generator = make_generator(request.seed)
     threshold = config["threshold"]
     cap = config["max_stage1_epochs"]
     info: dict[str, Any] = {

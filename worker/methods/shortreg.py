@@ -52,7 +52,7 @@ def train_regular(
         epochs=epochs,
         batch_size=config["batch_size"],
         sgd=sgd_from(config),
-        generator=make_generator(request.seed, data.device),
+        generator=make_generator(request.seed),
         augment=config["data"]["augment"],
         cutout=config["data"]["cutout"],
         aux_weight=aux_weight_of(network),

@@ -21,7 +21,9 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return MISSING
     # sub-second zero-cost timings need significant digits; FEAR's hundreds of seconds do not
-    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3g}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -65,6 +65,33 @@ def _finite_pairs(points: Sequence[tuple[float | None, float | None]]) -> tuple[
     return xs, ys
 
 
+def points_from_rows(
+    rows_by_method: Mapping[str, Sequence[Mapping[str, Any]]], ground_truth: Mapping[str, float | None]
+) -> dict[str, list[tuple[float | None, float | None]]]:
+    """(ground truth, score) pairs per method for the scatter; rows without ground truth are left out."""
+    return {
+        name: [(ground_truth[row["key"]], row["score"]) for row in rows if row["key"] in ground_truth]
+        for name, rows in rows_by_method.items()
+    }
+
+
+def entries_from_report(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One cost-vs-Spearman point per method of a ``build_report`` result (mean cost, ρ, its interval)."""
+    entries = []
+    for name, entry in report.get("methods", {}).items():
+        ci = entry.get("spearman_ci") or {}
+        entries.append(
+            {
+                "label": name,
+                "cost_s": report.get("costs", {}).get(name, {}).get("mean_s"),
+                "spearman": entry.get("spearman"),
+                "ci_low": ci.get("low"),
+                "ci_high": ci.get("high"),
+            }
+        )
+    return entries
+
+
 def _wants_log_scale(values: Sequence[float]) -> bool:
     return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SCALE_SPAN
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +48,63 @@ def grads_or_zeros(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list
     return [torch.zeros_like(w) if g is None else g for g, w in zip(grads, like, strict=True)]
 
 
-def loss_weight_grads(model: nn.Module, batch: Batch) -> tuple[list[Tensor], list[Tensor]]:
-    """Conv/Linear weights (detached) and dL/dW. ``autograd.grad`` leaves every ``.grad`` untouched, so no
-    measure can leak gradients into the next one."""
-    weights = [layer.weight for layer in weight_layers(model)]
-    loss = batch_loss(model, batch)
-    grads = torch.autograd.grad(loss, weights, allow_unused=True)
-    return [w.detach() for w in weights], grads_or_zeros(grads, weights)
+@dataclass
+class LossGradients:
+    """Everything grad_norm, snip, plain and fisher read from one forward/backward pass of the
+    fresh network on the batch, so the runner can compute it once for all four."""
+
+    weights: list[Tensor]  # detached Conv/Linear weights
+    weight_grads: list[Tensor]  # dL/dW (zeros where the loss does not reach the layer)
+    channel_products: list[Tensor | None]  # per layer g_nk = Σ_spatial a ⊙ dL/da (N×K), None if unreached
+    fan_in: list[int]  # prod(W.shape[1:]): the weights feeding one output channel
+
+
+def per_channel(product: Tensor, layer: nn.Module) -> Tensor:
+    """Sum activation⊙gradient over everything but the sample and the output-channel axis."""
+    samples = product.shape[0]
+    if isinstance(layer, nn.Linear):  # channels last: (N, ..., K)
+        return product.reshape(samples, -1, product.shape[-1]).sum(1)
+    return product.reshape(samples, product.shape[1], -1).sum(2)  # conv: (N, K, H, W)
+
+
+def loss_gradients(model: nn.Module, batch: Batch) -> LossGradients:
+    layers = weight_layers(model)
+    weights = [layer.weight for layer in layers]
+    outputs: list[list[Tensor]] = [[] for _ in layers]
+
+    def keeper(slot: list[Tensor]):
+        def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+            slot.append(output)
+
+        return hook
+
+    handles = [layer.register_forward_hook(keeper(slot)) for layer, slot in zip(layers, outputs, strict=True)]
+    try:
+        loss = batch_loss(model, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    flat = [out for slot in outputs for out in slot]
+    # One backward pass gives dL/dW and dL/da together (and dL/dW is bit-identical to asking for it alone).
+    grads = torch.autograd.grad(loss, weights + flat, allow_unused=True)
+    weight_grads = grads_or_zeros(grads[: len(weights)], weights)
+    output_grads = iter(grads[len(weights) :])
+    products: list[Tensor | None] = []
+    for layer, slot in zip(layers, outputs, strict=True):
+        # A layer called several times shares one channel mask, so its calls' g_nk add up.
+        g = None
+        for out in slot:
+            grad = next(output_grads)
+            if grad is not None:
+                term = per_channel(out.detach() * grad, layer)
+                g = term if g is None else g + term
+        products.append(g)
+    return LossGradients(
+        weights=[w.detach() for w in weights],
+        weight_grads=weight_grads,
+        channel_products=products,
+        fan_in=[math.prod(w.shape[1:]) for w in weights],
+    )
 
 
 def total(per_layer: list[Tensor]) -> float:

@@ -10,6 +10,6 @@ from worker.methods.zero_cost.common import Batch, Score
 def flops(model: nn.Module, batch: Batch) -> Score:
     from worker.spaces.counting import count_flops
 
-    input_size = int(batch[0].shape[-1])
-    count = count_flops(model, input_size)
+    channels, input_size = int(batch[0].shape[1]), int(batch[0].shape[-1])
+    count = count_flops(model, input_size, in_channels=channels)
     return Score(float(count), info={"millions": count / 1e6, "input_size": input_size})

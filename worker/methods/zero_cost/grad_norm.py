@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from worker.methods.zero_cost.common import Batch, Score, loss_weight_grads, total
+from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients, total
+
+
+def grad_norm_from(grads: LossGradients) -> Score:
+    return Score(total([torch.linalg.vector_norm(g) for g in grads.weight_grads]))
 
 
 def grad_norm(model: nn.Module, batch: Batch) -> Score:
-    _, grads = loss_weight_grads(model, batch)
-    return Score(total([torch.linalg.vector_norm(g) for g in grads]))
+    return grad_norm_from(loss_gradients(model, batch))

@@ -20,5 +20,11 @@ def grasp(model: nn.Module, batch: Batch) -> Score:
         return Score(0.0)  # the gradient does not depend on any weight: H g = 0
     hessian_grad = torch.autograd.grad(dot, [w for w, _ in reached], allow_unused=True)
     return Score(
-        total([-(w.detach() * hg).sum() for (w, _), hg in zip(reached, hessian_grad, strict=True) if hg is not None])
+        total(
+            [
+                -(w.detach() * hg).sum()
+                for (w, _), hg in zip(reached, hessian_grad, strict=True)
+                if hg is not None
+            ]
+        )
     )

@@ -14,7 +14,7 @@ from torch import nn
 
 from worker.data.base import DeviceDataset
 from worker.methods.base import EvalRequest, MethodResult, RunContext
-from worker.methods.zero_cost.common import Batch, Score
+from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients
 from worker.methods.zero_cost.registry import MEASURES, Measure
 from worker.methods.zero_cost.state import InitialState
 from worker.spaces.base import NetworkSpec
@@ -46,9 +46,29 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def network_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The builder's options: unset (None) knobs mean the space default, so they are left out."""
-    return {k: v for k, v in (config.get("network") or {}).items() if v is not None}
+# The knobs each space's builder takes (it rejects any other key). ``auxiliary_weight`` is a loss
+# weight, never a builder knob; the zero-cost configs forbid the auxiliary head anyway.
+_BUILDER_KNOBS: dict[str, tuple[str, ...]] = {
+    "nb201": ("C", "N"),
+    "nats_sss": (),
+    "darts": ("C", "layers", "auxiliary", "drop_path"),
+    "nb301": ("C", "layers", "auxiliary", "drop_path"),
+}
+_UNSET = (None, False, 0, 0.0)
+
+
+def network_options(space: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The builder's options from a config's ``network`` block. Unset knobs (None) mean the space
+    default and are left out; a knob set for a space that has no use for it is an error (the API's
+    check rejects it first), never silently dropped."""
+    network = {k: v for k, v in (config.get("network") or {}).items() if v is not None}
+    knobs = _BUILDER_KNOBS.get(space)
+    if knobs is None:  # a space this table does not know: hand everything to its builder
+        return network
+    for key, value in network.items():
+        if key not in knobs and key != "auxiliary_weight" and value not in _UNSET:
+            raise ValueError(f"network.{key}={value!r} does not apply to space {space!r}")
+    return {k: v for k, v in network.items() if k in knobs}
 
 
 class _Shared:
@@ -112,7 +132,13 @@ def _check_one_architecture(requests: list[EvalRequest]) -> None:
 
 
 def _result(
-    score: Score, measure: Measure, request: EvalRequest, timings: dict[str, float], batch_size: int | None
+    score: Score,
+    measure: Measure,
+    request: EvalRequest,
+    cost_s: float,
+    timings: dict[str, float],
+    batch_size: int | None,
+    shared_gradients: bool,
 ) -> MethodResult:
     value = float(score.value)
     finite = math.isfinite(value)
@@ -123,11 +149,40 @@ def _result(
         "batchnorm_removed": measure.removes_batchnorm,
         **{k: _json_safe(v) for k, v in score.info.items()},
     }
+    if measure.from_gradients is not None:
+        info["gradients_reused"] = shared_gradients
     reason = score.reason if not finite else None
     if not finite and reason is None:
         reason = f"{measure.name} is not finite ({value!r})"
-    cost = timings["restore_s"] + timings["measure_s"]
-    return MethodResult(score=value, finite=finite, reason=reason, cost_s=cost, timings=timings, info=info)
+    return MethodResult(score=value, finite=finite, reason=reason, cost_s=cost_s, timings=timings, info=info)
+
+
+class _Architecture:
+    """One built network (one network config) and what its measures share."""
+
+    def __init__(self, model: nn.Module, device: torch.device, seed: int) -> None:
+        self.initial = InitialState(model)
+        self.device = device
+        self.seed = seed
+        self._gradients: dict[int, tuple[LossGradients, float]] = {}
+
+    def fresh(self) -> nn.Module:
+        model = self.initial.restore()
+        # Reseeding makes any randomness inside a measure independent of the measures before it.
+        torch.manual_seed(self.seed)
+        return model
+
+    def loss_gradients(self, batch: Batch) -> tuple[LossGradients, float, bool]:
+        """The gradient pass of the fresh network on ``batch`` (computed on first use), its time,
+        and whether it was reused."""
+        key = id(batch)  # batches stay cached (alive) for the whole run, so identity names them
+        if key in self._gradients:
+            return (*self._gradients[key], True)
+        start = _clock(self.device)
+        gradients = loss_gradients(self.fresh(), batch)
+        elapsed = _clock(self.device) - start
+        self._gradients[key] = (gradients, elapsed)
+        return gradients, elapsed, False
 
 
 def run_zero_cost(
@@ -135,7 +190,11 @@ def run_zero_cost(
 ) -> list[MethodResult]:
     """Results in the order of ``requests``; all must describe the same architecture, dataset and
     seed (their configs may differ: one network per distinct network config, one batch per
-    distinct data config and batch size). ``builder`` defaults to ``worker.spaces.build``."""
+    distinct data config and batch size). ``builder`` defaults to ``worker.spaces.build``.
+
+    ``cost_s`` of a result is what that measure costs on its own: restoring the initial weights
+    plus its computation (for grad_norm/snip/plain/fisher: the shared gradient pass plus its own
+    reduction). The shared build and data loading are listed in ``timings`` but not in ``cost_s``."""
     if not requests:
         return []
     _check_one_architecture(requests)
@@ -146,18 +205,18 @@ def run_zero_cost(
 
     groups: dict[str, list[int]] = {}
     for index, request in enumerate(requests):
-        groups.setdefault(_key(network_options(request.config)), []).append(index)
+        groups.setdefault(_key(network_options(first.space, request.config)), []).append(index)
 
     done = 0
     for indices in groups.values():
-        options = network_options(requests[indices[0]].config)
+        options = network_options(first.space, requests[indices[0]].config)
         dataset = shared.dataset(requests[indices[0]])
         spec = NetworkSpec(first.space, first.genotype, dataset.num_classes, dataset.input_size, options)
         start = _clock(ctx.device)
         # Initialise on the CPU under the seed: the initial weights do not depend on the device.
         torch.manual_seed(first.seed)
         model = build(spec).to(ctx.device).train()
-        initial = InitialState(model)
+        arch = _Architecture(model, ctx.device, first.seed)
         build_s = _clock(ctx.device) - start
 
         for index in indices:
@@ -171,21 +230,28 @@ def run_zero_cost(
                 batch, batch_s = shared.batch(request, batch_size)
             elif measure.input == "shape":
                 batch, batch_s = shared.shape_batch(request)
-
-            start = _clock(ctx.device)
-            fresh = initial.restore()
-            # Reseeding makes any randomness inside a measure independent of the measures before it.
-            torch.manual_seed(first.seed)
-            restored = _clock(ctx.device)
-            score = measure.compute(fresh, batch)
-            finished = _clock(ctx.device)
             timings = {
-                "restore_s": restored - start,
-                "measure_s": finished - restored,
                 "shared_build_s": build_s,
                 "shared_batch_s": batch_s,
                 "shared_dataset_s": shared.dataset_s,
             }
-            results[index] = _result(score, measure, request, timings, batch_size)
+
+            reused = False
+            if measure.from_gradients is not None and batch is not None:
+                gradients, gradients_s, reused = arch.loss_gradients(batch)
+                start = _clock(ctx.device)
+                score = measure.from_gradients(gradients)
+                own_s = _clock(ctx.device) - start
+                timings.update(gradients_s=gradients_s, measure_s=own_s)
+                cost_s = gradients_s + own_s
+            else:
+                start = _clock(ctx.device)
+                fresh = arch.fresh()
+                restored = _clock(ctx.device)
+                score = measure.compute(fresh, batch)
+                finished = _clock(ctx.device)
+                timings.update(restore_s=restored - start, measure_s=finished - restored)
+                cost_s = finished - start
+            results[index] = _result(score, measure, request, cost_s, timings, batch_size, reused)
             done += 1
     return [r for r in results if r is not None]

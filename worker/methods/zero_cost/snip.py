@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from worker.methods.zero_cost.common import Batch, Score, loss_weight_grads, total
+from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients, total
+
+
+def snip_from(grads: LossGradients) -> Score:
+    pairs = zip(grads.weights, grads.weight_grads, strict=True)
+    return Score(total([(w * g).abs().sum() for w, g in pairs]))
 
 
 def snip(model: nn.Module, batch: Batch) -> Score:
-    weights, grads = loss_weight_grads(model, batch)
-    return Score(total([(w * g).abs().sum() for w, g in zip(weights, grads, strict=True)]))
+    return snip_from(loss_gradients(model, batch))

@@ -41,13 +41,20 @@ def synaptic_flow(model: nn.Module, batch: Batch, *, keep_batchnorm: bool) -> Sc
     image_shape = batch[0].shape[1:]
     ones = torch.ones((1, *image_shape), dtype=torch.float64, device=batch[0].device)
     flow = logits_of(net(ones)).sum()
+    info: dict = {"batchnorm": "kept" if keep_batchnorm else "removed"}
+    if not torch.isfinite(flow):
+        # The last Linear alone contributes R - Σ|bias| to the score, so an overflowing R means the
+        # score overflows too; the backward pass would only turn inf·0 into NaN.
+        return Score(math.inf, OVERFLOW, {**info, "log10": math.inf})
     weights = [layer.weight for layer in weight_layers(net)]
     grads = (
         torch.autograd.grad(flow, weights, allow_unused=True) if flow.requires_grad else [None] * len(weights)
     )
-    value = total([(w.detach() * g).abs().sum() for w, g in zip(weights, grads, strict=True) if g is not None])
+    value = total(
+        [(w.detach() * g).abs().sum() for w, g in zip(weights, grads, strict=True) if g is not None]
+    )
     log10 = math.log10(value) if value > 0 else (-math.inf if value == 0 else math.nan)
-    info = {"log10": log10, "batchnorm": "kept" if keep_batchnorm else "removed"}
+    info["log10"] = log10
     # Every quantity is non-negative, so NaN can only come from inf·0 or inf-inf: an overflow too.
     reason = None if math.isfinite(value) else OVERFLOW
     return Score(value, reason, info)

@@ -1,0 +1,79 @@
+"""The embedded default: `fastarchrank serve` with no configuration (SQLite file, filesystem broker,
+one worker started alongside the API) on a fresh data directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_embedded_end_to_end() -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="fastarchrank-embedded-"))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTARCHRANK_")}
+    env.update({"FASTARCHRANK_DATA_DIR": str(data_dir), "FASTARCHRANK_SWEEP_INTERVAL_S": "1",
+                "FASTARCHRANK_TORCH_THREADS": "1"})
+    log = (data_dir / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def healthy():  # type: ignore[no-untyped-def]
+            try:
+                r = httpx.get(f"{base}/v1/health", timeout=2)
+                return r.status_code == 200 and r.json()["workers"]["recent"] >= 1 and r.json()
+            except httpx.TransportError:
+                return None
+
+        health = wait_for(healthy, timeout=120, what="the embedded service and its worker")
+        assert health["database"]["dialect"] == "sqlite"
+        assert "filesystem" in health["broker"]["detail"]
+        body = {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}, {"name": "flops"}],
+            "items": [{"nb201_index": 1462, "label": "big"}, {"nb201_index": 1651, "label": "empty"}],
+        }
+        created = httpx.post(f"{base}/v1/batches", json=body, timeout=30)
+        assert created.status_code == 201, created.text
+        batch_id = created.json()["batch_id"]
+
+        def finished():  # type: ignore[no-untyped-def]
+            s = httpx.get(f"{base}/v1/batches/{batch_id}", timeout=10).json()
+            return s if s["status"] == "done" else None
+
+        status = wait_for(finished, timeout=180, what="the embedded batch")
+        assert status["counts"]["done"] == 4, status
+        ranking = httpx.get(f"{base}/v1/batches/{batch_id}/ranking", params={"method": "params"}, timeout=10).json()
+        assert [i["label"] for i in ranking["items"]] == ["big", "empty"]
+        assert (data_dir / "fastarchrank.db").exists()
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
+        time.sleep(0.2)
+    if proc.returncode not in (0, -15, 143):
+        print((data_dir / "serve.log").read_text()[-4000:])

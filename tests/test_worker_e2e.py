@@ -1,0 +1,276 @@
+"""End to end through a real Celery worker process on Redis and Postgres, and worker-side reliability:
+duplicate delivery, lost workers, never-published evaluations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.conftest import WorkerProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TINY = {"preset": "tiny"}
+
+
+def _post(client, body):  # type: ignore[no-untyped-def]
+    resp = client.post("/v1/batches", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["batch_id"]
+
+
+def _wait_done(client, batch_id: str, timeout: float = 240.0, worker: WorkerProcess | None = None):  # type: ignore[no-untyped-def]
+    def done():  # type: ignore[no-untyped-def]
+        s = client.get(f"/v1/batches/{batch_id}").json()
+        return s if s["status"] == "done" else None
+
+    try:
+        return wait_for(done, timeout=timeout, what=f"batch {batch_id} to finish")
+    except AssertionError:
+        if worker is not None:
+            print(worker.output())
+        raise
+
+
+def _evaluations(session, batch_id: str):  # type: ignore[no-untyped-def]
+    from app.models import BatchEvaluation, Evaluation
+
+    session.expire_all()
+    return session.scalars(
+        select(Evaluation)
+        .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
+        .where(BatchEvaluation.batch_id == batch_id)
+        .order_by(Evaluation.id)
+    ).all()
+
+
+def test_params_and_zero_cost_end_to_end(client, worker, db_session) -> None:  # type: ignore[no-untyped-def]
+    """post → real worker evaluates → ranking; params equals the spec's formula at C=16, N=5."""
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [
+                {"name": "params", "config": {"network": {"C": 16, "N": 5}}},
+                {"name": "synflow", **TINY},
+            ],
+            "seed": 7,
+            "items": [
+                {"nb201_index": 1462, "label": "all3x3"},
+                {"nb201_index": 1, "label": "idx1"},
+                {"nb201_index": 1651, "label": "allnone"},
+            ],
+        },
+    )
+    status = _wait_done(client, batch_id, worker=worker)
+    assert status["counts"]["done"] == 6, status
+    ranking = client.get(f"/v1/batches/{batch_id}/ranking", params={"method": "params"}).json()
+    by_label = {i["label"]: i for i in ranking["items"]}
+    assert by_label["all3x3"]["score"] == 1_531_546
+    assert by_label["idx1"]["score"] == 802_426
+    assert by_label["allnone"]["score"] == 73_306
+    assert [i["label"] for i in ranking["items"]] == ["all3x3", "idx1", "allnone"]
+    syn = client.get(f"/v1/batches/{batch_id}/ranking", params={"method": "synflow"}).json()
+    assert {i["label"] for i in syn["items"]} == {"all3x3", "idx1", "allnone"}
+    allnone = next(i for i in syn["items"] if i["label"] == "allnone")
+    assert allnone["score"] == 0.0  # every path blocked: a legitimate bottom score
+    for ev in _evaluations(db_session, batch_id):
+        assert ev.attempts == 1 and ev.device and ev.device.startswith("cpu")
+        assert ev.cost_s is not None and ev.cost_s >= 0
+    health = client.get("/v1/health").json()
+    assert health["workers"]["recent"] >= 1
+
+
+def test_training_methods_end_to_end(client, worker, db_session) -> None:  # type: ignore[no-untyped-def]
+    """fear, shortreg and full through the real worker, with stored timings and effective config."""
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "fear", **TINY}, {"name": "shortreg", **TINY}, {"name": "full", **TINY}],
+            "seed": 3,
+            "items": [{"nb201_index": 1462}, {"nb201_index": 1}],
+        },
+    )
+    status = _wait_done(client, batch_id, worker=worker)
+    terminal = {k: v for k, v in status["counts"].items() if v}
+    assert set(terminal) <= {"done", "unmet"} and sum(terminal.values()) == 6, status
+    for ev in _evaluations(db_session, batch_id):
+        if ev.method == "fear" and ev.status == "done":
+            assert {"stage1_s", "stage2_s"} <= set(ev.timings)
+            assert 0.0 <= ev.score <= 1.0
+        assert ev.config["network"]["C"] == 8  # the tiny preset's effective config is stored
+    report = client.get(f"/v1/batches/{batch_id}/report", params={"ground_truth": "full"}).json()
+    assert set(report["methods"]) == {"fear", "shortreg"}
+
+
+def test_duplicate_delivery_evaluates_once(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    from worker.tasks import evaluate
+
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": 11,
+            "items": [{"nb201_index": 5}],
+        },
+    )
+    (ev,) = _evaluations(db_session, batch_id)
+    evaluate.run([ev.id])
+    (ev,) = _evaluations(db_session, batch_id)
+    assert ev.status == "done" and ev.attempts == 1
+    first_finish = ev.finished_at
+    evaluate.run([ev.id])  # the broker delivers the same message again
+    (ev,) = _evaluations(db_session, batch_id)
+    assert ev.attempts == 1 and ev.finished_at == first_finish
+
+
+def test_result_from_a_superseded_attempt_is_discarded(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    from app.models import Evaluation
+    from worker.methods.base import MethodResult
+    from worker.runtime import claim, store_result
+
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": 12,
+            "items": [{"nb201_index": 6}],
+        },
+    )
+    (ev,) = _evaluations(db_session, batch_id)
+    (first,) = claim([ev.id], "cpu")
+    # the reaper gives the evaluation to a second attempt while the first still runs
+    db_session.execute(update(Evaluation).where(Evaluation.id == ev.id).values(status="queued"))
+    db_session.commit()
+    (second,) = claim([ev.id], "cpu")
+    assert second.attempt == first.attempt + 1
+    assert not store_result(first, MethodResult(score=1.0))
+    assert store_result(second, MethodResult(score=2.0))
+    (ev,) = _evaluations(db_session, batch_id)
+    assert ev.score == 2.0 and ev.attempts == 2
+
+
+def test_reaper_requeues_stale_running_then_marks_lost(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    from app.models import Evaluation, utcnow
+    from app.services.maintenance import reap
+    from app.settings import get_settings
+
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": 13,
+            "items": [{"nb201_index": 7}, {"nb201_index": 8}],
+        },
+    )
+    a, b = _evaluations(db_session, batch_id)
+    old = utcnow() - timedelta(seconds=get_settings().stale_after_s + 5)
+    db_session.execute(
+        update(Evaluation).where(Evaluation.id == a.id).values(status="running", attempts=1, heartbeat_at=old)
+    )
+    db_session.execute(
+        update(Evaluation)
+        .where(Evaluation.id == b.id)
+        .values(status="running", attempts=get_settings().max_attempts, heartbeat_at=old)
+    )
+    db_session.commit()
+    counts = reap()
+    assert counts["requeued"] >= 1 and counts["lost"] >= 1
+    a, b = _evaluations(db_session, batch_id)
+    assert a.status == "queued" and a.enqueued_at is None
+    assert b.status == "lost" and "resubmit" in b.error
+    status = client.get(f"/v1/batches/{batch_id}").json()
+    assert status["counts"]["lost"] == 1
+    # asking again for a lost evaluation gives it another chance
+    again = client.post(
+        "/v1/batches",
+        json={
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": 13,
+            "items": [{"nb201_index": 8}],
+        },
+    ).json()
+    assert again["evaluations"]["retried"] == 1
+
+
+def test_sweeper_publishes_evaluations_never_enqueued(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    """A crash between commit and enqueue leaves queued rows without a message; the sweeper sends them."""
+    import redis
+
+    from app.models import Evaluation, utcnow
+    from app.services.maintenance import sweep
+    from app.settings import get_settings
+
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": 14,
+            "items": [{"nb201_index": 9}],
+        },
+    )
+    (ev,) = _evaluations(db_session, batch_id)
+    settings = get_settings()
+    past = utcnow() - timedelta(seconds=settings.requeue_after_s + 5)
+    db_session.execute(
+        update(Evaluation).where(Evaluation.id == ev.id).values(enqueued_at=None, queued_at=past)
+    )
+    db_session.commit()
+    r = redis.Redis.from_url(settings.effective_broker_url)
+    before = r.llen(settings.queue)
+    assert sweep() >= 1
+    assert r.llen(settings.queue) >= before + 1
+    (ev,) = _evaluations(db_session, batch_id)
+    assert ev.enqueued_at is not None
+    sweep()  # a second sweep must not publish this row again (its message is in the queue)
+    (ev2,) = _evaluations(db_session, batch_id)
+    assert ev2.enqueued_at == ev.enqueued_at
+    r.close()
+
+
+def test_worker_killed_mid_evaluation_loses_nothing(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    first = WorkerProcess().start()
+    batch_id = _post(
+        client,
+        {
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "shortreg", "preset": "tiny", "config": {"epochs": 40}}],
+            "seed": 21,
+            "items": [{"nb201_index": 1462}],
+        },
+    )
+
+    def running():  # type: ignore[no-untyped-def]
+        (ev,) = _evaluations(db_session, batch_id)
+        return ev.status == "running" and (ev.progress or {}).get("epoch")
+
+    try:
+        wait_for(running, timeout=120, what="the evaluation to start training")
+    finally:
+        first.kill()
+    (ev,) = _evaluations(db_session, batch_id)
+    assert ev.status == "running" and ev.attempts == 1
+    second = WorkerProcess().start()
+    try:
+        status = _wait_done(client, batch_id, timeout=240, worker=second)
+    finally:
+        second.stop()
+    assert status["counts"]["done"] == 1
+    (ev,) = _evaluations(db_session, batch_id)
+    assert ev.attempts == 2 and ev.score is not None
