@@ -184,7 +184,7 @@ def time_presets(preset: str, dataset: str, data_dir: Path, archs: int) -> None:
             score = "-" if result.score is None else f"{result.score:.4f}"
             times = [f"{result.cost_s:.1f}", f"{wall:.1f}", f"{load:.1f}"]
             cells = [method, index, result.status, score, *times]
-            print("| " + " | ".join(str(c) for c in cells) + " |")
+            print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
 def main() -> None:

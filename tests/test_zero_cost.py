@@ -340,3 +340,9 @@ def test_naswot_without_relu() -> None:
     result = naswot(model, (torch.randn(5, 1, 4, 4), torch.zeros(5, dtype=torch.long)))
     assert result.value == -math.inf
     assert result.reason == NO_RELU
+
+
+def test_fisher_refuses_an_output_changed_in_place() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(27, 4), nn.ReLU(inplace=True), nn.Linear(4, 3))
+    with pytest.raises(RuntimeError, match="in place"):
+        fisher(model, (torch.randn(4, 3, 3, 3), torch.zeros(4, dtype=torch.long)))

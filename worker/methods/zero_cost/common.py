@@ -71,10 +71,12 @@ def loss_gradients(model: nn.Module, batch: Batch) -> LossGradients:
     layers = weight_layers(model)
     weights = [layer.weight for layer in layers]
     outputs: list[list[Tensor]] = [[] for _ in layers]
+    versions: list[int] = []  # of every output, in call order
 
     def keeper(slot: list[Tensor]):
         def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
             slot.append(output)
+            versions.append(output._version)
 
         return hook
 
@@ -85,6 +87,12 @@ def loss_gradients(model: nn.Module, batch: Batch) -> LossGradients:
         for handle in handles:
             handle.remove()
     flat = [out for slot in outputs for out in slot]
+    # An in-place op applied to a layer output would silently change the activation fisher reads.
+    # (In-place ops bump a tensor's version; the hooks saw each output's version when it was made.)
+    if sum(out._version for out in flat) != sum(versions):
+        raise RuntimeError(
+            "a Conv/Linear output was modified in place: fisher's activations are not available"
+        )
     # One backward pass gives dL/dW and dL/da together (and dL/dW is bit-identical to asking for it alone).
     grads = torch.autograd.grad(loss, weights + flat, allow_unused=True)
     weight_grads = grads_or_zeros(grads[: len(weights)], weights)
