@@ -40,9 +40,23 @@ def worker_argv(queue: str, name: str | None, loglevel: str, concurrency: int = 
     # prefork with one child: Celery's soft and hard time limits need a child process to signal
     # and kill, and the parent never touches CUDA, so forking stays safe.
     argv = [
-        sys.executable, "-m", "celery", "-A", "worker.tasks", "worker",
-        "--pool", "prefork", "--concurrency", str(concurrency), "-Q", queue, "--loglevel", loglevel,
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.tasks",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "-Q",
+        queue,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
     ]
     if name:
         argv += ["-n", name]
@@ -75,10 +89,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         worker = subprocess.Popen(worker_argv(settings.queue, "embedded@%h", args.loglevel))
         log.info("embedded worker started (pid %s)", worker.pid)
+    broker = "embedded filesystem" if settings.embedded_broker else _redact(settings.effective_broker_url)
     print(
         f"FastArchRank on http://{args.host or settings.host}:{args.port or settings.port}  "
         f"(docs at /docs; database {_redact(settings.effective_database_url)}; "
-        f"broker {'embedded filesystem' if settings.embedded_broker else _redact(settings.effective_broker_url)})",
+        f"broker {broker})",
         flush=True,
     )
     try:
@@ -141,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="a Celery worker (one per GPU; CPU if none)")
-    w.add_argument("--gpu", type=int, default=None, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
+    w.add_argument(
+        "--gpu", type=int, default=None, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)"
+    )
     w.add_argument("--device", default=None, help="override the device: cpu, cuda, cuda:N, auto")
     w.add_argument("--queue", default=None, help="queue to consume (default: settings.queue)")
     w.add_argument("--name", default=None, help="Celery node name")

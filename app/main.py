@@ -56,8 +56,16 @@ class BodySizeLimit:
             + str(self.max_bytes).encode()
             + b' bytes; split the items into several batches","type":"too_large"}]}'
         )
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -69,9 +77,15 @@ def _clean(errors: list[dict]) -> list[dict]:
     """Pydantic errors carry the offending input and a docs URL; keep what a client needs."""
     out = []
     for e in errors:
-        item = {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": e.get("type", "value_error")}
+        item = {
+            "loc": list(e.get("loc", [])),
+            "msg": str(e.get("msg", "")),
+            "type": e.get("type", "value_error"),
+        }
         if "ctx" in e and isinstance(e["ctx"], dict):
-            item["ctx"] = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in e["ctx"].items()}
+            item["ctx"] = {
+                k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in e["ctx"].items()
+            }
         out.append(item)
     return out
 
@@ -114,7 +128,9 @@ def create_app() -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Log the trace for operators; the client gets no internals.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the request changed nothing. It was logged."}, status_code=500)
+        return JSONResponse(
+            {"detail": "internal error; the request changed nothing. It was logged."}, status_code=500
+        )
 
     for module in (batches, reports, architectures, catalog, health):
         app.include_router(module.router, prefix="/v1")

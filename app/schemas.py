@@ -15,7 +15,9 @@ MAX_METHODS = _settings.max_methods_per_batch
 MAX_GENOTYPE = _settings.max_genotype_chars
 
 SpaceName = Literal["nb201", "nats_sss", "darts", "nb301"]
-NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+NB201_EXAMPLE = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+)
 
 
 class Strict(BaseModel):
@@ -64,7 +66,9 @@ class ItemRequest(Strict):
         examples=[NB201_EXAMPLE],
     )
     nb201_index: int | None = Field(None, ge=0, le=15624, description="NAS-Bench-201 index (space nb201)")
-    index: int | None = Field(None, ge=0, description="the benchmark index in the batch's space (nb201, nats_sss)")
+    index: int | None = Field(
+        None, ge=0, description="the benchmark index in the batch's space (nb201, nats_sss)"
+    )
     label: str | None = Field(None, max_length=256, description="client id/label echoed in rankings")
     ground_truth: float | None = Field(
         None, ge=0.0, le=100.0, description="trusted final accuracy in percent, e.g. from NAS-Bench-201"
@@ -159,7 +163,9 @@ class BatchStatus(BaseModel):
 
 
 class RankingItem(BaseModel):
-    rank: float | None = Field(description="1 = best; ties share the average rank; null = not ranked (see reason)")
+    rank: float | None = Field(
+        description="1 = best; ties share the average rank; null = not ranked (see reason)"
+    )
     position: int
     label: str | None
     genotype: str

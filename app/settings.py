@@ -23,7 +23,8 @@ class Settings(BaseSettings):
         description="root for the embedded database, embedded broker, caches and default dataset files",
     )
     datasets_dir: Path | None = Field(
-        None, description="folder holding dataset files (cifar-10-batches-py/ ...); default <data_dir>/datasets"
+        None,
+        description="folder holding dataset files (cifar-10-batches-py/ ...); default <data_dir>/datasets",
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/fastarchrank.db"

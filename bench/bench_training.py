@@ -167,8 +167,8 @@ def time_presets(preset: str, dataset: str, data_dir: Path, archs: int) -> None:
     indices = [int(v) for v in PAPER_ARCHS.read_text().split(",")[:archs]]
     ctx = LocalContext(data_dir)
     print(f"preset {preset!r} on {dataset}, NB201, {torch.get_num_threads()} CPU threads\n")
-    print("| method | arch index | status | score | method cost s | wall s (load excluded) | data load s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | arch | status | score | epochs | cost s | wall s (no load) | data load s |")
+    print("|---|---|---|---|---|---|---|---|")
     for method, runner in RUNNERS.items():
         info = METHODS[method]
         config = info.config_model.model_validate(info.presets[preset]("nb201", dataset)).model_dump(
@@ -183,7 +183,10 @@ def time_presets(preset: str, dataset: str, data_dir: Path, archs: int) -> None:
             wall = time.perf_counter() - started - load
             score = "-" if result.score is None else f"{result.score:.4f}"
             times = [f"{result.cost_s:.1f}", f"{wall:.1f}", f"{load:.1f}"]
-            cells = [method, index, result.status, score, *times]
+            epochs = result.info.get("stage1_epochs", result.info.get("epochs"))
+            if "stage2" in result.info:
+                epochs = f"{epochs}+{len(result.info['stage2']['acc'])}"
+            cells = [method, index, result.status, score, epochs, *times]
             print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 

@@ -3,14 +3,16 @@ per size, a restored copy of the initial weights per measure, one shared gradien
 grad_norm/snip/plain/fisher) vs each measure computed separately (a ``run_zero_cost`` call per
 measure: rebuild the network and reload the batch every time), on NB201 networks on the CPU.
 
-    python -m bench.bench_zero_cost [--indices 0 1 15624] [--C 16] [--N 5] [--repeats 1]
+    python -m bench.bench_zero_cost [--indices 0 1 15624] [--C 16] [--N 5] [--repeats 2] [--threads 1]
 
 Also times the three ways to hand a measure a fresh copy of the initial network (deepcopy of the
 module, load_state_dict, in-place copy of the saved tensors) on the first architecture.
 
 Data: random uint8 CIFAR-sized images (50,000 train) in the worker's real device dataset, so
 ``fixed_batch`` costs what it costs in the service; measure times do not depend on pixel values.
-Separate and together runs alternate per architecture so machine load hits both alike.
+Separate and together runs alternate per architecture so machine load hits both alike; the fastest
+of ``--repeats`` counts. One torch thread by default: with two threads on a shared 2-core machine a
+single descheduled thread stalls every matrix product and the times scatter by 2x.
 """
 
 from __future__ import annotations
@@ -100,8 +102,12 @@ def main() -> None:
     parser.add_argument("--indices", type=int, nargs="+", default=[0, 1, 15624])
     parser.add_argument("--C", type=int, default=16)
     parser.add_argument("--N", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the fastest counts")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     network = {"C": args.C, "N": args.N}
     ctx = BenchContext()
     genotypes = {i: nb201_genotype.to_string(nb201_genotype.ops_at(i)) for i in args.indices}

@@ -101,7 +101,9 @@ def table_counts() -> dict[str, int]:
     from app.models import Base
 
     with session_scope() as s:
-        return {t.name: s.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
+        return {
+            t.name: s.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables
+        }
 
 
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -128,7 +130,11 @@ class WorkerProcess:
 
         argv = worker_argv(self.env["FASTARCHRANK_QUEUE"], self.name, "INFO")
         self.proc = subprocess.Popen(
-            argv, env=self.env, cwd=REPO_ROOT, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            argv,
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self

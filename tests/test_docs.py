@@ -26,4 +26,7 @@ def test_cli_parser_has_documented_commands() -> None:
 
     parser = build_parser()
     for command in ("serve", "worker", "migrate", "report", "bench"):
-        assert parser.parse_known_args([command, "x"] if command == "report" else [command])[0].command == command
+        assert (
+            parser.parse_known_args([command, "x"] if command == "report" else [command])[0].command
+            == command
+        )

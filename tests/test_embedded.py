@@ -29,15 +29,25 @@ def test_serve_embedded_end_to_end() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="fastarchrank-embedded-"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTARCHRANK_")}
-    env.update({"FASTARCHRANK_DATA_DIR": str(data_dir), "FASTARCHRANK_SWEEP_INTERVAL_S": "1",
-                "FASTARCHRANK_TORCH_THREADS": "1"})
+    env.update(
+        {
+            "FASTARCHRANK_DATA_DIR": str(data_dir),
+            "FASTARCHRANK_SWEEP_INTERVAL_S": "1",
+            "FASTARCHRANK_TORCH_THREADS": "1",
+        }
+    )
     log = (data_dir / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def healthy():  # type: ignore[no-untyped-def]
             try:
                 r = httpx.get(f"{base}/v1/health", timeout=2)
@@ -64,7 +74,9 @@ def test_serve_embedded_end_to_end() -> None:
 
         status = wait_for(finished, timeout=180, what="the embedded batch")
         assert status["counts"]["done"] == 4, status
-        ranking = httpx.get(f"{base}/v1/batches/{batch_id}/ranking", params={"method": "params"}, timeout=10).json()
+        ranking = httpx.get(
+            f"{base}/v1/batches/{batch_id}/ranking", params={"method": "params"}, timeout=10
+        ).json()
         assert [i["label"] for i in ranking["items"]] == ["big", "empty"]
         assert (data_dir / "fastarchrank.db").exists()
     finally:

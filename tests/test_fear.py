@@ -201,9 +201,11 @@ def test_default_unfreeze_comes_from_the_space_rule(captured: list[nn.Module]) -
 
 
 def test_score_is_the_last_stage2_epoch_accuracy() -> None:
-    result = run_fear(LocalContext(make_data()), fear_config(threshold=0.3, stage2_epochs=3))
+    # A high stage-2 lr makes the stage-2 curve fall at the end: the last epoch is not the best.
+    config = fear_config(threshold=0.3, stage2_epochs=4, stage2_lr=3.0, stage2_batch_size=16)
+    result = run_fear(LocalContext(make_data()), config)
     stage2 = result.info["stage2"]["acc"]
-    assert len(stage2) == 3
+    assert len(stage2) == 4
     assert result.score == stage2[-1]
     assert 0.0 <= result.score <= 1.0
     assert result.cost_s == pytest.approx(result.timings["stage1_s"] + result.timings["stage2_s"])
@@ -222,6 +224,31 @@ def test_identifiers_match_whole_name_components() -> None:
     model = build(NetworkSpec("nb201", GENOTYPE, 4, 16, {"C": 4, "N": 5}))
     names = fear.unfreeze_only(model, ["cells.1"])
     assert names and all(n.startswith("cells.1.") for n in names)
+
+
+def test_darts_stage1_uses_aux_and_drop_path_stage2_neither(captured: list[nn.Module]) -> None:
+    from app.genotypes.darts import EXAMPLE
+
+    config = fear_config(
+        threshold=0.01,  # any learning at all: this test is about what each stage trains
+        max_stage1_epochs=2,
+        stage2_epochs=1,
+        network={"C": 4, "layers": 3, "auxiliary": True, "drop_path": 0.2},
+    )
+    ctx = LocalContext(TensorDataset(train_size=48, test_size=16, input_size=32, noise=0.5))
+    after_stage1: dict[str, torch.Tensor] = {}
+    ctx.on_report = lambda: after_stage1.update(copy.deepcopy(captured[0].state_dict()))
+    darts_request = EvalRequest(1, "fear", "darts", EXAMPLE, "tensor", 0, config)
+    result = fear.run(darts_request, ctx)
+    model = captured[0]
+    assert result.status == "done"
+    assert result.info["unfreeze"] == ["cells.2", "classifier"]
+    assert model.drop_path_prob == 0.0  # stage 2 trains without drop path
+    # The aux head trained in stage 1 (weight 0.4) but is frozen and unchanged in stage 2.
+    for name, param in model.auxiliary_head.named_parameters():
+        assert not param.requires_grad
+        assert torch.equal(param, after_stage1[f"auxiliary_head.{name}"])
+    assert all(p.requires_grad for p in model.cells[2].parameters())
 
 
 # ---------------------------------------------------------------------------------------------

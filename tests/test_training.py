@@ -471,3 +471,14 @@ def test_network_learns_the_tensor_dataset() -> None:
     )
     assert result.accuracies[-1] > 0.7
     assert result.accuracies[-1] > result.accuracies[0]
+
+
+def test_no_trainable_parameter_still_measures_accuracy_and_moves_bn_stats() -> None:
+    data = TensorDataset(train_size=40)
+    model = small_net()
+    model.requires_grad_(False)
+    before = copy.deepcopy(model)
+    result = train(model, data, epochs=1, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
+    assert result.steps == 2 and 0.0 <= result.epochs[0].train_acc <= 1.0
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters(), strict=True))
+    assert not torch.equal(model.stem[1].running_mean, before.stem[1].running_mean)

@@ -35,7 +35,8 @@ def worker_device() -> torch.device:
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         idx = device.index or 0
-        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={visible})"
     return f"cpu ({torch.get_num_threads()} threads)"
 
 

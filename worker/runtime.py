@@ -83,7 +83,17 @@ def claim(evaluation_ids: list[int], device: str) -> list[Claim]:
             ).one()
             ev, arch = row
             claims.append(
-                Claim(eid, ev.attempts, ev.method, arch.space, arch.canonical, ev.dataset, ev.seed, ev.scope, ev.config)
+                Claim(
+                    eid,
+                    ev.attempts,
+                    ev.method,
+                    arch.space,
+                    arch.canonical,
+                    ev.dataset,
+                    ev.seed,
+                    ev.scope,
+                    ev.config,
+                )
             )
     return claims
 
@@ -116,7 +126,9 @@ def store_result(claim: Claim, result: Any) -> bool:
             )
         ).rowcount
     if not written:
-        log.warning("evaluation %s attempt %s lost ownership; result discarded", claim.evaluation_id, claim.attempt)
+        log.warning(
+            "evaluation %s attempt %s lost ownership; result discarded", claim.evaluation_id, claim.attempt
+        )
     return bool(written)
 
 
@@ -208,6 +220,8 @@ class ServiceContext:
         self._budget_cache: tuple[float, float | None] | None = None
 
     def dataset(self, dataset: str, data_config: dict[str, Any]) -> Any:
+        # Loading is cached per process, but a first synthetic generation can take minutes: say so.
+        self.progress(phase="loading data", dataset=dataset)
         return self._datasets(dataset, data_config)
 
     def progress(self, **fields: Any) -> None:

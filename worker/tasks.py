@@ -41,10 +41,20 @@ def _announce(device: str) -> None:
         table = WorkerSeen.__table__
         session.execute(
             insert_ignore(session, table, ["name"]),  # type: ignore[arg-type]
-            [{"name": worker_name(), "device": device, "queue": settings.queue, "started_at": now,
-              "last_seen": now, "info": {}}],
+            [
+                {
+                    "name": worker_name(),
+                    "device": device,
+                    "queue": settings.queue,
+                    "started_at": now,
+                    "last_seen": now,
+                    "info": {},
+                }
+            ],
         )
-        session.execute(update(WorkerSeen).where(WorkerSeen.name == worker_name()).values(last_seen=now, device=device))
+        session.execute(
+            update(WorkerSeen).where(WorkerSeen.name == worker_name()).values(last_seen=now, device=device)
+        )
 
 
 def _maintenance_loop(device: str) -> None:
@@ -70,7 +80,9 @@ def _on_ready(**_: Any) -> None:
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         device += f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
     log.info("fastarchrank worker %s ready on %s", worker_name(), device)
-    threading.Thread(target=_maintenance_loop, args=(device,), name="fastarchrank-maintenance", daemon=True).start()
+    threading.Thread(
+        target=_maintenance_loop, args=(device,), name="fastarchrank-maintenance", daemon=True
+    ).start()
 
 
 @worker_process_init.connect

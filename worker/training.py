@@ -222,7 +222,7 @@ def train(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = cosine_lr(sgd.lr, step, total_steps)
-            with _autocast(device):
+            with _autocast(device), torch.set_grad_enabled(optimizer is not None):
                 logits, aux_logits = _split_outputs(model(x))
                 loss = F.cross_entropy(logits, y)
                 objective = loss
@@ -277,13 +277,6 @@ def train(
     result.steps = step
     result.final_lr = cosine_lr(sgd.lr, step, total_steps)
     return result
-
-
-def batches_in_order(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int
-) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """Split tensors into consecutive minibatches (views, no copy)."""
-    return zip(x.split(batch_size), y.split(batch_size), strict=True)
 
 
 @torch.inference_mode()

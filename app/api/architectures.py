@@ -16,7 +16,9 @@ from app.services.batch_view import evaluation_row, public
 router = APIRouter(tags=["architectures"])
 
 
-@router.get("/architectures/{key}", summary="All evaluations of one architecture (key, canonical genotype or index)")
+@router.get(
+    "/architectures/{key}", summary="All evaluations of one architecture (key, canonical genotype or index)"
+)
 def get_architecture(
     key: str,
     session: SessionDep,
@@ -31,10 +33,14 @@ def get_architecture(
             parsed = SPACES[space].from_index(int(key)) if key.isdigit() else SPACES[space].parse(key)
         except GenotypeError as exc:
             raise NotFound(f"architecture {key!r} in space {space!r} ({exc})") from None
-        arch = session.scalar(select(Architecture).where(Architecture.space == space, Architecture.key == parsed.key))
+        arch = session.scalar(
+            select(Architecture).where(Architecture.space == space, Architecture.key == parsed.key)
+        )
     if arch is None:
         raise NotFound(f"architecture {key!r} in space {space!r}")
-    evals = session.scalars(select(Evaluation).where(Evaluation.architecture_id == arch.id).order_by(Evaluation.id))
+    evals = session.scalars(
+        select(Evaluation).where(Evaluation.architecture_id == arch.id).order_by(Evaluation.id)
+    )
     return {
         "space": arch.space,
         "key": arch.key,

@@ -37,7 +37,8 @@ def create_batch(
     settings: SettingsDep,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(max_length=128, description="same key and body → same response; no duplicate batch")
+        str | None,
+        Header(max_length=128, description="same key and body → same response; no duplicate batch"),
     ] = None,
 ) -> Any:
     # The session is managed here (not by the dependency) because tasks may only be enqueued
@@ -58,18 +59,24 @@ def create_batch(
     return result.response()
 
 
-@router.get("/batches/{batch_id}", response_model=BatchStatus, summary="Status counts, live progress, timings, ETA")
+@router.get(
+    "/batches/{batch_id}", response_model=BatchStatus, summary="Status counts, live progress, timings, ETA"
+)
 def get_batch(batch_id: str, session: SessionDep, settings: SettingsDep) -> Any:
     batch = batch_view.get_batch(session, batch_id)
     return batch_view.status(session, batch, settings)
 
 
-@router.get("/batches/{batch_id}/ranking", response_model=Ranking, summary="Ranking of the batch under one method")
+@router.get(
+    "/batches/{batch_id}/ranking", response_model=Ranking, summary="Ranking of the batch under one method"
+)
 def get_ranking(
     batch_id: str,
     session: SessionDep,
     settings: SettingsDep,
-    method: Annotated[str | None, Query(max_length=64, description="method alias (see the batch's methods)")] = None,
+    method: Annotated[
+        str | None, Query(max_length=64, description="method alias (see the batch's methods)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Any:
@@ -93,7 +100,9 @@ def get_ranking(
                 **r,
                 "score": score if finite else None,
                 "score_repr": None if finite or score is None else str(score),
-                "reason": r["reason"] if r["reason"] is None or not r.get("detail") else f"{r['reason']} ({r['detail']})",
+                "reason": r["reason"]
+                if r["reason"] is None or not r.get("detail")
+                else f"{r['reason']} ({r['detail']})",
             }
         )
     if limit > settings.max_page_size:

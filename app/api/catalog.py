@@ -59,7 +59,9 @@ def list_methods(
         if space in info.spaces:
             for pname, fn in info.presets.items():
                 try:
-                    presets[pname] = info.config_model.model_validate(fn(space, dataset)).model_dump(mode="json")
+                    presets[pname] = info.config_model.model_validate(fn(space, dataset)).model_dump(
+                        mode="json"
+                    )
                 except Exception as exc:  # a preset that does not apply to this pair says why
                     presets[pname] = {"unavailable": str(exc).splitlines()[0]}
         items.append(

@@ -25,7 +25,9 @@ GroundTruthQuery = Annotated[
         "batch's own full-training results",
     ),
 ]
-PercentsQuery = Annotated[str | None, Query(description="comma-separated p values, default 10,20,30,40,50,100")]
+PercentsQuery = Annotated[
+    str | None, Query(description="comma-separated p values, default 10,20,30,40,50,100")
+]
 
 
 class GroundTruthItem(BaseModel):
@@ -56,7 +58,9 @@ class CrossBatchReport(BaseModel):
 )
 def put_ground_truth(batch_id: str, set_name: str, body: GroundTruthBody, session: SessionDep) -> Any:
     if not set_name or len(set_name) > 128 or set_name in ("full",) or set_name.startswith("method:"):
-        raise InputError(["path", "set_name"], "set name must be 1-128 characters and not 'full' or 'method:...'")
+        raise InputError(
+            ["path", "set_name"], "set name must be 1-128 characters and not 'full' or 'method:...'"
+        )
     batch = batch_view.get_batch(session, batch_id)
     counts = report_view.put_ground_truth(session, batch, set_name, [i.model_dump() for i in body.items])
     return {"batch_id": batch_id, "set_name": set_name, **counts}
@@ -137,7 +141,9 @@ def plot_scores(
             usable = r["status"] == "done" and r["score"] is not None and math.isfinite(r["score"])
             pts.append((truth[r["key"]], r["score"] if usable else None))
         points[alias] = pts
-    png = score_vs_ground_truth_png(points, width_px=width, height_px=height, ground_truth_label=f"ground truth ({name})")
+    png = score_vs_ground_truth_png(
+        points, width_px=width, height_px=height, ground_truth_label=f"ground truth ({name})"
+    )
     return Response(png, media_type="image/png")
 
 
@@ -162,17 +168,27 @@ def plot_cost(
     for alias, m in result["methods"].items():
         cost = result["costs"].get(alias, {}).get("mean_s")
         ci = m.get("spearman_ci") or {}
-        entries.append({"label": alias, "cost_s": cost, "spearman": m["spearman"],
-                        "ci_low": ci.get("low"), "ci_high": ci.get("high")})
+        entries.append(
+            {
+                "label": alias,
+                "cost_s": cost,
+                "spearman": m["spearman"],
+                "ci_low": ci.get("low"),
+                "ci_high": ci.get("high"),
+            }
+        )
     return Response(cost_vs_spearman_png(entries, width_px=width, height_px=height), media_type="image/png")
 
 
-@router.get("/batches/{batch_id}/export.csv", response_class=PlainTextResponse, summary="Every evaluation as CSV")
+@router.get(
+    "/batches/{batch_id}/export.csv", response_class=PlainTextResponse, summary="Every evaluation as CSV"
+)
 def export_csv(batch_id: str, session: SessionDep) -> Response:
     batch = batch_view.get_batch(session, batch_id)
     body = report_view.to_csv(report_view.export_rows(session, batch))
     return Response(
-        body, media_type="text/csv",
+        body,
+        media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
     )
 
@@ -181,10 +197,23 @@ def export_csv(batch_id: str, session: SessionDep) -> Response:
 def export_json(batch_id: str, session: SessionDep) -> Response:
     batch = batch_view.get_batch(session, batch_id)
     rows = report_view.export_rows(session, batch)
-    payload = {"batch_id": batch_id, "space": batch.space, "dataset": batch.dataset, "seed": batch.seed,
-               "options": batch.options, "methods": [batch_view_method(m) for m in batch.methods], "rows": rows}
+    payload = {
+        "batch_id": batch_id,
+        "space": batch.space,
+        "dataset": batch.dataset,
+        "seed": batch.seed,
+        "options": batch.options,
+        "methods": [batch_view_method(m) for m in batch.methods],
+        "rows": rows,
+    }
     return Response(json.dumps(payload, allow_nan=False, default=str), media_type="application/json")
 
 
 def batch_view_method(m: Any) -> dict[str, Any]:
-    return {"alias": m.alias, "name": m.name, "preset": m.preset, "config_hash": m.config_hash, "config": m.config}
+    return {
+        "alias": m.alias,
+        "name": m.name,
+        "preset": m.preset,
+        "config_hash": m.config_hash,
+        "config": m.config,
+    }

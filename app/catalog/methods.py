@@ -62,17 +62,18 @@ def resolve(
     methods = all_methods()
     info = methods.get(name)
     if info is None:
-        raise InputError(loc + ["name"], f"unknown method {name!r}; allowed: {', '.join(sorted(methods))}")
+        raise InputError([*loc, "name"], f"unknown method {name!r}; allowed: {', '.join(sorted(methods))}")
     if space not in info.spaces:
         raise InputError(
-            loc + ["name"], f"method {name!r} does not support space {space!r}; it supports {list(info.spaces)}"
+            [*loc, "name"],
+            f"method {name!r} does not support space {space!r}; it supports {list(info.spaces)}",
         )
     preset = preset or info.default_preset
     base: dict[str, Any] = {}
     if preset is not None:
         if preset not in info.presets:
             raise InputError(
-                loc + ["preset"],
+                [*loc, "preset"],
                 f"unknown preset {preset!r} for method {name!r}; allowed: {', '.join(sorted(info.presets))}",
             )
         base = info.presets[preset](space, dataset)

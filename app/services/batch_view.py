@@ -60,10 +60,19 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         per_method[alias_of[mid]][st] += n
         counts[st] += n
     pending = counts["queued"] + counts["running"]
-    overall = "done" if pending == 0 else ("running" if counts["running"] or sum(counts.values()) > pending else "queued")
+    overall = (
+        "done"
+        if pending == 0
+        else ("running" if counts["running"] or sum(counts.values()) > pending else "queued")
+    )
 
     cost_rows = session.execute(
-        select(BatchEvaluation.batch_method_id, func.avg(Evaluation.cost_s), func.sum(Evaluation.cost_s), func.count())
+        select(
+            BatchEvaluation.batch_method_id,
+            func.avg(Evaluation.cost_s),
+            func.sum(Evaluation.cost_s),
+            func.count(),
+        )
         .join(Evaluation, Evaluation.id == BatchEvaluation.evaluation_id)
         .where(BatchEvaluation.batch_id == batch.id, Evaluation.cost_s.is_not(None))
         .group_by(BatchEvaluation.batch_method_id)
@@ -82,7 +91,8 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "created_at": batch.created_at,
         "counts": counts,
         "methods": [
-            {"alias": m.alias, "name": m.name, "preset": m.preset, "config_hash": m.config_hash} for m in batch.methods
+            {"alias": m.alias, "name": m.name, "preset": m.preset, "config_hash": m.config_hash}
+            for m in batch.methods
         ],
         "per_method": per_method,
         "progress": progress(session, batch),
@@ -110,7 +120,10 @@ def _eta(
             return None
         remaining += left * float(mean)
     cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
-    workers = session.scalar(select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen >= cutoff)) or 0
+    workers = (
+        session.scalar(select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen >= cutoff))
+        or 0
+    )
     return remaining / max(1, workers)
 
 

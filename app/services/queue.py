@@ -40,7 +40,9 @@ def mark_enqueued(ids: list[int]) -> None:
     now = utcnow()
     with session_scope() as session:
         for i in range(0, len(ids), 500):
-            session.execute(update(Evaluation).where(Evaluation.id.in_(ids[i : i + 500])).values(enqueued_at=now))
+            session.execute(
+                update(Evaluation).where(Evaluation.id.in_(ids[i : i + 500])).values(enqueued_at=now)
+            )
 
 
 def queue_depth(settings: Settings | None = None) -> int | None:

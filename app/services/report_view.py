@@ -29,7 +29,9 @@ def parse_percents(text: str | None) -> tuple[float, ...]:
     try:
         values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise InputError(["query", "percents"], "percents must be comma-separated numbers, e.g. 10,20,50,100") from None
+        raise InputError(
+            ["query", "percents"], "percents must be comma-separated numbers, e.g. 10,20,50,100"
+        ) from None
     if not values or any(not (0 < v <= 100) for v in values):
         raise InputError(["query", "percents"], "each percent must be in (0, 100], e.g. 10,20,50,100")
     return values
@@ -42,7 +44,9 @@ def ground_truth_sets(session: Session, batch: Batch) -> list[str]:
     return sorted(names)
 
 
-def resolve_ground_truth(session: Session, batch: Batch, name: str | None) -> tuple[str, dict[str, float], str | None]:
+def resolve_ground_truth(
+    session: Session, batch: Batch, name: str | None
+) -> tuple[str, dict[str, float], str | None]:
     """(name, key → accuracy, alias of the method used as ground truth or None).
 
     ``name`` is a stored set, or ``full`` / ``method:<alias>`` for the batch's own ``full`` results.
@@ -51,9 +55,11 @@ def resolve_ground_truth(session: Session, batch: Batch, name: str | None) -> tu
     full_aliases = [m.alias for m in batch.methods if m.name == "full"]
     if name is None:
         if sets:
-            name = batch.options.get("ground_truth_set", "client") if batch.options.get(
-                "ground_truth_set", "client"
-            ) in sets else sets[0]
+            name = (
+                batch.options.get("ground_truth_set", "client")
+                if batch.options.get("ground_truth_set", "client") in sets
+                else sets[0]
+            )
         elif full_aliases:
             name = f"method:{full_aliases[0]}"
         else:
@@ -79,7 +85,8 @@ def resolve_ground_truth(session: Session, batch: Batch, name: str | None) -> tu
     if name not in sets:
         raise InputError(
             ["query", "ground_truth"],
-            f"no ground-truth set {name!r} in this batch; available: {sets + [f'method:{a}' for a in full_aliases]}",
+            f"no ground-truth set {name!r} in this batch; available: "
+            f"{sets + [f'method:{a}' for a in full_aliases]}",
         )
     return name, batch_view.ground_truth_map(session, batch, name), None
 
@@ -111,8 +118,13 @@ def report(
             info = catalog.get(entry.name)
             direction[alias] = info.higher_is_better if info else True
             rows_by_method.setdefault(alias, []).extend(
-                {"key": r["key"], "score": r["score"], "finite": bool(r["finite"]), "status": r["status"],
-                 "cost_s": r["cost_s"]}
+                {
+                    "key": r["key"],
+                    "score": r["score"],
+                    "finite": bool(r["finite"]),
+                    "status": r["status"],
+                    "cost_s": r["cost_s"],
+                }
                 for r in batch_view.method_rows(session, batch, entry)
             )
     if methods:
@@ -134,7 +146,9 @@ def report(
     return result
 
 
-def put_ground_truth(session: Session, batch: Batch, set_name: str, items: list[dict[str, Any]]) -> dict[str, int]:
+def put_ground_truth(
+    session: Session, batch: Batch, set_name: str, items: list[dict[str, Any]]
+) -> dict[str, int]:
     """Upsert accuracies by architecture (genotype, index or the batch item's label). Idempotent.
     All-or-nothing: any bad item rejects the whole request."""
     space = get_space(batch.space)
@@ -167,7 +181,9 @@ def put_ground_truth(session: Session, batch: Batch, set_name: str, items: list[
                 if item.get("genotype") is not None:
                     parsed = space.parse(item["genotype"])
                 elif item.get("index") is not None or item.get("nb201_index") is not None:
-                    parsed = space.from_index(int(item.get("index") if item.get("index") is not None else item["nb201_index"]))
+                    parsed = space.from_index(
+                        int(item.get("index") if item.get("index") is not None else item["nb201_index"])
+                    )
                 else:
                     raise InputError(loc, "give one of 'genotype', 'index', 'nb201_index' or 'label'")
                 aid = in_batch.get(parsed.key)
@@ -197,17 +213,54 @@ def put_ground_truth(session: Session, batch: Batch, set_name: str, items: list[
         else:
             session.execute(
                 insert_ignore(session, GroundTruth.__table__, ["batch_id", "set_name", "architecture_id"]),  # type: ignore[arg-type]
-                [{"batch_id": batch.id, "set_name": set_name, "architecture_id": aid, "value": value, "updated_at": now}],
+                [
+                    {
+                        "batch_id": batch.id,
+                        "set_name": set_name,
+                        "architecture_id": aid,
+                        "value": value,
+                        "updated_at": now,
+                    }
+                ],
             )
             created += 1
     return {"created": created, "updated": updated, "unchanged": len(values) - created - updated}
 
 
 EXPORT_FIELDS = [
-    "batch_id", "item_position", "label", "ground_truth", "method", "method_name", "preset", "evaluation_id",
-    "space", "genotype", "architecture_key", "index", "iso_key", "degenerate", "dataset", "seed", "config_hash",
-    "status", "score", "score_kind", "finite", "reason", "cost_s", "attempts", "device", "worker", "error",
-    "created_at", "started_at", "finished_at", "timings", "info", "config",
+    "batch_id",
+    "item_position",
+    "label",
+    "ground_truth",
+    "method",
+    "method_name",
+    "preset",
+    "evaluation_id",
+    "space",
+    "genotype",
+    "architecture_key",
+    "index",
+    "iso_key",
+    "degenerate",
+    "dataset",
+    "seed",
+    "config_hash",
+    "status",
+    "score",
+    "score_kind",
+    "finite",
+    "reason",
+    "cost_s",
+    "attempts",
+    "device",
+    "worker",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "timings",
+    "info",
+    "config",
 ]
 
 
@@ -234,18 +287,38 @@ def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:
             ev = evs[(mid, arch.id)]
             out.append(
                 {
-                    "batch_id": batch.id, "item_position": item.position, "label": item.label,
-                    "ground_truth": gt.get(arch.key), "method": m.alias, "method_name": m.name, "preset": m.preset,
-                    "evaluation_id": ev.id, "space": arch.space, "genotype": arch.canonical,
-                    "architecture_key": arch.key, "index": arch.index, "iso_key": arch.iso_key,
-                    "degenerate": arch.degenerate, "dataset": ev.dataset, "seed": ev.seed,
-                    "config_hash": ev.config_hash, "status": ev.status,
-                    "score": ev.score if ev.finite else None, "score_kind": ev.score_kind, "finite": ev.finite,
-                    "reason": ev.reason, "cost_s": ev.cost_s, "attempts": ev.attempts, "device": ev.device,
-                    "worker": ev.worker, "error": ev.error,
-                    "created_at": _iso(ev.created_at), "started_at": _iso(ev.started_at),
+                    "batch_id": batch.id,
+                    "item_position": item.position,
+                    "label": item.label,
+                    "ground_truth": gt.get(arch.key),
+                    "method": m.alias,
+                    "method_name": m.name,
+                    "preset": m.preset,
+                    "evaluation_id": ev.id,
+                    "space": arch.space,
+                    "genotype": arch.canonical,
+                    "architecture_key": arch.key,
+                    "index": arch.index,
+                    "iso_key": arch.iso_key,
+                    "degenerate": arch.degenerate,
+                    "dataset": ev.dataset,
+                    "seed": ev.seed,
+                    "config_hash": ev.config_hash,
+                    "status": ev.status,
+                    "score": ev.score if ev.finite else None,
+                    "score_kind": ev.score_kind,
+                    "finite": ev.finite,
+                    "reason": ev.reason,
+                    "cost_s": ev.cost_s,
+                    "attempts": ev.attempts,
+                    "device": ev.device,
+                    "worker": ev.worker,
+                    "error": ev.error,
+                    "created_at": _iso(ev.created_at),
+                    "started_at": _iso(ev.started_at),
                     "finished_at": _iso(ev.finished_at),
-                    "timings": ev.timings, "info": {k: v for k, v in (ev.info or {}).items() if k != "traceback"},
+                    "timings": ev.timings,
+                    "info": {k: v for k, v in (ev.info or {}).items() if k != "traceback"},
                     "config": ev.config,
                 }
             )

@@ -107,9 +107,15 @@ def parse_items(body: BatchCreate) -> list[ParsedArch]:
             else:
                 parsed.append(space.parse(item.genotype))
         except GenotypeError as exc:
-            field = "genotype" if item.genotype is not None else ("nb201_index" if item.nb201_index is not None else "index")
+            field = (
+                "genotype"
+                if item.genotype is not None
+                else ("nb201_index" if item.nb201_index is not None else "index")
+            )
             where = f"{exc.location}: " if exc.location else ""
-            errors.append({"loc": ["body", "items", i, field], "msg": where + exc.message, "type": "genotype_error"})
+            errors.append(
+                {"loc": ["body", "items", i, field], "msg": where + exc.message, "type": "genotype_error"}
+            )
         except InputError as exc:
             errors.extend(exc.errors)
         if len(errors) >= 50:  # enough to fix a whole class of mistakes; keep the response small
@@ -133,17 +139,22 @@ def plan_methods(body: BatchCreate, batch_id: str) -> list[PlannedMethod]:
             alias = m.name
         else:
             alias = f"{m.name}@{resolved.preset}" if resolved.preset else f"{m.name}#{pos}"
-            if alias in seen_alias or [x.preset for x in body.methods if x.name == m.name].count(m.preset) > 1:
+            if (
+                alias in seen_alias
+                or [x.preset for x in body.methods if x.name == m.name].count(m.preset) > 1
+            ):
                 alias = f"{m.name}#{pos}"
         if alias in seen_alias:
             raise InputError(
-                [*loc, "alias"], f"alias {alias!r} is already used by methods[{seen_alias[alias]}]; give a unique alias"
+                [*loc, "alias"],
+                f"alias {alias!r} is already used by methods[{seen_alias[alias]}]; give a unique alias",
             )
         identity = (m.name, resolved.config_hash)
         if identity in seen_identity:
             raise InputError(
                 loc,
-                f"methods[{pos}] resolves to the same effective config as methods[{seen_identity[identity]}]; "
+                f"methods[{pos}] resolves to the same effective config as "
+                f"methods[{seen_identity[identity]}]; "
                 "remove the duplicate",
             )
         seen_alias[alias] = pos
@@ -195,7 +206,9 @@ def _upsert_architectures(session: Session, archs: dict[str, ParsedArch], space:
     keys = list(archs)
     for chunk in _chunks(keys):
         for arch_id, key in session.execute(
-            select(Architecture.id, Architecture.key).where(Architecture.space == space, Architecture.key.in_(chunk))
+            select(Architecture.id, Architecture.key).where(
+                Architecture.space == space, Architecture.key.in_(chunk)
+            )
         ):
             ids[key] = arch_id
     return ids
@@ -213,7 +226,8 @@ def submit(
         if record is not None:
             if record.request_hash != digest:
                 raise Conflict(
-                    "this Idempotency-Key was used with a different request body; use a new key for a new batch"
+                    "this Idempotency-Key was used with a different request body; "
+                    "use a new key for a new batch"
                 )
             return replay(record)
 
@@ -271,10 +285,13 @@ def submit(
         if item.ground_truth is not None:
             gt_rows[arch_ids[arch.key]] = item.ground_truth
     session.add_all(
-        GroundTruth(batch_id=batch_id, set_name=gt_set, architecture_id=a, value=v) for a, v in gt_rows.items()
+        GroundTruth(batch_id=batch_id, set_name=gt_set, architecture_id=a, value=v)
+        for a, v in gt_rows.items()
     )
 
-    new, reused, retried, to_enqueue = _link_evaluations(session, batch_id, body, planned, method_rows, arch_ids)
+    new, reused, retried, to_enqueue = _link_evaluations(
+        session, batch_id, body, planned, method_rows, arch_ids
+    )
     result = SubmissionResult(
         batch_id=batch_id,
         new=new,
@@ -296,7 +313,13 @@ def submit(
 
 
 def method_summary(m: BatchMethod) -> dict[str, Any]:
-    return {"alias": m.alias, "name": m.name, "preset": m.preset, "config_hash": m.config_hash, "config": m.config}
+    return {
+        "alias": m.alias,
+        "name": m.name,
+        "preset": m.preset,
+        "config_hash": m.config_hash,
+        "config": m.config,
+    }
 
 
 def _link_evaluations(
@@ -375,7 +398,9 @@ def _link_evaluations(
             arch_by_eval[eid] = arch_id
     bt: Table = BatchEvaluation.__table__  # type: ignore[assignment]
     for chunk in _chunks(links):
-        session.execute(insert_ignore(session, bt, ["batch_id", "batch_method_id", "evaluation_id"]), list(chunk))
+        session.execute(
+            insert_ignore(session, bt, ["batch_id", "batch_method_id", "evaluation_id"]), list(chunk)
+        )
 
     new_ids = [ids[w][0] for w in wanted if w not in existing]
     new_ids = list(dict.fromkeys(new_ids))

@@ -1,0 +1,176 @@
+"""The ranking experiments of the seed, as data: dataset, presets, architectures, budgets.
+
+Every experiment posts one batch with ``full`` (the ground truth), ``fear``, ``shortreg`` at several
+epoch budgets (one alias each) and every zero-cost measure. Architectures are drawn, seeded, from
+the 1000 NAS-Bench-201 indices the FEAR paper evaluated (``bench/data/``), so runs of different sizes
+share their first architectures only by chance, never by construction.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+FEAR_ARCH_FILE = Path(__file__).resolve().parent / "data" / "fear_natsbench_tss_1000_archids.txt"
+
+ZERO_COST_MEASURES: tuple[str, ...] = (
+    "synflow",
+    "synflow_bn",
+    "jacob_cov",
+    "snip",
+    "grasp",
+    "fisher",
+    "grad_norm",
+    "plain",
+    "naswot",
+    "params",
+    "flops",
+)
+GROUND_TRUTH_ALIAS = "full"
+FEAR_ALIAS = "fear"
+
+
+@lru_cache
+def fear_arch_ids() -> tuple[int, ...]:
+    """The FEAR paper's 1000 NAS-Bench-201 indices, in the file's order (comma or line separated)."""
+    text = FEAR_ARCH_FILE.read_text()
+    ids = tuple(int(tok) for tok in text.replace(",", " ").split())
+    if len(ids) != 1000 or len(set(ids)) != 1000 or not all(0 <= i <= 15624 for i in ids):
+        raise ValueError(f"{FEAR_ARCH_FILE} must hold 1000 distinct NB201 indices 0..15624")
+    return ids
+
+
+def draw_archs(n: int, seed: int) -> list[int]:
+    """``n`` indices drawn without replacement from the FEAR list with ``random.Random(seed)``."""
+    ids = fear_arch_ids()
+    if not 1 <= n <= len(ids):
+        raise ValueError(f"n_archs must be 1..{len(ids)}, got {n}")
+    if n == len(ids):
+        return list(ids)
+    return random.Random(seed).sample(ids, n)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    alias: str
+    preset: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def as_request(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.name, "alias": self.alias}
+        if self.preset is not None:
+            body["preset"] = self.preset
+        if self.config:
+            body["config"] = self.config
+        return body
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    dataset: str
+    training_preset: str  # preset of full, fear and shortreg
+    zero_cost_preset: str
+    n_archs: int
+    shortreg_epochs: tuple[int, ...]
+    budget_s: float  # the wall time this experiment is sized for on its target machine
+    target: str  # the machine the budget refers to
+    runs_here: bool  # whether a 2-core CPU box is meant to run it
+    space: str = "nb201"
+    fear_config: dict[str, Any] = field(default_factory=dict)
+    full_config: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    def methods(self) -> list[MethodEntry]:
+        entries = [
+            MethodEntry("full", GROUND_TRUTH_ALIAS, self.training_preset, self.full_config),
+            MethodEntry("fear", FEAR_ALIAS, self.training_preset, self.fear_config),
+        ]
+        entries += [
+            MethodEntry("shortreg", f"shortreg-e{e}", self.training_preset, {"epochs": e})
+            for e in self.shortreg_epochs
+        ]
+        entries += [MethodEntry(m, m, self.zero_cost_preset) for m in ZERO_COST_MEASURES]
+        return entries
+
+    def architectures(self, n_archs: int | None = None, seed: int = 0) -> list[int]:
+        return draw_archs(n_archs or self.n_archs, seed)
+
+    def batch_body(self, arch_ids: list[int], seed: int) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "dataset": self.dataset,
+            "methods": [m.as_request() for m in self.methods()],
+            "seed": seed,
+            "items": [{"nb201_index": i, "label": f"nb201-{i}"} for i in arch_ids],
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {self.summary}\n  dataset {self.dataset}, presets {self.training_preset}/"
+            f"{self.zero_cost_preset}, {self.n_archs} architectures, shortreg epochs "
+            f"{', '.join(map(str, self.shortreg_epochs))}; "
+            f"sized for {self.budget_s / 60:.0f} min on {self.target}"
+            f"{'' if self.runs_here else ' (not meant for a 2-core CPU)'}"
+        )
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            name="synthetic/tiny",
+            summary="smoke test of the whole pipeline: tiny networks and a few hundred synthetic images",
+            dataset="synthetic_cifar10",
+            training_preset="tiny",
+            zero_cost_preset="tiny",
+            n_archs=5,
+            shortreg_epochs=(1, 2),
+            budget_s=120.0,
+            target="2 CPU cores",
+            runs_here=True,
+            notes="Its ground truth is meaningless (3 epochs on 200 images reach chance accuracy): the "
+            "sanity check is expected to warn. It proves the plumbing, not the method.",
+        ),
+        Experiment(
+            name="synthetic/paper",
+            summary="the seed's synthetic protocol at the paper's sizes (50k/10k images, full-size NB201, "
+            "200-epoch ground truth) over all 1000 FEAR architectures",
+            dataset="synthetic_cifar10",
+            training_preset="paper",
+            zero_cost_preset="default",
+            n_archs=1000,
+            shortreg_epochs=(1, 2, 5, 10, 20, 30),
+            # 1000 x (200-epoch full + FEAR + 68 shortreg epochs) on 50k images: GPU-cluster work.
+            budget_s=14 * 24 * 3600.0,
+            target="a GPU cluster (about 300 GPU-hours per 1000 architectures on V100-class GPUs)",
+            runs_here=False,
+        ),
+        Experiment(
+            name="cifar10/cpu",
+            summary="the ranking study this machine can afford: real CIFAR-10 (image folder), reduced "
+            "networks (C=16, N=1) on a 4,000-image subset, ground truth = full at the cpu preset",
+            dataset="cifar10_folder",
+            training_preset="cpu",
+            zero_cost_preset="cpu",
+            n_archs=60,
+            shortreg_epochs=(2, 6),
+            budget_s=2 * 3600.0,
+            target="2 CPU cores",
+            runs_here=True,
+            notes="n = 60: see docs/benchmarks.md for the bootstrap CI widths behind it.",
+        ),
+    )
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}") from None

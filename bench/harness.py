@@ -1,0 +1,310 @@
+"""The experiment harness: one batch through the service's API, the paper-style outputs on disk.
+
+    python -m bench.harness run --experiment synthetic/tiny [--url URL] [--n-archs N] [--out DIR]
+                               [--datasets-dir DIR] [--seed S]
+    python -m bench.harness list
+    fastarchrank bench run --experiment cifar10/cpu --datasets-dir /tmp/fastarchrank-datasets
+
+Without ``--url`` the harness starts its own embedded service (`python -m app.cli serve`) on a fresh
+data directory inside the results folder and stops it at the end. The results folder receives
+report.json, report.md (the API's own Markdown), score_vs_ground_truth.png, cost_vs_spearman.png,
+export.csv, export.json, run.json (what was run) and summary.md (see bench/summary.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import summary
+from bench.api_client import ProgressBar, ServiceClient, ServiceError, format_duration
+from bench.embedded import REPO_ROOT, EmbeddedService
+from bench.experiments import EXPERIMENTS, FEAR_ALIAS, GROUND_TRUTH_ALIAS, Experiment, get_experiment
+
+EXTRACT_HINT = (
+    "extract the image folder outside the repository, e.g. `mkdir -p /tmp/fastarchrank-datasets && "
+    "tar xzf /work/shared/data/cifar10-jpg.tar.gz -C /tmp/fastarchrank-datasets`, then pass "
+    "--datasets-dir /tmp/fastarchrank-datasets"
+)
+
+
+def warn(message: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\nWARNING: {message}\n{bar}\n", file=sys.stderr, flush=True)
+
+
+def default_out_dir(experiment: Experiment) -> Path:
+    return REPO_ROOT / "bench" / "results" / experiment.name.replace("/", "-")
+
+
+def check_methods(client: ServiceClient, experiment: Experiment) -> None:
+    """Fail before submitting if the service lacks a method or preset the experiment needs."""
+    catalog = client.methods(experiment.space, experiment.dataset)
+    problems = []
+    for entry in experiment.methods():
+        info = catalog.get(entry.name)
+        if info is None:
+            problems.append(f"method {entry.name!r} is not offered by the service")
+        elif entry.preset is not None and entry.preset not in info.get("presets", {}):
+            problems.append(f"method {entry.name!r} has no preset {entry.preset!r}")
+        elif entry.preset is not None and "unavailable" in info["presets"][entry.preset]:
+            problems.append(f"{entry.name}@{entry.preset}: {info['presets'][entry.preset]['unavailable']}")
+    if problems:
+        raise ServiceError("the service cannot run this experiment: " + "; ".join(problems))
+
+
+def check_dataset(client: ServiceClient, experiment: Experiment) -> dict[str, Any]:
+    info = client.dataset(experiment.dataset)
+    availability = info.get("availability", {})
+    if info.get("source") != "generated" and not availability.get("present", False):
+        raise ServiceError(
+            f"dataset {experiment.dataset!r} is missing at {availability.get('path')} "
+            f"(missing: {', '.join(availability.get('missing', []))}); {EXTRACT_HINT}"
+        )
+    return info
+
+
+def fetch_outputs(
+    client: ServiceClient, batch_id: str, out_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write every API output of the batch into ``out_dir``; return (report, export)."""
+    ground_truth = f"method:{GROUND_TRUTH_ALIAS}"
+    report = client.report(batch_id, ground_truth=ground_truth)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.md").write_text(client.report(batch_id, ground_truth=ground_truth, fmt="markdown"))
+    plots = {
+        "score_vs_ground_truth.png": {"ground_truth": ground_truth},
+        "cost_vs_spearman.png": {"ground_truth": ground_truth},
+    }
+    for name, params in plots.items():
+        (out_dir / name).write_bytes(client.get_bytes(f"/v1/batches/{batch_id}/plots/{name}", **params))
+    (out_dir / "export.csv").write_text(client.get_text(f"/v1/batches/{batch_id}/export.csv"))
+    export = client.export_json(batch_id)
+    (out_dir / "export.json").write_text(json.dumps(export, indent=1))
+    return report, export
+
+
+def build_summary(
+    experiment: Experiment,
+    run: dict[str, Any],
+    report: dict[str, Any],
+    export: dict[str, Any],
+    num_classes: int,
+) -> tuple[str, dict[str, Any]]:
+    """summary.md's text and the sanity verdict."""
+    rows = export["rows"]
+    truth = summary.ground_truth_percent(rows, GROUND_TRUTH_ALIAS)
+    sanity = summary.ground_truth_sanity(list(truth.values()), num_classes)
+    scores = summary.scores_by_method(rows)
+    oriented = {
+        alias: {
+            k: (v if report["methods"][alias].get("higher_is_better", True) else -v) for k, v in s.items()
+        }
+        for alias, s in scores.items()
+        if alias in report["methods"]
+    }
+    reference = FEAR_ALIAS if FEAR_ALIAS in report["methods"] else report.get("reference", FEAR_ALIAS)
+    deltas = {
+        alias: summary.paired_spearman_difference(truth, s, oriented.get(reference, {}))
+        for alias, s in oriented.items()
+        if alias != reference
+    }
+    presets = {m["alias"]: m.get("preset") for m in export.get("methods", [])}
+    reference_mean = report.get("costs", {}).get(reference, {}).get("mean_s")
+    lines = [
+        f"# {experiment.name}: ranking study through the service",
+        "",
+        f"{experiment.summary}.",
+        "",
+        f"- batch `{run['batch_id']}` on {'an embedded service' if run['embedded'] else run['service']} "
+        f"({run['dataset']}, space {experiment.space}, seed "
+        f"{run['seed']}), {run['n_archs']} architectures drawn from the FEAR paper's 1000 NB201 indices",
+        f"- evaluations: {run['counts']}",
+        f"- wall time: {format_duration(run['batch_wall_s'])} for the batch, "
+        f"{format_duration(run['total_wall_s'])} in all "
+        "(service start-up and downloads of the outputs included)",
+        f"- date {run['finished_at']}; machine: {run['machine']}",
+        "",
+    ]
+    if experiment.notes:
+        lines += [f"Note: {experiment.notes}", ""]
+    lines += summary.sanity_lines(sanity, f"method:{GROUND_TRUTH_ALIAS}")
+    lines += summary.failure_lines(rows)
+    lines += summary.correlation_lines(report, deltas, presets, reference)
+    lines += summary.top_percent_lines(report, reference)
+    lines += summary.cost_lines(
+        report, summary.ground_truth_cost(rows, GROUND_TRUTH_ALIAS, reference_mean), reference
+    )
+    lines += [
+        "## Files",
+        "",
+        "report.json / report.md (the API's correlation report), score_vs_ground_truth.png, "
+        "cost_vs_spearman.png, export.csv / export.json (every evaluation with every stored field), "
+        "run.json (what was run).",
+        "",
+    ]
+    return "\n".join(lines), {"sanity": sanity, "deltas": deltas}
+
+
+def machine_description() -> str:
+    return f"{os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}"
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    url: str | None,
+    out_dir: Path,
+    n_archs: int | None = None,
+    seed: int = 0,
+    datasets_dir: Path | None = None,
+    data_dir: Path | None = None,
+    timeout_s: float | None = None,
+    resume: str | None = None,
+    torch_threads: int | None = None,
+) -> dict[str, Any]:
+    """Run one experiment end to end; returns run.json's content (plus the sanity verdict)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    arch_ids = experiment.architectures(n_archs, seed)
+    embedded = url is None
+    with ExitStack() as stack:
+        if url is None:
+            env = {"FASTARCHRANK_TORCH_THREADS": str(torch_threads)} if torch_threads else None
+            service = EmbeddedService(
+                data_dir or out_dir / "service-data", datasets_dir=datasets_dir, env=env
+            )
+            print(
+                f"starting the embedded service (data in {service.data_dir}) ...", file=sys.stderr, flush=True
+            )
+            url = stack.enter_context(service)
+        client = stack.enter_context(ServiceClient(url))
+        health = client.health()
+        if not health.get("workers", {}).get("recent"):
+            warn(f"the service at {url} has seen no worker recently: the batch will wait until one starts")
+        check_methods(client, experiment)
+        dataset_info = check_dataset(client, experiment)
+        body = experiment.batch_body(arch_ids, seed)
+        if resume:
+            batch_id = resume
+            print(f"resuming batch {batch_id}", file=sys.stderr, flush=True)
+        else:
+            created = client.submit(body)
+            batch_id = created["batch_id"]
+            print(
+                f"batch {batch_id}: {len(arch_ids)} architectures x {len(body['methods'])} methods, "
+                f"{created['evaluations']['new']} new and "
+                f"{created['evaluations']['reused']} reused evaluations",
+                file=sys.stderr,
+                flush=True,
+            )
+        run: dict[str, Any] = {
+            "experiment": experiment.name,
+            "batch_id": batch_id,
+            "service": url,
+            "embedded": embedded,
+            "dataset": experiment.dataset,
+            "seed": seed,
+            "n_archs": len(arch_ids),
+            "nb201_indices": arch_ids,
+            "request": body,
+            "machine": machine_description(),
+            "torch_threads": torch_threads,
+        }
+        (out_dir / "run.json").write_text(json.dumps(run, indent=2))
+        batch_start = time.monotonic()
+        status = client.wait(batch_id, timeout_s=timeout_s, progress=ProgressBar())
+        run["batch_wall_s"] = time.monotonic() - batch_start
+        run["counts"] = {k: v for k, v in status["counts"].items() if v}
+        report, export = fetch_outputs(client, batch_id, out_dir)
+    run["total_wall_s"] = time.monotonic() - started
+    run["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text, verdict = build_summary(experiment, run, report, export, int(dataset_info["num_classes"]))
+    (out_dir / "summary.md").write_text(text)
+    run["ground_truth_sanity"] = verdict["sanity"]
+    (out_dir / "run.json").write_text(json.dumps(run, indent=2))
+    if not verdict["sanity"]["ok"]:
+        warn(
+            "the ground truth cannot rank anything, so no correlation of this run means anything:\n  - "
+            + "\n  - ".join(verdict["sanity"]["problems"])
+        )
+    failed = {k: v for k, v in run["counts"].items() if k in ("failed", "lost")}
+    if failed:
+        warn(f"some evaluations did not finish: {failed}; see the 'Failed evaluations' section of summary.md")
+    print(
+        f"done in {format_duration(run['total_wall_s'])} (batch {format_duration(run['batch_wall_s'])}); "
+        f"results in {out_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastarchrank bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one experiment through the service")
+    run.add_argument("--experiment", required=True, choices=sorted(EXPERIMENTS))
+    run.add_argument("--url", default=None, help="a running service; default: start an embedded one")
+    run.add_argument("--n-archs", type=int, default=None, help="architectures (default: the experiment's)")
+    run.add_argument(
+        "--out", type=Path, default=None, help="results folder (default bench/results/<experiment>)"
+    )
+    run.add_argument("--datasets-dir", type=Path, default=None, help="dataset files for the embedded service")
+    run.add_argument(
+        "--data-dir", type=Path, default=None, help="embedded service data (default <out>/service-data)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of the architecture draw and of the batch")
+    run.add_argument("--timeout-s", type=float, default=None, help="give up waiting after this long")
+    run.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads of the embedded worker (default: torch's own); 1 is faster on a loaded machine",
+    )
+    run.add_argument("--resume", default=None, metavar="BATCH_ID", help="wait for an existing batch instead")
+    sub.add_parser("list", help="describe the experiments")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.command == "list":
+        for experiment in EXPERIMENTS.values():
+            print(experiment.describe())
+        return 0
+    experiment = get_experiment(args.experiment)
+    if not experiment.runs_here:
+        warn(f"{experiment.name} is sized for {experiment.target}, not for this machine")
+    datasets_dir = args.datasets_dir
+    if datasets_dir is None and os.environ.get("FASTARCHRANK_DATASETS_DIR"):
+        datasets_dir = Path(os.environ["FASTARCHRANK_DATASETS_DIR"])
+    try:
+        run_experiment(
+            experiment,
+            url=args.url,
+            out_dir=args.out or default_out_dir(experiment),
+            n_archs=args.n_archs,
+            seed=args.seed,
+            datasets_dir=datasets_dir,
+            data_dir=args.data_dir,
+            timeout_s=args.timeout_s,
+            resume=args.resume,
+            torch_threads=args.torch_threads,
+        )
+    except (ServiceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,288 @@
+"""The run's summary.md: ground-truth sanity, the seed-style correlation table, the top-% table and
+costs, built from what the API returned (report JSON and export rows). No torch, no database.
+
+Two numbers are computed here rather than read from the report:
+- the ground truth's own spread (the report gives correlations, not the accuracies themselves);
+- a paired bootstrap interval for ρ(method) − ρ(FEAR): the architectures are resampled once for both
+  methods, so the interval answers "is this difference real?" more sharply than two separate CIs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+# A ground truth whose best architecture is within this many points of chance, or whose accuracies
+# spread (std) less than this, cannot order architectures: every correlation against it is noise.
+NEAR_CHANCE_POINTS = 5.0
+MIN_SPREAD_POINTS = 1.0
+MIN_GROUND_TRUTH = 5
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def scores_by_method(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """alias → architecture key → score, for done evaluations with a finite score (first row per key)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.get("status") != "done" or not finite(row.get("score")):
+            continue
+        out.setdefault(str(row["method"]), {}).setdefault(str(row["architecture_key"]), float(row["score"]))
+    return out
+
+
+def ground_truth_percent(rows: Sequence[Mapping[str, Any]], alias: str) -> dict[str, float]:
+    """The ``full`` method's test accuracies in percent (its score is a fraction 0..1)."""
+    return {key: 100.0 * value for key, value in scores_by_method(rows).get(alias, {}).items()}
+
+
+def ground_truth_sanity(values: Sequence[float], num_classes: int) -> dict[str, Any]:
+    """Range and spread of the ground truth against chance, and the problems that make it useless."""
+    chance = 100.0 / num_classes
+    arr = np.asarray([v for v in values if finite(v)], dtype=np.float64)
+    result: dict[str, Any] = {
+        "n": int(arr.size),
+        "chance": chance,
+        "num_classes": num_classes,
+        "min": None,
+        "max": None,
+        "mean": None,
+        "std": None,
+        "distinct": int(np.unique(arr).size),
+        "problems": [],
+    }
+    problems: list[str] = result["problems"]
+    if arr.size:
+        result.update(
+            min=float(arr.min()), max=float(arr.max()), mean=float(arr.mean()), std=float(arr.std())
+        )
+    if arr.size < MIN_GROUND_TRUTH:
+        problems.append(
+            f"only {arr.size} architectures have a ground-truth accuracy (need >= {MIN_GROUND_TRUTH})"
+        )
+    if arr.size and result["max"] - chance < NEAR_CHANCE_POINTS:
+        problems.append(
+            f"the best ground-truth accuracy {result['max']:.1f}% is within "
+            f"{NEAR_CHANCE_POINTS:.0f} points of "
+            f"chance ({chance:.1f}%): the networks learned nothing that generalises"
+        )
+    if arr.size >= 2 and result["std"] < MIN_SPREAD_POINTS:
+        problems.append(
+            f"the ground-truth accuracies spread only {result['std']:.2f} points "
+            f"(std < {MIN_SPREAD_POINTS:.0f}): "
+            "they cannot order the architectures"
+        )
+    if arr.size > 0 and result["distinct"] < min(3, arr.size):
+        problems.append(f"only {result['distinct']} distinct ground-truth values")
+    result["ok"] = not problems
+    return result
+
+
+def _rowwise_spearman(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Spearman ρ of every row pair (average ranks for ties); NaN where a row is constant."""
+    rx = rankdata(truth, axis=1)
+    ry = rankdata(scores, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+
+
+def paired_spearman_difference(
+    truth: Mapping[str, float],
+    method: Mapping[str, float],
+    reference: Mapping[str, float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """ρ(truth, method) − ρ(truth, reference) over the architectures all three cover, with a
+    percentile bootstrap interval from resampling those architectures (the same draw for both)."""
+    keys = sorted(k for k in truth if k in method and k in reference)
+    result: dict[str, Any] = {"n": len(keys), "delta": None, "low": None, "high": None}
+    if len(keys) < 3:
+        return result
+    t = np.array([truth[k] for k in keys])
+    a = np.array([method[k] for k in keys])
+    b = np.array([reference[k] for k in keys])
+    point = _rowwise_spearman(t[None], a[None])[0] - _rowwise_spearman(t[None], b[None])[0]
+    if not math.isfinite(point):
+        return result
+    result["delta"] = float(point)
+    picks = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
+    deltas = _rowwise_spearman(t[picks], a[picks]) - _rowwise_spearman(t[picks], b[picks])
+    deltas = deltas[np.isfinite(deltas)]
+    if deltas.size * 2 >= n_boot:
+        tail = (1.0 - level) / 2.0
+        low, high = np.quantile(deltas, [tail, 1.0 - tail])
+        result["low"], result["high"] = float(low), float(high)
+    return result
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if finite(value) else "n/a"
+
+
+def _seconds(value: Any) -> str:
+    if not finite(value):
+        return "n/a"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def _ci(ci: Mapping[str, Any] | None) -> str:
+    if not ci or not finite(ci.get("low")) or not finite(ci.get("high")):
+        return "n/a"
+    return f"[{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def sanity_lines(sanity: Mapping[str, Any], ground_truth_name: str) -> list[str]:
+    lines = [
+        "## Ground-truth sanity",
+        "",
+        f"Ground truth: `{ground_truth_name}` (test accuracy in percent), {sanity['n']} architectures, "
+        f"{sanity['num_classes']} classes, chance {sanity['chance']:.1f}%.",
+        "",
+        "| min | max | mean | std (spread) | best − chance | distinct values |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {_num(sanity['min'], 2)} | {_num(sanity['max'], 2)} | {_num(sanity['mean'], 2)} | "
+        f"{_num(sanity['std'], 2)} | "
+        f"{_num(sanity['max'] - sanity['chance'] if finite(sanity['max']) else None, 2)} | "
+        f"{sanity['distinct']} |",
+        "",
+    ]
+    if sanity["ok"]:
+        lines.append("The ground truth is usable: its best architecture is well above chance and it spreads.")
+    else:
+        lines.append(
+            "> **WARNING: this ground truth cannot rank anything; every correlation below is noise.**"
+        )
+        lines += [f"> - {p}" for p in sanity["problems"]]
+    return [*lines, ""]
+
+
+def failure_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Methods with failed or lost evaluations, with the first error of each."""
+    trouble: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("status") in ("failed", "lost"):
+            entry = trouble.setdefault(str(row["method"]), {"n": 0, "error": row.get("error")})
+            entry["n"] += 1
+    if not trouble:
+        return []
+    lines = ["## Failed evaluations", "", "| method | failed/lost | first error |", "|---|---:|---|"]
+    for alias, entry in trouble.items():
+        error = str(entry["error"] or "").replace("|", "\\|").replace("\n", " ")[:300]
+        lines.append(f"| {alias} | {entry['n']} | {error} |")
+    return [*lines, ""]
+
+
+def correlation_lines(
+    report: Mapping[str, Any],
+    deltas: Mapping[str, Mapping[str, Any]],
+    presets: Mapping[str, str | None],
+    reference: str,
+) -> list[str]:
+    costs = report.get("costs", {})
+    lines = [
+        "## Ranking quality (the seed's table)",
+        "",
+        "Spearman ρ and Kendall τ against the ground truth; 95% percentile bootstrap CI of ρ; "
+        "Δρ = ρ(method) − "
+        f"ρ({reference}) with a paired bootstrap CI over the same architectures (an interval that excludes 0 "
+        "means the difference is real at this n). Undefined values (constant scores, < 3 usable pairs) "
+        "show n/a.",
+        "",
+        f"| method | preset | Spearman ρ | 95% CI | Kendall τ | n used | unmet | rejected | failed | "
+        f"mean cost/arch (s) | Δρ vs {reference} [95% CI] |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for alias, m in report["methods"].items():
+        delta = deltas.get(alias, {})
+        delta_text = (
+            "—"
+            if alias == reference
+            else (f"{_num(delta.get('delta'), 2)} {_ci(delta)}" if finite(delta.get("delta")) else "n/a")
+        )
+        lines.append(
+            f"| {alias} | {presets.get(alias) or ''} | {_num(m.get('spearman'))} | "
+            f"{_ci(m.get('spearman_ci'))} | {_num(m.get('kendall'))} | {m.get('n_used', 0)} | "
+            f"{m.get('n_unmet', 0)} | {m.get('n_rejected', 0)} | "
+            f"{m.get('n_failed', 0) + m.get('n_lost', 0)} | {_seconds(costs.get(alias, {}).get('mean_s'))} | "
+            f"{delta_text} |"
+        )
+    return [*lines, ""]
+
+
+def top_percent_lines(report: Mapping[str, Any], alias: str) -> list[str]:
+    method = report["methods"].get(alias)
+    if method is None:
+        return []
+    lines = [
+        f"## Top-% table for {alias}",
+        "",
+        "Architectures sorted by ground truth; k = floor(N·p/100). spe = Spearman over the "
+        "ground-truth top-k; common = share of the ground-truth top-k that the method also puts in "
+        "its top-k; duration = mean ± std "
+        "cost of the ground-truth top-k.",
+        "",
+        "| p (%) | k | spe | common | duration (s) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in method.get("top_percent", []):
+        duration = (
+            f"{_seconds(row.get('duration_mean_s'))} ± {_seconds(row.get('duration_std_s'))}"
+            if finite(row.get("duration_mean_s"))
+            else "n/a"
+        )
+        lines.append(
+            f"| {row['p']:g} | {row['k']} | {_num(row.get('spe'), 2)} | {_num(row.get('common'), 2)} | "
+            f"{duration} |"
+        )
+    return [*lines, ""]
+
+
+def cost_lines(
+    report: Mapping[str, Any], ground_truth_cost: Mapping[str, Any] | None, reference: str
+) -> list[str]:
+    lines = [
+        "## Cost per method",
+        "",
+        "Seconds of evaluation (training or measure time as the worker recorded it, unmet/rejected "
+        "included); "
+        f"ratio = mean cost per architecture relative to {reference}.",
+        "",
+        f"| method | n | mean (s) | total (s) | ratio to {reference} |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows = dict(report.get("costs", {}))
+    if ground_truth_cost:
+        rows = {**rows, **ground_truth_cost}
+    for alias, c in rows.items():
+        ratio = c.get("ratio_to_reference")
+        lines.append(
+            f"| {alias} | {c.get('n', 0)} | {_seconds(c.get('mean_s'))} | {_seconds(c.get('total_s'))} | "
+            f"{_num(ratio, 2) + 'x' if finite(ratio) else 'n/a'} |"
+        )
+    return [*lines, ""]
+
+
+def ground_truth_cost(
+    rows: Sequence[Mapping[str, Any]], alias: str, reference_mean: float | None
+) -> dict[str, Any]:
+    """The ground truth's own cost row (the report leaves the ground-truth method out)."""
+    costs = [float(r["cost_s"]) for r in rows if r.get("method") == alias and finite(r.get("cost_s"))]
+    mean = float(np.mean(costs)) if costs else None
+    return {
+        f"{alias} (ground truth)": {
+            "n": len(costs),
+            "mean_s": mean,
+            "total_s": float(np.sum(costs)) if costs else None,
+            "ratio_to_reference": mean / reference_mean if mean is not None and reference_mean else None,
+        }
+    }
