@@ -103,5 +103,8 @@ def _run_one(c: Claim, fn: Any) -> None:
 
 
 def _finish(c: Claim, result: MethodResult) -> None:
+    if result.status == "failed":
+        store_failure(c, RuntimeError(result.reason or "the method failed"))
+        return
     result.info.setdefault("device", device_label(worker_device()))
     store_result(c, result)

@@ -28,7 +28,8 @@ class EvalRequest:
 @dataclass
 class MethodResult:
     score: float | None
-    status: Literal["done", "unmet", "rejected"] = "done"
+    # "failed": the method raised for this one evaluation while others of its task went on
+    status: Literal["done", "unmet", "rejected", "failed"] = "done"
     finite: bool = True
     reason: str | None = None  # why the score is non-finite / unmet / rejected
     cost_s: float = 0.0  # training time (or measure time) that counts as the method's cost

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from celery.exceptions import SoftTimeLimitExceeded
 from torch import nn
 
+from app.catalog.datasets import get_dataset
 from worker.data.base import DeviceDataset
-from worker.methods.base import EvalRequest, MethodResult, RunContext
+from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients
 from worker.methods.zero_cost.registry import MEASURES, Measure
 from worker.methods.zero_cost.state import InitialState
@@ -110,12 +112,11 @@ class _Shared:
         return self._batches[key], self.batch_s[key]
 
     def shape_batch(self, request: EvalRequest) -> tuple[Batch, float]:
-        # Only the image shape is read: any batch already loaded will do.
-        data_key = _key(self.data_config(request))
-        for (key, _size), batch in self._batches.items():
-            if key == data_key:
-                return batch, 0.0
-        return self.batch(request, 1)
+        # Only the image shape is read (synflow feeds an all-ones image): the catalogue knows it,
+        # so no dataset is loaded or generated for it.
+        side = get_dataset(self.dataset_name).input_size
+        images = torch.zeros(1, 3, side, side, device=self.ctx.device)
+        return (images, torch.zeros(1, dtype=torch.long, device=self.ctx.device)), 0.0
 
 
 def _check_one_architecture(requests: list[EvalRequest]) -> None:
@@ -210,8 +211,10 @@ def run_zero_cost(
     done = 0
     for indices in groups.values():
         options = network_options(first.space, requests[indices[0]].config)
-        dataset = shared.dataset(requests[indices[0]])
-        spec = NetworkSpec(first.space, first.genotype, dataset.num_classes, dataset.input_size, options)
+        # Class count and image size come from the catalogue: params, flops and synflow never
+        # need the data itself (a first synthetic generation can take minutes).
+        facts = get_dataset(first.dataset)
+        spec = NetworkSpec(first.space, first.genotype, facts.num_classes, facts.input_size, options)
         start = _clock(ctx.device)
         # Initialise on the CPU under the seed: the initial weights do not depend on the device.
         torch.manual_seed(first.seed)
@@ -236,22 +239,41 @@ def run_zero_cost(
                 "shared_dataset_s": shared.dataset_s,
             }
 
-            reused = False
-            if measure.from_gradients is not None and batch is not None:
-                gradients, gradients_s, reused = arch.loss_gradients(batch)
-                start = _clock(ctx.device)
-                score = measure.from_gradients(gradients)
-                own_s = _clock(ctx.device) - start
-                timings.update(gradients_s=gradients_s, measure_s=own_s)
-                cost_s = gradients_s + own_s
-            else:
-                start = _clock(ctx.device)
-                fresh = arch.fresh()
-                restored = _clock(ctx.device)
-                score = measure.compute(fresh, batch)
-                finished = _clock(ctx.device)
-                timings.update(restore_s=restored - start, measure_s=finished - restored)
-                cost_s = finished - start
-            results[index] = _result(score, measure, request, cost_s, timings, batch_size, reused)
+            try:
+                results[index] = _run_measure(arch, measure, request, batch, batch_size, timings, ctx.device)
+            except (LostOwnership, SoftTimeLimitExceeded):
+                raise
+            except Exception as exc:  # one broken measure (e.g. out of memory) must not sink the others
+                results[index] = MethodResult(
+                    score=None, status="failed", finite=False, reason=f"{type(exc).__name__}: {exc}"[:2000]
+                )
             done += 1
     return [r for r in results if r is not None]
+
+
+def _run_measure(
+    arch: _Architecture,
+    measure: Measure,
+    request: EvalRequest,
+    batch: Batch | None,
+    batch_size: int | None,
+    timings: dict[str, float],
+    device: torch.device,
+) -> MethodResult:
+    reused = False
+    if measure.from_gradients is not None and batch is not None:
+        gradients, gradients_s, reused = arch.loss_gradients(batch)
+        start = _clock(device)
+        score = measure.from_gradients(gradients)
+        own_s = _clock(device) - start
+        timings.update(gradients_s=gradients_s, measure_s=own_s)
+        cost_s = gradients_s + own_s
+    else:
+        start = _clock(device)
+        fresh = arch.fresh()
+        restored = _clock(device)
+        score = measure.compute(fresh, batch)
+        finished = _clock(device)
+        timings.update(restore_s=restored - start, measure_s=finished - restored)
+        cost_s = finished - start
+    return _result(score, measure, request, cost_s, timings, batch_size, reused)
