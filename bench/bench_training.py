@@ -197,11 +197,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--preset", help="time this method preset instead (tiny, cpu, paper)")
     parser.add_argument("--dataset", default="synthetic_cifar10")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/fastarchrank-bench"))
     parser.add_argument("--archs", type=int, default=3)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.preset:
         time_presets(args.preset, args.dataset, args.data_dir, args.archs)
         return

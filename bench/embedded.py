@@ -2,7 +2,8 @@
 
 The service runs as a subprocess from a clean environment: every inherited ``FASTARCHRANK_*``
 variable is dropped (a test session points them at its Postgres and Redis), then only what the run
-needs is set. So the embedded default (SQLite file, filesystem broker) is what gets measured.
+needs is set. So the embedded default (SQLite file, filesystem broker) is what gets measured unless
+``env`` names other servers.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ class ServiceStartError(RuntimeError):
 class EmbeddedService:
     """Context manager: ``with EmbeddedService(data_dir) as url: ...``.
 
-    ``worker=False`` runs the API alone (``--no-worker``); ``env`` adds settings on top of the clean
-    environment (e.g. a Postgres URL for the latency benchmark). The log goes to ``<data_dir>/serve.log``.
+    ``workers`` is the number of worker processes: the one `serve` embeds plus ``workers - 1`` started
+    with `fastarchrank worker` on the same database and broker (0 runs the API alone with
+    ``--no-worker``). ``env`` adds settings on top of the clean environment (e.g. a Postgres URL).
+    Logs go to ``<data_dir>/serve.log`` and ``<data_dir>/worker-<i>.log``.
     """
 
     def __init__(
@@ -52,19 +55,21 @@ class EmbeddedService:
         *,
         datasets_dir: Path | None = None,
         env: dict[str, str] | None = None,
-        worker: bool = True,
+        workers: int = 1,
         start_timeout_s: float = 180.0,
         loglevel: str = "WARNING",
     ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         self.data_dir = Path(data_dir)
         self.datasets_dir = datasets_dir
         self.extra_env = dict(env or {})
-        self.worker = worker
+        self.workers = workers
         self.start_timeout_s = start_timeout_s
         self.loglevel = loglevel
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.log_path = self.data_dir / "serve.log"
 
     def __enter__(self) -> str:
@@ -76,14 +81,31 @@ class EmbeddedService:
     ) -> None:
         self.stop()
 
+    @property
+    def env(self) -> dict[str, str]:
+        overrides = {"FASTARCHRANK_DATA_DIR": str(self.data_dir), **self.extra_env}
+        if self.datasets_dir is not None:
+            overrides["FASTARCHRANK_DATASETS_DIR"] = str(self.datasets_dir)
+        return clean_env(overrides)
+
+    def _spawn(self, argv: list[str], log_path: Path) -> None:
+        with log_path.open("ab") as log:
+            # A session of its own per process, so stop() can end each with all its children.
+            proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Results folders may sit inside a git checkout: keep the service's database and caches out of it.
         (self.data_dir / ".gitignore").write_text("*\n")
-        overrides = {"FASTARCHRANK_DATA_DIR": str(self.data_dir), **self.extra_env}
-        if self.datasets_dir is not None:
-            overrides["FASTARCHRANK_DATASETS_DIR"] = str(self.datasets_dir)
-        argv = [
+        serve = [
             sys.executable,
             "-m",
             "app.cli",
@@ -93,43 +115,47 @@ class EmbeddedService:
             "--loglevel",
             self.loglevel,
         ]
-        if not self.worker:
-            argv.append("--no-worker")
-        with self.log_path.open("ab") as log:
-            # A session of its own, so stop() can end the API and its worker children together.
-            self.proc = subprocess.Popen(
-                argv,
-                env=clean_env(overrides),
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        if self.workers == 0:
+            serve.append("--no-worker")
         try:
-            self._wait_healthy()
+            self._spawn(serve, self.log_path)
+            # The API migrates the database first; extra workers start once it answers.
+            self._wait_healthy(min_workers=0)
+            for i in range(1, self.workers):
+                worker = [
+                    sys.executable,
+                    "-m",
+                    "app.cli",
+                    "worker",
+                    "--name",
+                    f"bench{i}@%h",
+                    "--loglevel",
+                    "WARNING",
+                ]
+                self._spawn(worker, self.data_dir / f"worker-{i}.log")
+            self._wait_healthy(min_workers=self.workers)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_healthy(self) -> None:
+    def _wait_healthy(self, min_workers: int) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServiceStartError(
-                    f"the service exited with {self.proc.returncode}; log:\n{self.log_tail()}"
-                )
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise ServiceStartError(
+                        f"a service process exited with {proc.returncode}; log:\n{self.log_tail()}"
+                    )
             try:
                 resp = httpx.get(f"{self.url}/v1/health", timeout=2)
-                body = resp.json()
-                if resp.status_code == 200 and (not self.worker or body["workers"]["recent"] >= 1):
+                if resp.status_code == 200 and resp.json()["workers"]["recent"] >= min_workers:
                     return
             except (httpx.TransportError, ValueError, KeyError):
                 pass
             time.sleep(0.5)
         raise ServiceStartError(
-            f"the service at {self.url} did not become healthy"
-            f"{' with a worker' if self.worker else ''} within {self.start_timeout_s:.0f} s; "
-            f"log:\n{self.log_tail()}"
+            f"the service at {self.url} did not become healthy with {min_workers} worker(s) within "
+            f"{self.start_timeout_s:.0f} s; log:\n{self.log_tail()}"
         )
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -139,16 +165,17 @@ class EmbeddedService:
             return "(no log)"
 
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        # A worker child busy in a long evaluation can outlive its parent: end what is left of the
-        # session this class started (and nothing else).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        procs, self.procs = self.procs, []
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            # A worker child busy in a long evaluation can outlive its parent: end what is left of
+            # the session this class started (and nothing else).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)

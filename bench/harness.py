@@ -61,12 +61,13 @@ def check_methods(client: ServiceClient, experiment: Experiment) -> None:
         raise ServiceError("the service cannot run this experiment: " + "; ".join(problems))
 
 
-def check_dataset(client: ServiceClient, experiment: Experiment) -> dict[str, Any]:
-    info = client.dataset(experiment.dataset)
+def check_dataset(client: ServiceClient, dataset: str) -> dict[str, Any]:
+    """The service's description of ``dataset``; fails early (with the fix) if its files are absent."""
+    info = client.dataset(dataset)
     availability = info.get("availability", {})
     if info.get("source") != "generated" and not availability.get("present", False):
         raise ServiceError(
-            f"dataset {experiment.dataset!r} is missing at {availability.get('path')} "
+            f"dataset {dataset!r} is missing at {availability.get('path')} "
             f"(missing: {', '.join(availability.get('missing', []))}); {EXTRACT_HINT}"
         )
     return info
@@ -170,6 +171,7 @@ def run_experiment(
     timeout_s: float | None = None,
     resume: str | None = None,
     torch_threads: int | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run one experiment end to end; returns run.json's content (plus the sanity verdict)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,9 +180,13 @@ def run_experiment(
     embedded = url is None
     with ExitStack() as stack:
         if url is None:
-            env = {"FASTARCHRANK_TORCH_THREADS": str(torch_threads)} if torch_threads else None
+            threads = torch_threads or experiment.torch_threads
+            env = {"FASTARCHRANK_TORCH_THREADS": str(threads)} if threads else None
             service = EmbeddedService(
-                data_dir or out_dir / "service-data", datasets_dir=datasets_dir, env=env
+                data_dir or out_dir / "service-data",
+                datasets_dir=datasets_dir,
+                env=env,
+                workers=workers or experiment.workers,
             )
             print(
                 f"starting the embedded service (data in {service.data_dir}) ...", file=sys.stderr, flush=True
@@ -191,7 +197,7 @@ def run_experiment(
         if not health.get("workers", {}).get("recent"):
             warn(f"the service at {url} has seen no worker recently: the batch will wait until one starts")
         check_methods(client, experiment)
-        dataset_info = check_dataset(client, experiment)
+        dataset_info = check_dataset(client, experiment.dataset)
         body = experiment.batch_body(arch_ids, seed)
         if resume:
             batch_id = resume
@@ -217,7 +223,8 @@ def run_experiment(
             "nb201_indices": arch_ids,
             "request": body,
             "machine": machine_description(),
-            "torch_threads": torch_threads,
+            "torch_threads": torch_threads or experiment.torch_threads,
+            "workers": (workers or experiment.workers) if embedded else None,
         }
         (out_dir / "run.json").write_text(json.dumps(run, indent=2))
         batch_start = time.monotonic()
@@ -268,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--torch-threads",
         type=int,
         default=None,
-        help="torch threads of the embedded worker (default: torch's own); 1 is faster on a loaded machine",
+        help="torch threads per embedded worker (default: the experiment's, else torch's own)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=None, help="embedded worker processes (default: the experiment's)"
     )
     run.add_argument("--resume", default=None, metavar="BATCH_ID", help="wait for an existing batch instead")
     sub.add_parser("list", help="describe the experiments")
@@ -299,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_s=args.timeout_s,
             resume=args.resume,
             torch_threads=args.torch_threads,
+            workers=args.workers,
         )
     except (ServiceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@ duplicate delivery, lost workers, never-published evaluations."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -82,6 +83,67 @@ def test_params_and_zero_cost_end_to_end(client, worker, db_session) -> None:  #
         assert ev.cost_s is not None and ev.cost_s >= 0
     health = client.get("/v1/health").json()
     assert health["workers"]["recent"] >= 1
+    _check_report_plots_and_exports(client, batch_id)
+
+
+def _check_report_plots_and_exports(client, batch_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Report against the client's ground truth, PNGs of the stated size, CSV/JSON with every field."""
+    import csv
+    import io
+
+    from PIL import Image
+
+    gt = {"all3x3": 93.0, "idx1": 89.0, "allnone": 10.0}
+    put = client.put(
+        f"/v1/batches/{batch_id}/ground_truth/nb201-test",
+        json={"items": [{"label": k, "value": v} for k, v in gt.items()]},
+    )
+    assert put.status_code == 200 and put.json()["created"] == 3, put.text
+    again = client.put(
+        f"/v1/batches/{batch_id}/ground_truth/nb201-test",
+        json={"items": [{"label": k, "value": v} for k, v in gt.items()]},
+    )
+    assert again.json()["unchanged"] == 3  # idempotent
+    report = client.get(f"/v1/batches/{batch_id}/report", params={"ground_truth": "nb201-test"}).json()
+    params = report["methods"]["params"]
+    assert params["spearman"] == pytest.approx(1.0) and params["n_used"] == 3
+    assert report["methods"]["synflow"]["n_used"] == 3
+    assert [row["p"] for row in params["top_percent"]] == [10, 20, 30, 40, 50, 100]
+    md = client.get(
+        f"/v1/batches/{batch_id}/report", params={"ground_truth": "nb201-test", "format": "markdown"}
+    )
+    assert md.status_code == 200 and "params" in md.text and "|" in md.text
+    png = client.get(
+        f"/v1/batches/{batch_id}/plots/score_vs_ground_truth.png",
+        params={"ground_truth": "nb201-test", "width": 800, "height": 400},
+    )
+    assert png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (800, 400)
+    cost = client.get(
+        f"/v1/batches/{batch_id}/plots/cost_vs_spearman.png", params={"ground_truth": "nb201-test"}
+    )
+    assert Image.open(io.BytesIO(cost.content)).size == (900, 600)
+    exported = client.get(f"/v1/batches/{batch_id}/export.json").json()
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/batches/{batch_id}/export.csv").text)))
+    assert len(rows) == len(exported["rows"]) == 6
+    for row, js in zip(rows, exported["rows"], strict=True):
+        assert set(row) == set(js)  # every field in both
+        assert row["evaluation_id"] == str(js["evaluation_id"]) and row["status"] == js["status"]
+        assert json.loads(row["config"]) == js["config"]
+        if js["score"] is not None:
+            assert float(row["score"]) == js["score"]
+    bad = client.put(
+        f"/v1/batches/{batch_id}/ground_truth/x", json={"items": [{"nb201_index": 99, "value": 50}]}
+    )
+    assert bad.status_code == 422 and "not in this batch" in bad.text
+    bad = client.put(
+        f"/v1/batches/{batch_id}/ground_truth/x", json={"items": [{"label": "idx1", "value": 150}]}
+    )
+    assert bad.status_code == 422 and "value" in bad.text
+    bad = client.get(
+        f"/v1/batches/{batch_id}/report", params={"method": "fear", "ground_truth": "nb201-test"}
+    )
+    assert bad.status_code == 422 and "fear" in bad.text
 
 
 def test_training_methods_end_to_end(client, worker, db_session) -> None:  # type: ignore[no-untyped-def]

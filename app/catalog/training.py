@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -28,7 +28,11 @@ NB201_DEFAULT_N = 5
 DARTS_DEFAULT_LAYERS = 8
 NATS_SSS_CELLS = 5  # one cell per stage plus two reduction blocks
 MAX_UNFREEZE = 64
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+_IDENTIFIER = re.compile(_IDENTIFIER_PATTERN)
+ModuleName = Annotated[
+    str, Field(max_length=100, pattern=_IDENTIFIER_PATTERN, description="dotted module name, e.g. cells.16")
+]
 
 # ---------------------------------------------------------------------------------------------
 # Field factories: one place for each limit and its unit.
@@ -96,8 +100,9 @@ class FearConfig(_TrainingOptions):
     stage2_nesterov: bool = Field(True, description="stage-2 Nesterov momentum")
     stage2_weight_decay: float = _weight_decay(5e-4)
     stage2_grad_clip: float | None = _grad_clip(5.0)
-    unfreeze: list[str] | None = Field(
+    unfreeze: list[ModuleName] | None = Field(
         None,
+        min_length=1,
         max_length=MAX_UNFREEZE,
         description=(
             "stage 2 trains the parameters inside these modules (dotted names such as 'cells.16', "

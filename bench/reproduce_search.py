@@ -1,0 +1,267 @@
+"""Random search over NB201 through the service: FEAR with the ratio-to-fastest cap vs shortreg.
+
+    python -m bench.reproduce_search [--quick] [--url URL] [--seeds 0 1 2] [--k 20] [--ratio 4.0]
+                                     [--shortreg-epochs 6] [--datasets-dir DIR] [--oracle]
+
+The seed's second table: for each search seed, K architectures are sampled uniformly from the 15,625
+NB201 cells; one batch evaluates them with FEAR (batch option ``ratio_to_fastest``: a candidate whose
+stage 1 exceeds ratio x the fastest time-to-threshold seen so far is rejected) and with shortreg at a
+fixed epoch budget. Each method picks its best-scored candidate; a second batch trains the picks with
+``full`` (the ground truth at the same preset) and the table reports the picked architecture's
+accuracy and each method's total evaluation time (sum of cost_s over all K, rejected included).
+``--oracle`` trains all K with ``full`` as well, to show the best and the average candidate.
+
+Default scale: CIFAR-10 image folder at the ``cpu`` presets (hours on 2 cores: run it when the
+machine is free). ``--quick``: synthetic_cifar10 at the ``tiny`` presets, a few minutes, plumbing only
+(its ground truth is at chance). Evaluations are deduplicated across batches, so the ground-truth batch
+reuses any pick that was trained before, and shortreg results are shared between seeds that sample the
+same architecture; FEAR's are not (the cap makes them depend on their batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.api_client import ProgressBar, ServiceClient, ServiceError, format_duration
+from bench.embedded import REPO_ROOT, EmbeddedService
+from bench.harness import check_dataset, machine_description
+from bench.summary import finite
+
+NB201_SIZE = 15_625
+FEAR_ALIAS = "fear-cap"
+FULL_ALIAS = "full"
+
+
+def sample_candidates(k: int, seed: int) -> list[int]:
+    """K distinct NB201 indices for one search, drawn with ``random.Random(seed)``."""
+    return random.Random(seed).sample(range(NB201_SIZE), k)
+
+
+def best_pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ranking's best row with a rank (done, finite score); None if nothing was ranked."""
+    ranked = [r for r in rows if r.get("rank") is not None]
+    return min(ranked, key=lambda r: (r["rank"], r["position"])) if ranked else None
+
+
+def total_cost(rows: Sequence[dict[str, Any]]) -> float:
+    """Every evaluation's cost, rejected and unmet ones included: what the search paid."""
+    return float(sum(r["cost_s"] for r in rows if finite(r.get("cost_s"))))
+
+
+def mean_std(values: Sequence[float]) -> str:
+    values = [v for v in values if finite(v)]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+class SearchRun:
+    def __init__(self, client: ServiceClient, args: argparse.Namespace) -> None:
+        self.client = client
+        self.args = args
+
+    def methods(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "fear", "alias": FEAR_ALIAS, "preset": self.args.preset},
+            {
+                "name": "shortreg",
+                "alias": self.shortreg_alias,
+                "preset": self.args.preset,
+                "config": {"epochs": self.args.shortreg_epochs},
+            },
+        ]
+
+    @property
+    def shortreg_alias(self) -> str:
+        return f"shortreg-e{self.args.shortreg_epochs}"
+
+    def _batch(
+        self, items: list[int], methods: list[dict[str, Any]], seed: int, options: dict[str, Any]
+    ) -> str:
+        body = {
+            "space": "nb201",
+            "dataset": self.args.dataset,
+            "methods": methods,
+            "seed": seed,
+            "options": options,
+            "items": [{"nb201_index": i, "label": f"nb201-{i}"} for i in items],
+        }
+        created = self.client.submit(body)
+        batch_id = created["batch_id"]
+        self.client.wait(batch_id, progress=ProgressBar(log_every_s=60))
+        return batch_id
+
+    def ground_truth(self, indices: list[int], seed: int) -> dict[int, float | None]:
+        """Test accuracy (percent) of ``full`` at the preset for each index (None if it did not finish)."""
+        methods = [{"name": "full", "alias": FULL_ALIAS, "preset": self.args.preset}]
+        batch_id = self._batch(sorted(set(indices)), methods, seed, {})
+        rows = self.client.ranking(batch_id, FULL_ALIAS)
+        return {
+            int(r["index"]): (100.0 * r["score"] if r["status"] == "done" and finite(r["score"]) else None)
+            for r in rows
+        }
+
+    def one_seed(self, seed: int) -> dict[str, Any]:
+        candidates = sample_candidates(self.args.k, seed)
+        print(f"seed {seed}: {len(candidates)} candidates", file=sys.stderr, flush=True)
+        search_id = self._batch(candidates, self.methods(), seed, {"ratio_to_fastest": self.args.ratio})
+        result: dict[str, Any] = {
+            "seed": seed,
+            "search_batch": search_id,
+            "candidates": candidates,
+            "methods": {},
+        }
+        picks: dict[str, int] = {}
+        for alias in (FEAR_ALIAS, self.shortreg_alias):
+            rows = self.client.ranking(search_id, alias)
+            pick = best_pick(rows)
+            statuses: dict[str, int] = {}
+            for r in rows:
+                statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+            result["methods"][alias] = {
+                "pick": pick["index"] if pick else None,
+                "pick_score": pick["score"] if pick else None,
+                "total_cost_s": total_cost(rows),
+                "statuses": statuses,
+            }
+            if pick:
+                picks[alias] = int(pick["index"])
+        to_train = list(candidates) if self.args.oracle else list(picks.values())
+        truth = self.ground_truth(to_train, seed) if to_train else {}
+        for entry in result["methods"].values():
+            entry["pick_accuracy"] = truth.get(entry["pick"]) if entry["pick"] is not None else None
+        if self.args.oracle:
+            known = [v for v in truth.values() if v is not None]
+            result["oracle_best"] = max(known) if known else None
+            result["candidate_mean"] = statistics.mean(known) if known else None
+        return result
+
+
+def markdown(results: list[dict[str, Any]], args: argparse.Namespace, wall_s: float) -> str:
+    shortreg = f"shortreg-e{args.shortreg_epochs}"
+    labels = {
+        FEAR_ALIAS: f"FEAR ({args.ratio:g} × fastest)",
+        shortreg: f"shortreg ({args.shortreg_epochs} epochs)",
+    }
+    lines = [
+        f"# Random search through the service: FEAR ({args.ratio:g} × fastest) vs shortreg",
+        "",
+        f"Command: `python -m bench.reproduce_search {' '.join(args.argv)}`  ",
+        f"Dataset {args.dataset}, presets `{args.preset}`, {args.k} candidates per search (uniform over "
+        f"the 15,625 NB201 cells), seeds {', '.join(map(str, args.seeds))}; ground truth = `full` at the "
+        "same preset (test accuracy, percent).  ",
+        f"Machine: {machine_description()}; date {datetime.now(UTC):%Y-%m-%d}; "
+        f"wall time {format_duration(wall_s)}.",
+        "",
+        "| method | best found: ground-truth accuracy (%) | total evaluation time (s) "
+        "| rejected/unmet per search |",
+        "|---|---:|---:|---:|",
+    ]
+    times: dict[str, list[float]] = {}
+    for alias, label in labels.items():
+        accs = [r["methods"][alias]["pick_accuracy"] for r in results]
+        costs = [r["methods"][alias]["total_cost_s"] for r in results]
+        times[alias] = costs
+        dropped = [
+            r["methods"][alias]["statuses"].get("rejected", 0)
+            + r["methods"][alias]["statuses"].get("unmet", 0)
+            for r in results
+        ]
+        lines.append(
+            f"| {label} | {mean_std(accs)} | {mean_std(costs)} | {mean_std([float(d) for d in dropped])} |"
+        )
+    if args.oracle:
+        lines.append(f"| best candidate (oracle) | {mean_std([r.get('oracle_best') for r in results])} | | |")
+        lines.append(f"| average candidate | {mean_std([r.get('candidate_mean') for r in results])} | | |")
+    fear_total = sum(times[FEAR_ALIAS])
+    ratio = sum(times[shortreg]) / fear_total if fear_total else None
+    lines += [
+        "",
+        f"Time ratio shortreg / FEAR (totals over all seeds, one run): "
+        f"**{f'{ratio:.2f}x' if ratio is not None else 'n/a'}**. Mean ± sample std over the seeds.",
+        "",
+        "| seed | FEAR pick | its accuracy | FEAR time (s) | shortreg pick | its accuracy "
+        "| shortreg time (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        f, s = r["methods"][FEAR_ALIAS], r["methods"][shortreg]
+        lines.append(
+            f"| {r['seed']} | {f['pick']} | {mean_std([f['pick_accuracy']])} | {f['total_cost_s']:.1f} | "
+            f"{s['pick']} | {mean_std([s['pick_accuracy']])} | {s['total_cost_s']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="synthetic tiny: minutes, plumbing only")
+    parser.add_argument("--url", default=None, help="a running service; default: start an embedded one")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="search seeds (default 0 1 2)")
+    parser.add_argument("--k", type=int, default=None, help="candidates per search (default 20; quick 4)")
+    parser.add_argument("--ratio", type=float, default=4.0, help="FEAR's ratio to the fastest stage 1")
+    parser.add_argument(
+        "--shortreg-epochs", type=int, default=None, help="shortreg budget (default 6; quick 2)"
+    )
+    parser.add_argument("--oracle", action="store_true", help="also train every candidate with full")
+    parser.add_argument("--datasets-dir", type=Path, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None, help="embedded service data directory")
+    parser.add_argument("--workers", type=int, default=1, help="embedded worker processes")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads per embedded worker")
+    parser.add_argument("--out", type=Path, default=None, help="Markdown result (default bench/results/...)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    args.dataset = "synthetic_cifar10" if args.quick else "cifar10_folder"
+    args.preset = "tiny" if args.quick else "cpu"
+    args.seeds = args.seeds or [0, 1, 2]
+    args.k = args.k or (4 if args.quick else 20)
+    args.shortreg_epochs = args.shortreg_epochs or (2 if args.quick else 6)
+    name = "reproduce_search_quick" if args.quick else "reproduce_search"
+    out = args.out or REPO_ROOT / "bench" / "results" / f"{name}.md"
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            url = args.url
+            if url is None:
+                service = EmbeddedService(
+                    args.data_dir or Path(tempfile.mkdtemp(prefix=f"fastarchrank-{name}-")),
+                    datasets_dir=args.datasets_dir,
+                    env={"FASTARCHRANK_TORCH_THREADS": str(args.torch_threads)},
+                    workers=args.workers,
+                )
+                url = stack.enter_context(service)
+            client = stack.enter_context(ServiceClient(url))
+            check_dataset(client, args.dataset)
+            run = SearchRun(client, args)
+            results = [run.one_seed(seed) for seed in args.seeds]
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = markdown(results, args, time.monotonic() - started)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,429 @@
+"""What the service costs on top of the work: end-to-end overhead and API latency under load.
+
+    python -m bench.service_overhead [--n-archs 100] [--measures params synflow] [--preset tiny]
+                                     [--stacks embedded postgres] [--clients 16] [--requests 25]
+                                     [--skip-latency] [--out bench/results/service_overhead.md]
+
+(a) Overhead: one batch of zero-cost evaluations (default params + synflow at the ``tiny`` preset on
+    100 NB201 architectures) posted to a running service and timed from POST until the batch reports
+    done (API + broker + worker + database), against the same evaluations run in this process through
+    the worker's own code (``worker.methods.registry.run_zero_cost`` with a context that loads data the
+    way the worker does). Both sides are warm (the worker's dataset is loaded by a warm-up batch of
+    other architectures; the in-process side runs the same warm-up) and use the same torch threads.
+    Stacks: ``embedded`` (SQLite + filesystem broker, what `fastarchrank serve` runs) and ``postgres``
+    (Postgres + Redis, the production shape; needs both on 127.0.0.1).
+(b) Latency: 16 client threads (one httpx client each) hammer GET /v1/batches/{id}/ranking and then
+    POST /v1/batches against the API alone (``--no-worker``) on a scratch Postgres database holding
+    >= 10,000 stored evaluations: one batch of 1000 architectures x 11 zero-cost measures, whose
+    evaluations are then marked done with random scores by SQL (this measures the API, not the
+    worker). Each POST is a new 20-architecture, 2-method batch.
+The scratch database, its Redis queue and the temporary data directories are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.api_client import ServiceClient
+from bench.embedded import REPO_ROOT, EmbeddedService, clean_env
+from bench.experiments import ZERO_COST_MEASURES, draw_archs, fear_arch_ids
+from bench.harness import machine_description
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+DATASET = "synthetic_cifar10"
+WARMUP_ARCHS = 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Scratch Postgres + private Redis queue
+
+
+@contextlib.contextmanager
+def scratch_postgres(data_dir: Path) -> Iterator[dict[str, str]]:
+    """A fresh, migrated database and a private queue name; dropped and deleted on exit."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    token = uuid.uuid4().hex[:10]
+    name = f"fastarchrank_bench_{token}"
+    queue = f"fastarchrank-bench-{token}"
+    env = {
+        "FASTARCHRANK_DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + f"/{name}",
+        "FASTARCHRANK_BROKER_URL": REDIS_URL,
+        "FASTARCHRANK_QUEUE": queue,
+        "FASTARCHRANK_DATA_DIR": str(data_dir),
+    }
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "migrate"],
+            env=clean_env(env),
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
+        yield env
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            # The token makes these names unique to this run: only our keys can match.
+            for key in client.scan_iter(match=f"*{queue}*"):
+                client.delete(key)
+        finally:
+            client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) overhead
+
+
+def _body(indices: Sequence[int], measures: Sequence[str], preset: str, seed: int) -> dict[str, Any]:
+    return {
+        "space": "nb201",
+        "dataset": DATASET,
+        "methods": [{"name": m, "preset": preset} for m in measures],
+        "seed": seed,
+        "items": [{"nb201_index": i} for i in indices],
+    }
+
+
+def _wait_fast(client: ServiceClient, batch_id: str, timeout_s: float = 1800.0) -> dict[str, Any]:
+    # Fine polling: the end of the batch is the measurement, so a coarse poll would inflate it.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.status(batch_id)
+        if status["status"] == "done":
+            return status
+        time.sleep(0.05)
+    raise TimeoutError(f"batch {batch_id} did not finish within {timeout_s:.0f} s")
+
+
+def through_service(
+    url: str, warmup: list[int], measured: list[int], measures: Sequence[str], preset: str
+) -> dict[str, Any]:
+    with ServiceClient(url) as client:
+        warm = client.submit(_body(warmup, measures, preset, seed=1))
+        _wait_fast(client, warm["batch_id"])
+        start = time.perf_counter()
+        created = client.submit(_body(measured, measures, preset, seed=0))
+        status = _wait_fast(client, created["batch_id"])
+        wall = time.perf_counter() - start
+        rows = client.export_json(created["batch_id"])["rows"]
+    costs = [r["cost_s"] for r in rows if r.get("cost_s") is not None]
+    return {
+        "wall_s": wall,
+        "counts": {k: v for k, v in status["counts"].items() if v},
+        "new": created["evaluations"]["new"],
+        "sum_cost_s": float(sum(costs)),
+    }
+
+
+def in_process(
+    datasets_dir: Path,
+    warmup: list[int],
+    measured: list[int],
+    measures: Sequence[str],
+    preset: str,
+    threads: int,
+) -> dict[str, Any]:
+    """The same evaluations through the worker's code in this process (no API, queue or database)."""
+    os.environ["FASTARCHRANK_DATASETS_DIR"] = str(datasets_dir)
+    os.environ["FASTARCHRANK_DATA_DIR"] = str(datasets_dir.parent)
+    import torch
+
+    from app.catalog.methods import resolve
+    from app.genotypes import get_space
+    from worker.engine import load_data
+    from worker.methods.base import EvalRequest
+    from worker.methods.registry import run_zero_cost
+
+    torch.set_num_threads(threads)
+    space = get_space("nb201")
+    configs = {m: resolve(m, preset, {}, "nb201", DATASET, ["methods", 0]).config for m in measures}
+
+    class LocalContext:
+        device = torch.device("cpu")
+
+        def dataset(self, dataset: str, data_config: dict[str, Any]) -> Any:
+            return load_data(dataset, data_config)
+
+        def progress(self, **fields: Any) -> None:
+            pass
+
+        def stage1_budget_s(self) -> float | None:
+            return None
+
+        def report_stage1_time(self, seconds: float) -> None:
+            pass
+
+    ctx = LocalContext()
+
+    def run(indices: list[int], seed: int) -> float:
+        total = 0.0
+        for n, index in enumerate(indices):
+            genotype = space.from_index(index).canonical
+            requests = [
+                EvalRequest(n * len(measures) + j, m, "nb201", genotype, DATASET, seed, configs[m])
+                for j, m in enumerate(measures)
+            ]
+            total += sum(r.cost_s for r in run_zero_cost(requests, ctx))
+        return total
+
+    run(warmup, seed=1)
+    start = time.perf_counter()
+    sum_cost = run(measured, seed=0)
+    return {"wall_s": time.perf_counter() - start, "sum_cost_s": sum_cost}
+
+
+def overhead(args: argparse.Namespace, stack: str, env: dict[str, str], datasets_dir: Path) -> dict[str, Any]:
+    ids = list(fear_arch_ids())
+    measured = draw_archs(args.n_archs, seed=0)
+    warmup = [i for i in ids if i not in set(measured)][:WARMUP_ARCHS]
+    threads_env = {"FASTARCHRANK_TORCH_THREADS": str(args.torch_threads), **env}
+    data_dir = Path(env.get("FASTARCHRANK_DATA_DIR") or tempfile.mkdtemp(prefix="fastarchrank-overhead-"))
+    service = EmbeddedService(data_dir, datasets_dir=datasets_dir, env=threads_env, workers=1)
+    with service as url:
+        served = through_service(url, warmup, measured, args.measures, args.preset)
+    local = in_process(datasets_dir, warmup, measured, args.measures, args.preset, args.torch_threads)
+    return {"stack": stack, "service": served, "local": local, "ratio": served["wall_s"] / local["wall_s"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) latency
+
+
+def seed_evaluations(url: str, database_url: str) -> tuple[str, int]:
+    """One batch of the FEAR list's 1000 architectures x every zero-cost measure, then every stored
+    evaluation marked done with a random score (by SQL: the worker is not what is measured here)."""
+    from sqlalchemy import create_engine, func, update
+
+    from app.models import Evaluation
+
+    with ServiceClient(url, timeout_s=600) as client:
+        created = client.submit(_body(list(fear_arch_ids()), ZERO_COST_MEASURES, "tiny", seed=0))
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        stored = conn.execute(
+            update(Evaluation).values(
+                status="done",
+                score=func.random(),
+                score_kind="finite",
+                finite=True,
+                cost_s=func.random(),
+                attempts=1,
+            )
+        ).rowcount
+    engine.dispose()
+    return created["batch_id"], int(stored)
+
+
+def _hammer(url: str, clients: int, requests: int, call: Any) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client_loop(worker: int) -> None:
+        rng = random.Random(worker)
+        with httpx.Client(base_url=url, timeout=120) as http:
+            barrier.wait()
+            for _ in range(requests):
+                start = time.perf_counter()
+                try:
+                    resp = call(http, rng)
+                    ok = resp.status_code in (200, 201)
+                except httpx.HTTPError as exc:
+                    ok, resp = False, exc
+                elapsed = time.perf_counter() - start
+                with lock:
+                    if ok:
+                        latencies.append(elapsed)
+                    else:
+                        errors.append(str(getattr(resp, "status_code", resp)))
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    arr = np.asarray(latencies) * 1000.0
+    return {
+        "requests": len(latencies) + len(errors),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:5],
+        "p50_ms": float(np.percentile(arr, 50)) if arr.size else None,
+        "p99_ms": float(np.percentile(arr, 99)) if arr.size else None,
+        "mean_ms": float(arr.mean()) if arr.size else None,
+        "throughput_rps": len(latencies) / wall if wall else None,
+    }
+
+
+def latency(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    data_dir = Path(env["FASTARCHRANK_DATA_DIR"])
+    with EmbeddedService(data_dir, env=env, workers=0) as url:
+        batch_id, stored = seed_evaluations(url, env["FASTARCHRANK_DATABASE_URL"])
+
+        def get_ranking(http: httpx.Client, rng: random.Random) -> httpx.Response:
+            method = rng.choice(ZERO_COST_MEASURES)
+            return http.get(f"/v1/batches/{batch_id}/ranking", params={"method": method, "limit": 100})
+
+        def post_batch(http: httpx.Client, rng: random.Random) -> httpx.Response:
+            body = _body(
+                rng.sample(range(15_625), 20), ("params", "synflow"), "tiny", seed=rng.randrange(2**31)
+            )
+            return http.post("/v1/batches", json=body)
+
+        # A few requests first, so neither phase pays for the API's first-use imports.
+        _hammer(url, 2, 2, get_ranking)
+        gets = _hammer(url, args.clients, args.requests, get_ranking)
+        posts = _hammer(url, args.clients, args.requests, post_batch)
+    return {"stored_evaluations": stored, "batch_items": 1000, "get_ranking": gets, "post_batches": posts}
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "n/a"
+
+
+def markdown(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    lines = [
+        "# Service overhead and API latency",
+        "",
+        f"Command: `python -m bench.service_overhead {' '.join(args.argv)}`  ",
+        f"Machine: {machine_description()} (shared with other jobs while measured); "
+        f"date {datetime.now(UTC):%Y-%m-%d}; torch threads per worker and in process: {args.torch_threads}.",
+        "",
+    ]
+    if results.get("overhead"):
+        lines += [
+            f"## (a) {args.n_archs} architectures x {' + '.join(args.measures)} (`{args.preset}` preset), "
+            f"{args.n_archs * len(args.measures)} evaluations",
+            "",
+            "| stack | through the service (s) | in process (s) | ratio | service sum of cost_s (s) | "
+            "in-process sum of cost_s (s) | per evaluation overhead (ms) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["overhead"]:
+            n_eval = args.n_archs * len(args.measures)
+            per_eval = (r["service"]["wall_s"] - r["local"]["wall_s"]) / n_eval * 1000.0
+            lines.append(
+                f"| {r['stack']} | {r['service']['wall_s']:.2f} | {r['local']['wall_s']:.2f} | "
+                f"**{r['ratio']:.2f}x** | {r['service']['sum_cost_s']:.2f} | "
+                f"{r['local']['sum_cost_s']:.2f} | "
+                f"{per_eval:.0f} |"
+            )
+        lines += [
+            "",
+            "Through the service = POST until GET /v1/batches/{id} says done (50 ms polling); in process = "
+            "`run_zero_cost` per architecture in one Python process. Target: ratio <= 1.1.",
+            "",
+        ]
+    if results.get("latency"):
+        lat = results["latency"]
+        lines += [
+            f"## (b) API latency, {args.clients} concurrent clients, Postgres with "
+            f"{lat['stored_evaluations']:,} stored evaluations",
+            "",
+            "| request | requests | errors | p50 (ms) | p99 (ms) | mean (ms) | throughput (req/s) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        names = {
+            "get_ranking": "GET ranking (1000-item batch, limit 100)",
+            "post_batches": "POST batches (20 archs x 2 methods)",
+        }
+        for key, label in names.items():
+            r = lat[key]
+            lines.append(
+                f"| {label} | {r['requests']} | {r['errors']} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
+                f"{_ms(r['mean_ms'])} | {r['throughput_rps']:.1f} |"
+            )
+        lines += [
+            "",
+            "One API process (`fastarchrank serve --no-worker`, uvicorn, one event loop with FastAPI's "
+            "thread pool for the sync endpoints), Redis broker on a private queue.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-archs", type=int, default=100)
+    parser.add_argument("--measures", nargs="+", default=["params", "synflow"])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument(
+        "--stacks", nargs="*", default=["embedded", "postgres"], choices=["embedded", "postgres"]
+    )
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=25, help="requests per client and phase")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "service_overhead.md")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    root = Path(tempfile.mkdtemp(prefix="fastarchrank-overhead-"))
+    # One dataset folder for every stack and the in-process run: the synthetic set is generated once.
+    datasets_dir = root / "datasets"
+    results: dict[str, Any] = {"overhead": []}
+    try:
+        if "embedded" in args.stacks:
+            r = overhead(
+                args,
+                "embedded (SQLite + filesystem broker)",
+                {"FASTARCHRANK_DATA_DIR": str(root / "emb")},
+                datasets_dir,
+            )
+            results["overhead"].append(r)
+            print(f"embedded: ratio {r['ratio']:.2f}", file=sys.stderr, flush=True)
+        if "postgres" in args.stacks:
+            with scratch_postgres(root / "pg-a") as env:
+                r = overhead(args, "postgres + redis", env, datasets_dir)
+                results["overhead"].append(r)
+                print(f"postgres: ratio {r['ratio']:.2f}", file=sys.stderr, flush=True)
+        if not args.skip_latency:
+            with scratch_postgres(root / "pg-b") as env:
+                results["latency"] = latency(args, env)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    text = markdown(args, results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""The experiment harness: `synthetic/tiny` end to end through an embedded service it starts itself,
+plus the pure parts of its summary (ground-truth sanity, paired Spearman difference, architecture draw)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bench import summary
+from bench.experiments import (
+    EXPERIMENTS,
+    FEAR_ALIAS,
+    GROUND_TRUTH_ALIAS,
+    ZERO_COST_MEASURES,
+    draw_archs,
+    fear_arch_ids,
+    get_experiment,
+)
+from bench.harness import run_experiment
+
+
+def _in_unit_range(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isfinite(value) and -1.0 <= value <= 1.0)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_synthetic_tiny_end_to_end(tmp_path: Path) -> None:
+    experiment = get_experiment("synthetic/tiny")
+    out = tmp_path / "results"
+    # No --url: the harness starts `python -m app.cli serve` from an environment without the test
+    # session's FASTARCHRANK_* variables, i.e. the embedded SQLite + filesystem-broker default.
+    run = run_experiment(experiment, url=None, out_dir=out, seed=0)
+
+    aliases = [m.alias for m in experiment.methods()]
+    ranked = [a for a in aliases if a != GROUND_TRUTH_ALIAS]
+    assert set(ZERO_COST_MEASURES) <= set(aliases) and FEAR_ALIAS in aliases
+    assert len([a for a in aliases if a.startswith("shortreg-e")]) >= 2
+    n = experiment.n_archs
+    assert run["n_archs"] == n
+    assert run["counts"] == {"done": n * len(aliases)}, f"evaluations did not all finish: {run['counts']}"
+
+    for name in ("report.json", "report.md", "summary.md", "export.csv", "export.json", "run.json"):
+        assert (out / name).stat().st_size > 0, name
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["ground_truth"]["name"] == f"method:{GROUND_TRUTH_ALIAS}"
+    assert report["ground_truth"]["n"] == n
+    assert list(report["methods"]) == ranked
+    for alias, entry in report["methods"].items():
+        for key in ("spearman", "kendall"):
+            assert _in_unit_range(entry[key]), (alias, key, entry[key])
+        ci = entry["spearman_ci"]
+        assert _in_unit_range(ci["low"]) and _in_unit_range(ci["high"]), (alias, ci)
+        if ci["low"] is not None:
+            assert ci["low"] <= ci["high"]
+        assert 0 <= entry["n_used"] <= n
+        assert [row["p"] for row in entry["top_percent"]] == report["percents"]
+        cost = report["costs"][alias]
+        assert cost["n"] == n and cost["mean_s"] > 0 and cost["total_s"] > 0, (alias, cost)
+    matrix_values = [v for row in report["matrix"].values() for v in row.values()]
+    assert all(_in_unit_range(v) for v in matrix_values)
+    # params and flops both vary across architectures: at least that correlation must be defined.
+    assert report["matrix"]["params"]["flops"] is not None
+
+    rows = json.loads((out / "export.json").read_text())["rows"]
+    assert len(rows) == n * len(aliases)
+    assert {r["method"] for r in rows} == set(aliases)
+    assert all(r["status"] == "done" and r["cost_s"] > 0 for r in rows)
+    csv_rows = list(csv.DictReader(io.StringIO((out / "export.csv").read_text())))
+    assert len(csv_rows) == len(rows)
+
+    text = (out / "summary.md").read_text()
+    for heading in (
+        "## Ground-truth sanity",
+        "## Ranking quality",
+        "## Top-% table for fear",
+        "## Cost per method",
+    ):
+        assert heading in text
+    for alias in ranked:
+        assert f"\n| {alias} | " in text, f"{alias} missing from the summary's tables"
+    assert f"| {GROUND_TRUTH_ALIAS} (ground truth) |" in text
+    sanity = run["ground_truth_sanity"]
+    assert sanity["n"] == n and sanity["chance"] == pytest.approx(10.0)
+    assert sanity["min"] <= sanity["mean"] <= sanity["max"]
+    # The warning appears exactly when the sanity check failed (at this scale it does: chance accuracy).
+    assert ("WARNING: this ground truth cannot rank anything" in text) == (not sanity["ok"])
+
+    for name in ("score_vs_ground_truth.png", "cost_vs_spearman.png"):
+        with Image.open(out / name) as image:
+            image.load()  # decodes every pixel: a truncated or corrupt PNG raises here
+            assert image.format == "PNG" and image.width >= 200 and image.height >= 200
+
+
+def test_ground_truth_sanity_flags_chance_and_flat_accuracies() -> None:
+    chance = summary.ground_truth_sanity([10.0, 11.0, 12.5, 9.0, 10.5], num_classes=10)
+    assert not chance["ok"] and any("chance" in p for p in chance["problems"])
+    flat = summary.ground_truth_sanity([60.0, 60.2, 60.1, 59.9, 60.0], num_classes=10)
+    assert not flat["ok"] and any("spread" in p for p in flat["problems"])
+    good = summary.ground_truth_sanity([45.0, 52.0, 61.0, 58.5, 49.0, 66.0], num_classes=10)
+    assert good["ok"] and good["problems"] == []
+    assert good["max"] == 66.0 and good["min"] == 45.0
+    assert good["std"] == pytest.approx(7.2327, abs=1e-3)  # population std (ddof 0)
+    assert not summary.ground_truth_sanity([70.0, 80.0], num_classes=10)["ok"]  # too few to rank
+
+
+def test_paired_spearman_difference() -> None:
+    keys = [f"a{i}" for i in range(30)]
+    truth = {k: float(i) for i, k in enumerate(keys)}
+    perfect = {k: 2.0 * v for k, v in truth.items()}
+    reversed_ = {k: -v for k, v in truth.items()}
+    same = summary.paired_spearman_difference(truth, perfect, perfect)
+    assert same["delta"] == 0.0 and same["low"] == 0.0 and same["high"] == 0.0 and same["n"] == 30
+    worse = summary.paired_spearman_difference(truth, reversed_, perfect)
+    assert worse["delta"] == pytest.approx(-2.0) and worse["high"] == pytest.approx(-2.0)
+    partial = {k: (v if i % 3 else -v) for i, (k, v) in enumerate(truth.items())}
+    mixed = summary.paired_spearman_difference(truth, partial, perfect, n_boot=500)
+    assert mixed["low"] <= mixed["delta"] <= mixed["high"] <= 0.0
+    assert summary.paired_spearman_difference(truth, {"a0": 1.0}, perfect)["delta"] is None
+
+
+def test_architecture_draw_comes_from_the_fear_list() -> None:
+    ids = fear_arch_ids()
+    assert len(ids) == 1000 and ids[0] == 6983 and ids[-1] == 11048
+    first = draw_archs(60, seed=0)
+    assert first == draw_archs(60, seed=0) and first != draw_archs(60, seed=1)
+    assert len(set(first)) == 60 and set(first) <= set(ids)
+    assert draw_archs(1000, seed=3) == list(ids)
+    with pytest.raises(ValueError):
+        draw_archs(1001, seed=0)
+
+
+def test_experiments_post_every_method_with_distinct_aliases() -> None:
+    for experiment in EXPERIMENTS.values():
+        entries = experiment.methods()
+        aliases = [m.alias for m in entries]
+        assert len(set(aliases)) == len(aliases), experiment.name
+        assert {m.name for m in entries} == {"full", "fear", "shortreg", *ZERO_COST_MEASURES}
+        body = experiment.batch_body([1, 2, 3], seed=5)
+        assert body["seed"] == 5 and [i["nb201_index"] for i in body["items"]] == [1, 2, 3]
+        assert len(body["methods"]) <= 32  # the API's per-batch limit
