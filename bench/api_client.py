@@ -33,6 +33,16 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def lower_bound_eta(status: dict[str, Any]) -> float | None:
+    """Seconds the unfinished evaluations of methods with a known mean cost still need (one worker)."""
+    bound = 0.0
+    for alias, counts in status.get("per_method", {}).items():
+        mean = status.get("timings", {}).get(alias, {}).get("mean_cost_s")
+        if mean is not None:
+            bound += (int(counts.get("queued", 0)) + int(counts.get("running", 0))) * float(mean)
+    return bound or None
+
+
 class ProgressBar:
     """One line on a terminal (redrawn in place); on a pipe or file one line every ``log_every_s``."""
 
@@ -54,11 +64,12 @@ class ProgressBar:
         eta = status.get("eta_s")
         if eta is not None:
             eta_text = format_duration(eta)
-        elif finished and total:
-            # The API has no ETA until every method has a finished evaluation: extrapolate the rate.
-            eta_text = "~" + format_duration(elapsed_s / finished * (total - finished))
         else:
-            eta_text = "?"
+            # The API gives no ETA until every unfinished method has a finished evaluation; what the
+            # finished methods still owe is a lower bound (methods differ in cost by 1000x, so a plain
+            # rate over evaluations would be wildly off).
+            bound = lower_bound_eta(status)
+            eta_text = f">={format_duration(bound)}" if bound else "?"
         line = (
             f"[{bar}] {finished}/{total} evaluations  elapsed {format_duration(elapsed_s)}  ETA {eta_text}"
             + (f"  running: {', '.join(running)}" if running else "")

@@ -3,6 +3,7 @@ torchvision-transforms + DataLoader loop, same network, data and batch size, on 
 
     python -m bench.bench_training [--C 16] [--N 5] [--images 2048] [--batch 256] [--repeats 2]
     python -m bench.bench_training --preset tiny --dataset synthetic_cifar10 --data-dir DIR [--archs 3]
+        [--methods fear,shortreg,full] [--threads 2]
 
 The second form times the method presets end to end (dataset loading reported separately) on the
 first ``--archs`` architectures of the FEAR paper's NB201 list.
@@ -163,14 +164,14 @@ class LocalContext:
         pass
 
 
-def time_presets(preset: str, dataset: str, data_dir: Path, archs: int) -> None:
+def time_presets(preset: str, dataset: str, data_dir: Path, archs: int, methods: list[str]) -> None:
     indices = [int(v) for v in PAPER_ARCHS.read_text().split(",")[:archs]]
     ctx = LocalContext(data_dir)
     print(f"preset {preset!r} on {dataset}, NB201, {torch.get_num_threads()} CPU threads\n")
     print("| method | arch | status | score | epochs | cost s | wall s (no load) | data load s |")
     print("|---|---|---|---|---|---|---|---|")
-    for method, runner in RUNNERS.items():
-        info = METHODS[method]
+    for method in methods:
+        runner, info = RUNNERS[method], METHODS[method]
         config = info.config_model.model_validate(info.presets[preset]("nb201", dataset)).model_dump(
             mode="json"
         )
@@ -202,11 +203,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="synthetic_cifar10")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/fastarchrank-bench"))
     parser.add_argument("--archs", type=int, default=3)
+    parser.add_argument("--methods", default="fear,shortreg,full", help="comma-separated, for --preset")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.preset:
-        time_presets(args.preset, args.dataset, args.data_dir, args.archs)
+        time_presets(args.preset, args.dataset, args.data_dir, args.archs, args.methods.split(","))
         return
 
     data = make_data(args.images)

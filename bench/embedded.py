@@ -61,8 +61,9 @@ class EmbeddedService:
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
-        self.data_dir = Path(data_dir)
-        self.datasets_dir = datasets_dir
+        # Absolute: the processes run with the data directory as their working directory.
+        self.data_dir = Path(data_dir).resolve()
+        self.datasets_dir = Path(datasets_dir).resolve() if datasets_dir is not None else None
         self.extra_env = dict(env or {})
         self.workers = workers
         self.start_timeout_s = start_timeout_s
@@ -83,7 +84,10 @@ class EmbeddedService:
 
     @property
     def env(self) -> dict[str, str]:
-        overrides = {"FASTARCHRANK_DATA_DIR": str(self.data_dir), **self.extra_env}
+        # The processes run inside the data directory (the filesystem broker writes a control/ folder
+        # into its working directory), so the repository goes on the import path explicitly.
+        python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        overrides = {"FASTARCHRANK_DATA_DIR": str(self.data_dir), "PYTHONPATH": python_path, **self.extra_env}
         if self.datasets_dir is not None:
             overrides["FASTARCHRANK_DATASETS_DIR"] = str(self.datasets_dir)
         return clean_env(overrides)
@@ -94,7 +98,7 @@ class EmbeddedService:
             proc = subprocess.Popen(
                 argv,
                 env=self.env,
-                cwd=REPO_ROOT,
+                cwd=self.data_dir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

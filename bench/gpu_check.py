@@ -65,7 +65,7 @@ def learnable_data(device: torch.device, train_size: int, test_size: int) -> Dev
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(10, (n,), generator=gen)
-        return templates[y] + 2.0 * torch.randn(n, 3, 32, 32, generator=gen), y
+        return templates[y] + 1.5 * torch.randn(n, 3, 32, 32, generator=gen), y
 
     train_x, train_y = split(train_size)
     test_x, test_y = split(test_size)
@@ -77,7 +77,7 @@ def consistency(device: torch.device, smoke: bool) -> dict[str, Any]:
     data_options = {"cutout": 0}
     fear_config = FearConfig.model_validate(
         {
-            "threshold": 0.5,
+            "threshold": 0.6,
             "max_stage1_epochs": 3 if smoke else 10,
             "stage1_batch_size": 64,
             "stage2_epochs": 2,

@@ -45,6 +45,35 @@ def default_out_dir(experiment: Experiment) -> Path:
     return REPO_ROOT / "bench" / "results" / experiment.name.replace("/", "-")
 
 
+def parse_overrides(items: Sequence[str]) -> list[tuple[str, list[str], Any]]:
+    """``alias.key[.sub]=value`` → (alias, path, value); the value is JSON if it parses, else text."""
+    parsed = []
+    for item in items:
+        target, sep, raw = item.partition("=")
+        alias, _, path = target.partition(".")
+        if not sep or not alias or not path:
+            raise ValueError(f"--set {item!r}: write alias.key=value, e.g. full.epochs=30")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parsed.append((alias, path.split("."), value))
+    return parsed
+
+
+def apply_overrides(body: dict[str, Any], overrides: Sequence[tuple[str, list[str], Any]]) -> None:
+    """Set config values of the batch's method entries in place (the API validates them)."""
+    by_alias = {m["alias"]: m for m in body["methods"]}
+    for alias, path, value in overrides:
+        entry = by_alias.get(alias)
+        if entry is None:
+            raise ValueError(f"--set names method alias {alias!r}; this experiment has {', '.join(by_alias)}")
+        node = entry.setdefault("config", {})
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+
 def check_methods(client: ServiceClient, experiment: Experiment) -> None:
     """Fail before submitting if the service lacks a method or preset the experiment needs."""
     catalog = client.methods(experiment.space, experiment.dataset)
@@ -133,6 +162,13 @@ def build_summary(
         f"{format_duration(run['total_wall_s'])} in all "
         "(service start-up and downloads of the outputs included)",
         f"- date {run['finished_at']}; machine: {run['machine']}",
+    ]
+    changed = [
+        f"`{m['alias']}` {json.dumps(m['config'])}" for m in run["request"]["methods"] if m.get("config")
+    ]
+    if changed:
+        lines.append(f"- config on top of the presets: {', '.join(changed)}")
+    lines += [
         "",
     ]
     if experiment.notes:
@@ -172,6 +208,7 @@ def run_experiment(
     resume: str | None = None,
     torch_threads: int | None = None,
     workers: int | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run one experiment end to end; returns run.json's content (plus the sanity verdict)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,6 +236,7 @@ def run_experiment(
         check_methods(client, experiment)
         dataset_info = check_dataset(client, experiment.dataset)
         body = experiment.batch_body(arch_ids, seed)
+        apply_overrides(body, parse_overrides(overrides))
         if resume:
             batch_id = resume
             print(f"resuming batch {batch_id}", file=sys.stderr, flush=True)
@@ -280,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=None, help="embedded worker processes (default: the experiment's)"
     )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ALIAS.KEY=VALUE",
+        help="override a method entry's config, e.g. --set full.epochs=30 --set fear.threshold=0.5",
+    )
     run.add_argument("--resume", default=None, metavar="BATCH_ID", help="wait for an existing batch instead")
     sub.add_parser("list", help="describe the experiments")
     return parser
@@ -310,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=args.resume,
             torch_threads=args.torch_threads,
             workers=args.workers,
+            overrides=args.set,
         )
     except (ServiceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -50,6 +50,12 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DATASET = "synthetic_cifar10"
 WARMUP_ARCHS = 5
+# Work per task decides the ratio: a light workload shows the fixed cost per task, a full one what a
+# real zero-cost batch pays. Distinct seeds keep the service from reusing one workload's results.
+WORKLOADS: dict[str, tuple[tuple[str, ...], int]] = {
+    "light": (("params", "synflow"), 0),
+    "all": (ZERO_COST_MEASURES, 100),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,13 +128,13 @@ def _wait_fast(client: ServiceClient, batch_id: str, timeout_s: float = 1800.0) 
 
 
 def through_service(
-    url: str, warmup: list[int], measured: list[int], measures: Sequence[str], preset: str
+    url: str, warmup: list[int], measured: list[int], measures: Sequence[str], preset: str, seed: int
 ) -> dict[str, Any]:
     with ServiceClient(url) as client:
-        warm = client.submit(_body(warmup, measures, preset, seed=1))
+        warm = client.submit(_body(warmup, measures, preset, seed=seed + 1))
         _wait_fast(client, warm["batch_id"])
         start = time.perf_counter()
-        created = client.submit(_body(measured, measures, preset, seed=0))
+        created = client.submit(_body(measured, measures, preset, seed=seed))
         status = _wait_fast(client, created["batch_id"])
         wall = time.perf_counter() - start
         rows = client.export_json(created["batch_id"])["rows"]
@@ -148,6 +154,7 @@ def in_process(
     measures: Sequence[str],
     preset: str,
     threads: int,
+    seed: int,
 ) -> dict[str, Any]:
     """The same evaluations through the worker's code in this process (no API, queue or database)."""
     os.environ["FASTARCHRANK_DATASETS_DIR"] = str(datasets_dir)
@@ -192,23 +199,42 @@ def in_process(
             total += sum(r.cost_s for r in run_zero_cost(requests, ctx))
         return total
 
-    run(warmup, seed=1)
+    run(warmup, seed=seed + 1)
     start = time.perf_counter()
-    sum_cost = run(measured, seed=0)
+    sum_cost = run(measured, seed=seed)
     return {"wall_s": time.perf_counter() - start, "sum_cost_s": sum_cost}
 
 
-def overhead(args: argparse.Namespace, stack: str, env: dict[str, str], datasets_dir: Path) -> dict[str, Any]:
+def overhead(
+    args: argparse.Namespace, stack: str, env: dict[str, str], datasets_dir: Path
+) -> list[dict[str, Any]]:
+    """Each workload through one service of this stack, then in process right after (same load)."""
     ids = list(fear_arch_ids())
     measured = draw_archs(args.n_archs, seed=0)
     warmup = [i for i in ids if i not in set(measured)][:WARMUP_ARCHS]
     threads_env = {"FASTARCHRANK_TORCH_THREADS": str(args.torch_threads), **env}
-    data_dir = Path(env.get("FASTARCHRANK_DATA_DIR") or tempfile.mkdtemp(prefix="fastarchrank-overhead-"))
-    service = EmbeddedService(data_dir, datasets_dir=datasets_dir, env=threads_env, workers=1)
+    service = EmbeddedService(Path(env["FASTARCHRANK_DATA_DIR"]), datasets_dir=datasets_dir, env=threads_env)
+    results = []
     with service as url:
-        served = through_service(url, warmup, measured, args.measures, args.preset)
-    local = in_process(datasets_dir, warmup, measured, args.measures, args.preset, args.torch_threads)
-    return {"stack": stack, "service": served, "local": local, "ratio": served["wall_s"] / local["wall_s"]}
+        for workload in args.workloads:
+            measures, seed = WORKLOADS[workload]
+            served = through_service(url, warmup, measured, measures, args.preset, seed)
+            local = in_process(
+                datasets_dir, warmup, measured, measures, args.preset, args.torch_threads, seed
+            )
+            ratio = served["wall_s"] / local["wall_s"]
+            print(f"{stack}, {workload}: ratio {ratio:.2f}", file=sys.stderr, flush=True)
+            results.append(
+                {
+                    "stack": stack,
+                    "workload": workload,
+                    "measures": list(measures),
+                    "service": served,
+                    "local": local,
+                    "ratio": ratio,
+                }
+            )
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,21 +350,23 @@ def markdown(args: argparse.Namespace, results: dict[str, Any]) -> str:
     ]
     if results.get("overhead"):
         lines += [
-            f"## (a) {args.n_archs} architectures x {' + '.join(args.measures)} (`{args.preset}` preset), "
-            f"{args.n_archs * len(args.measures)} evaluations",
+            f"## (a) {args.n_archs} NB201 architectures, zero-cost measures at the `{args.preset}` preset",
             "",
-            "| stack | through the service (s) | in process (s) | ratio | service sum of cost_s (s) | "
-            "in-process sum of cost_s (s) | per evaluation overhead (ms) |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| stack | measures | evaluations | through the service (s) | in process (s) | ratio | "
+            "service sum of cost_s (s) | in-process sum of cost_s (s) | overhead per task (ms) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in results["overhead"]:
-            n_eval = args.n_archs * len(args.measures)
-            per_eval = (r["service"]["wall_s"] - r["local"]["wall_s"]) / n_eval * 1000.0
+            n_eval = args.n_archs * len(r["measures"])
+            # One task per architecture: all its zero-cost measures travel together.
+            per_task = (r["service"]["wall_s"] - r["local"]["wall_s"]) / args.n_archs * 1000.0
+            label = " + ".join(r["measures"]) if len(r["measures"]) < 4 else f"all {len(r['measures'])}"
             lines.append(
-                f"| {r['stack']} | {r['service']['wall_s']:.2f} | {r['local']['wall_s']:.2f} | "
+                f"| {r['stack']} | {label} | {n_eval} | {r['service']['wall_s']:.2f} | "
+                f"{r['local']['wall_s']:.2f} | "
                 f"**{r['ratio']:.2f}x** | {r['service']['sum_cost_s']:.2f} | "
                 f"{r['local']['sum_cost_s']:.2f} | "
-                f"{per_eval:.0f} |"
+                f"{per_task:.0f} |"
             )
         lines += [
             "",
@@ -377,7 +405,13 @@ def markdown(args: argparse.Namespace, results: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-archs", type=int, default=100)
-    parser.add_argument("--measures", nargs="+", default=["params", "synflow"])
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        default=list(WORKLOADS),
+        choices=list(WORKLOADS),
+        help="light = params + synflow; all = the 11 zero-cost measures",
+    )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument(
         "--stacks", nargs="*", default=["embedded", "postgres"], choices=["embedded", "postgres"]
@@ -400,19 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {"overhead": []}
     try:
         if "embedded" in args.stacks:
-            r = overhead(
-                args,
-                "embedded (SQLite + filesystem broker)",
-                {"FASTARCHRANK_DATA_DIR": str(root / "emb")},
-                datasets_dir,
-            )
-            results["overhead"].append(r)
-            print(f"embedded: ratio {r['ratio']:.2f}", file=sys.stderr, flush=True)
+            env = {"FASTARCHRANK_DATA_DIR": str(root / "emb")}
+            results["overhead"] += overhead(args, "embedded (SQLite + filesystem broker)", env, datasets_dir)
         if "postgres" in args.stacks:
             with scratch_postgres(root / "pg-a") as env:
-                r = overhead(args, "postgres + redis", env, datasets_dir)
-                results["overhead"].append(r)
-                print(f"postgres: ratio {r['ratio']:.2f}", file=sys.stderr, flush=True)
+                results["overhead"] += overhead(args, "postgres + redis", env, datasets_dir)
         if not args.skip_latency:
             with scratch_postgres(root / "pg-b") as env:
                 results["latency"] = latency(args, env)
