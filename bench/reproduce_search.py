@@ -36,7 +36,7 @@ from typing import Any
 from bench.api_client import ProgressBar, ServiceClient, ServiceError, format_duration
 from bench.embedded import REPO_ROOT, EmbeddedService
 from bench.harness import check_dataset, machine_description
-from bench.summary import finite
+from bench.summary import NEAR_CHANCE_POINTS, finite
 
 NB201_SIZE = 15_625
 FEAR_ALIAS = "fear-cap"
@@ -150,7 +150,7 @@ class SearchRun:
         return result
 
 
-def markdown(results: list[dict[str, Any]], args: argparse.Namespace, wall_s: float) -> str:
+def markdown(results: list[dict[str, Any]], args: argparse.Namespace, wall_s: float, num_classes: int) -> str:
     shortreg = f"shortreg-e{args.shortreg_epochs}"
     labels = {
         FEAR_ALIAS: f"FEAR ({args.ratio:g} × fastest)",
@@ -186,6 +186,16 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, wall_s: fl
     if args.oracle:
         lines.append(f"| best candidate (oracle) | {mean_std([r.get('oracle_best') for r in results])} | | |")
         lines.append(f"| average candidate | {mean_std([r.get('candidate_mean') for r in results])} | | |")
+    accuracies = [
+        e["pick_accuracy"] for r in results for e in r["methods"].values() if finite(e.get("pick_accuracy"))
+    ]
+    chance = 100.0 / num_classes
+    if not accuracies or max(accuracies) - chance < NEAR_CHANCE_POINTS:
+        lines += [
+            "",
+            f"> **WARNING: every picked architecture is within {NEAR_CHANCE_POINTS:.0f} points of chance "
+            f"({chance:.0f}%): this ground truth cannot tell the methods apart.**",
+        ]
     fear_total = sum(times[FEAR_ALIAS])
     ratio = sum(times[shortreg]) / fear_total if fear_total else None
     lines += [
@@ -249,13 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 url = stack.enter_context(service)
             client = stack.enter_context(ServiceClient(url))
-            check_dataset(client, args.dataset)
+            num_classes = int(check_dataset(client, args.dataset)["num_classes"])
             run = SearchRun(client, args)
             results = [run.one_seed(seed) for seed in args.seeds]
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = markdown(results, args, time.monotonic() - started)
+    text = markdown(results, args, time.monotonic() - started, num_classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))

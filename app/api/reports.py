@@ -14,6 +14,7 @@ from app.api.deps import SessionDep
 from app.errors import InputError
 from app.services import batch_view, report_view
 from app.services.reports import report_markdown
+from app.services.submission import method_summary
 
 router = APIRouter(tags=["reports"])
 
@@ -203,17 +204,7 @@ def export_json(batch_id: str, session: SessionDep) -> Response:
         "dataset": batch.dataset,
         "seed": batch.seed,
         "options": batch.options,
-        "methods": [batch_view_method(m) for m in batch.methods],
+        "methods": [method_summary(m) for m in batch.methods],
         "rows": rows,
     }
     return Response(json.dumps(payload, allow_nan=False, default=str), media_type="application/json")
-
-
-def batch_view_method(m: Any) -> dict[str, Any]:
-    return {
-        "alias": m.alias,
-        "name": m.name,
-        "preset": m.preset,
-        "config_hash": m.config_hash,
-        "config": m.config,
-    }

@@ -164,17 +164,22 @@ def method_rows(session: Session, batch: Batch, method: BatchMethod) -> list[dic
         .where(BatchEvaluation.batch_id == batch.id, BatchEvaluation.batch_method_id == method.id)
     ):
         ev_by_arch[ev.architecture_id] = ev
-    items = session.execute(
+    rows = []
+    for item, arch in batch_items(session, batch):
+        ev = ev_by_arch[arch.id]
+        rows.append(evaluation_row(ev, arch, item))
+    return rows
+
+
+def batch_items(session: Session, batch: Batch) -> list[tuple[BatchItem, Architecture]]:
+    """The batch's items with their architectures, in submission order."""
+    rows = session.execute(
         select(BatchItem, Architecture)
         .join(Architecture, Architecture.id == BatchItem.architecture_id)
         .where(BatchItem.batch_id == batch.id)
         .order_by(BatchItem.position)
     ).all()
-    rows = []
-    for item, arch in items:
-        ev = ev_by_arch[arch.id]
-        rows.append(evaluation_row(ev, arch, item))
-    return rows
+    return [(item, arch) for item, arch in rows]
 
 
 def evaluation_row(ev: Evaluation, arch: Architecture, item: BatchItem | None = None) -> dict[str, Any]:

@@ -275,14 +275,8 @@ def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:
         .where(BatchEvaluation.batch_id == batch.id)
     ):
         evs[(mid, ev.architecture_id)] = ev
-    items = session.execute(
-        select(BatchItem, Architecture)
-        .join(Architecture, Architecture.id == BatchItem.architecture_id)
-        .where(BatchItem.batch_id == batch.id)
-        .order_by(BatchItem.position)
-    ).all()
     out = []
-    for item, arch in items:
+    for item, arch in batch_view.batch_items(session, batch):
         for mid, m in methods.items():
             ev = evs[(mid, arch.id)]
             out.append(
