@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N'")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = torch default")
     queue: str = Field("evaluations", description="Celery queue evaluations go to")
+    zero_cost_archs_per_task: int = Field(
+        16, ge=1, le=1000, description="architectures whose zero-cost measures share one task"
+    )
+    broker_polling_interval_s: float = Field(
+        0.1, gt=0, le=10, description="how often the embedded filesystem broker is polled, seconds"
+    )
 
     # --- serve ---------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address of `fastarchrank serve`")

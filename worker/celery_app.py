@@ -55,6 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            # The filesystem transport polls; its 1 s default would add up to a second per task.
+            "polling_interval": settings.broker_polling_interval_s,
         }
     else:
         conf["broker_transport_options"] = {"visibility_timeout": settings.broker_visibility_timeout_s}

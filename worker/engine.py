@@ -11,7 +11,7 @@ import torch
 
 from app.settings import get_settings
 from worker.methods.base import EvalRequest, LostOwnership, MethodResult
-from worker.runtime import Claim, Heartbeat, ServiceContext, store_failure, store_result
+from worker.runtime import Claim, Heartbeat, ServiceContext, store_failure, store_results
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +74,22 @@ def run_claims(claims: list[Claim]) -> None:
         for c in training:
             ctx = ServiceContext(c, beat, device, load_data)
             _run_one(c, lambda c=c, ctx=ctx: TRAINING[c.method](to_request(c), ctx))
-        if zero_cost:
-            ctx = ServiceContext(zero_cost[0], beat, device, load_data)
+        by_arch: dict[tuple[str, str, str, int], list[Claim]] = {}
+        for c in zero_cost:
+            by_arch.setdefault((c.space, c.genotype, c.dataset, c.seed), []).append(c)
+        for group in by_arch.values():
+            ctx = ServiceContext(group[0], beat, device, load_data)
             try:
-                results = run_zero_cost([to_request(c) for c in zero_cost], ctx)
+                results = run_zero_cost([to_request(c) for c in group], ctx)
             except LostOwnership:
-                return
-            except Exception as exc:  # one broken measure group must not take down the worker
-                log.exception("zero-cost measures failed for %s", [c.evaluation_id for c in zero_cost])
-                for c in zero_cost:
+                continue
+            except Exception as exc:  # one broken architecture must not take down the worker
+                log.exception("zero-cost measures failed for %s", [c.evaluation_id for c in group])
+                for c in group:
                     store_failure(c, exc)
-                return
-            for c, r in zip(zero_cost, results, strict=True):
-                _finish(c, r)
+                continue
+            # Stored per architecture: a later failure or time limit cannot take these results along.
+            _finish_many(list(zip(group, results, strict=True)))
 
 
 def _run_one(c: Claim, fn: Any) -> None:
@@ -103,8 +106,18 @@ def _run_one(c: Claim, fn: Any) -> None:
 
 
 def _finish(c: Claim, result: MethodResult) -> None:
-    if result.status == "failed":
-        store_failure(c, RuntimeError(result.reason or "the method failed"))
-        return
-    result.info.setdefault("device", device_label(worker_device()))
-    store_result(c, result)
+    _finish_many([(c, result)])
+
+
+def _finish_many(pairs: list[tuple[Claim, MethodResult]]) -> None:
+    """Store results in one transaction (zero-cost groups are many tiny results)."""
+    label = device_label(worker_device())
+    ok: list[tuple[Claim, MethodResult]] = []
+    for c, result in pairs:
+        if result.status == "failed":
+            store_failure(c, RuntimeError(result.reason or "the method failed"))
+            continue
+        result.info.setdefault("device", label)
+        ok.append((c, result))
+    if ok:
+        store_results(ok)

@@ -53,83 +53,101 @@ def _owned(claim: Claim):  # type: ignore[no-untyped-def]
 
 
 def claim(evaluation_ids: list[int], device: str) -> list[Claim]:
-    """Claim every still-queued evaluation of the payload; skip the rest (duplicate delivery)."""
-    name = worker_name()
-    claims: list[Claim] = []
+    """Claim every still-queued evaluation of the payload in one conditional UPDATE; ids that are
+    not queued any more (a duplicate delivery) are skipped."""
+    if not evaluation_ids:
+        return []
     now = utcnow()
     with session_scope() as session:
-        for eid in evaluation_ids:
-            won = session.execute(
-                update(Evaluation)
-                .where(Evaluation.id == eid, Evaluation.status == QUEUED)
-                .values(
-                    status=RUNNING,
-                    attempts=Evaluation.attempts + 1,
-                    worker=name,
-                    device=device,
-                    started_at=now,
-                    heartbeat_at=now,
-                    progress={"phase": "starting"},
-                    error=None,
-                )
-            ).rowcount
-            if not won:
-                log.info("evaluation %s is not queued any more: duplicate delivery, skipped", eid)
-                continue
-            row = session.execute(
-                select(Evaluation, Architecture)
-                .join(Architecture, Architecture.id == Evaluation.architecture_id)
-                .where(Evaluation.id == eid)
-            ).one()
-            ev, arch = row
-            claims.append(
-                Claim(
-                    eid,
-                    ev.attempts,
-                    ev.method,
-                    arch.space,
-                    arch.canonical,
-                    ev.dataset,
-                    ev.seed,
-                    ev.scope,
-                    ev.config,
+        claimed = session.execute(
+            update(Evaluation)
+            .where(Evaluation.id.in_(evaluation_ids), Evaluation.status == QUEUED)
+            .values(
+                status=RUNNING,
+                attempts=Evaluation.attempts + 1,
+                worker=worker_name(),
+                device=device,
+                started_at=now,
+                heartbeat_at=now,
+                progress={"phase": "starting"},
+                error=None,
+            )
+            .returning(
+                Evaluation.id,
+                Evaluation.attempts,
+                Evaluation.method,
+                Evaluation.dataset,
+                Evaluation.seed,
+                Evaluation.scope,
+                Evaluation.config,
+                Evaluation.architecture_id,
+            )
+            .execution_options(synchronize_session=False)
+        ).all()
+        arch_ids = {row.architecture_id for row in claimed}
+        archs = {
+            a.id: (a.space, a.canonical)
+            for a in session.execute(
+                select(Architecture.id, Architecture.space, Architecture.canonical).where(
+                    Architecture.id.in_(arch_ids)
                 )
             )
-    return claims
+        }
+    skipped = set(evaluation_ids) - {row.id for row in claimed}
+    if skipped:
+        log.info("evaluations %s are not queued any more: duplicate delivery, skipped", sorted(skipped))
+    order = {eid: i for i, eid in enumerate(evaluation_ids)}
+    return sorted(
+        (
+            Claim(r.id, r.attempts, r.method, *archs[r.architecture_id], r.dataset, r.seed, r.scope, r.config)
+            for r in claimed
+        ),
+        key=lambda c: order[c.evaluation_id],
+    )
 
 
 def store_result(claim: Claim, result: Any) -> bool:
     """Write a MethodResult if we still own the attempt. Returns whether it was written."""
-    status = {"done": DONE, "unmet": UNMET, "rejected": REJECTED}[result.status]
-    ev = Evaluation()
-    ev.set_score(result.score)
-    finite = ev.finite
-    reason = result.reason
-    if result.score is not None and not math.isfinite(result.score) and reason is None:
-        reason = "non-finite score"
+    return store_results([(claim, result)])[0]
+
+
+def store_results(pairs: list[tuple[Claim, Any]]) -> list[bool]:
+    """Write several results in one transaction, each only if we still own its attempt."""
+    written: list[bool] = []
+    now = utcnow()
     with session_scope() as session:
-        written = session.execute(
-            update(Evaluation)
-            .where(_owned(claim))
-            .values(
-                status=status,
-                score=ev.score,
-                score_kind=ev.score_kind,
-                finite=finite,
-                reason=reason,
-                cost_s=result.cost_s,
-                timings=_json_safe(result.timings),
-                info=_json_safe(result.info),
-                progress={"phase": "finished"},
-                finished_at=utcnow(),
-                heartbeat_at=utcnow(),
-            )
-        ).rowcount
-    if not written:
-        log.warning(
-            "evaluation %s attempt %s lost ownership; result discarded", claim.evaluation_id, claim.attempt
-        )
-    return bool(written)
+        for claim, result in pairs:
+            status = {"done": DONE, "unmet": UNMET, "rejected": REJECTED}[result.status]
+            ev = Evaluation()
+            ev.set_score(result.score)
+            reason = result.reason
+            if result.score is not None and not math.isfinite(result.score) and reason is None:
+                reason = "non-finite score"
+            ok = session.execute(
+                update(Evaluation)
+                .where(_owned(claim))
+                .values(
+                    status=status,
+                    score=ev.score,
+                    score_kind=ev.score_kind,
+                    finite=ev.finite,
+                    reason=reason,
+                    cost_s=result.cost_s,
+                    timings=_json_safe(result.timings),
+                    info=_json_safe(result.info),
+                    progress={"phase": "finished"},
+                    finished_at=now,
+                    heartbeat_at=now,
+                )
+            ).rowcount
+            if not ok:
+                log.warning(
+                    "evaluation %s attempt %s lost ownership; result discarded",
+                    claim.evaluation_id,
+                    claim.attempt,
+                )
+            written.append(bool(ok))
+    return written
 
 
 def store_failure(claim: Claim, exc: BaseException) -> None:

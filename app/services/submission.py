@@ -38,7 +38,7 @@ from app.models import (
 )
 from app.schemas import BatchCreate
 from app.services.sql import insert_ignore
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 CHUNK = 500  # rows per multi-row statement: well under SQLite's bound-parameter limit
 
@@ -413,8 +413,11 @@ def _link_evaluations(
 def group_payloads(
     eval_ids: Iterable[int], family_of: Callable[[int], str], arch_of: Callable[[int], int]
 ) -> list[list[int]]:
-    """Training evaluations run one per task; an architecture's zero-cost evaluations share one task
-    (the network is built once and every measure gets a copy of the same initial weights)."""
+    """Training evaluations run one per task. An architecture's zero-cost evaluations share one task
+    (the network is built once and every measure gets a copy of the same initial weights), and
+    several architectures share a task so that the per-task cost (broker round trip, claim, store)
+    is amortised over many millisecond-scale measures."""
+    per_task = get_settings().zero_cost_archs_per_task
     grouped: dict[int, list[int]] = {}
     payloads: list[list[int]] = []
     for eid in eval_ids:
@@ -422,7 +425,9 @@ def group_payloads(
             payloads.append([eid])
         else:
             grouped.setdefault(arch_of(eid), []).append(eid)
-    payloads.extend(grouped.values())
+    groups = list(grouped.values())
+    for i in range(0, len(groups), per_task):
+        payloads.append([eid for group in groups[i : i + per_task] for eid in group])
     return payloads
 
 
