@@ -80,6 +80,8 @@ def get_ranking(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Any:
+    if limit > settings.max_page_size:
+        raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
     batch = batch_view.get_batch(session, batch_id)
     entry = batch_view.method_by_alias(batch, method)
     info = all_methods().get(entry.name)
@@ -91,6 +93,7 @@ def get_ranking(
         r["detail"] = r.pop("reason")
     listing = rank_rows(rows, higher_is_better=higher)
     page = listing[offset : offset + limit]
+    batch_view.attach_details(session, page)
     items = []
     for r in page:
         score = r["score"]
@@ -105,8 +108,6 @@ def get_ranking(
                 else f"{r['reason']} ({r['detail']})",
             }
         )
-    if limit > settings.max_page_size:
-        raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
     return {
         "batch_id": batch.id,
         "method": entry.alias,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
@@ -154,21 +153,60 @@ def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str,
     ]
 
 
-def method_rows(session: Session, batch: Batch, method: BatchMethod) -> list[dict[str, Any]]:
+# What rankings and reports read of an evaluation: the heavy JSON columns (config, info, timings)
+# stay in the database unless a page of results asks for them (see ``attach_details``).
+_LIGHT_COLUMNS = (
+    Evaluation.id,
+    Evaluation.architecture_id,
+    Evaluation.method,
+    Evaluation.status,
+    Evaluation.score,
+    Evaluation.score_kind,
+    Evaluation.finite,
+    Evaluation.reason,
+    Evaluation.error,
+    Evaluation.cost_s,
+    Evaluation.attempts,
+    Evaluation.device,
+    Evaluation.config_hash,
+    Evaluation.seed,
+    Evaluation.started_at,
+    Evaluation.finished_at,
+)
+
+
+def method_rows(
+    session: Session, batch: Batch, method: BatchMethod, details: bool = False
+) -> list[dict[str, Any]]:
     """One row per batch item (in submission order) with its evaluation under ``method``.
-    Several items naming the same architecture share one evaluation."""
-    ev_by_arch: dict[int, Evaluation] = {}
-    for ev in session.scalars(
-        select(Evaluation)
+    Several items naming the same architecture share one evaluation. ``details`` adds the
+    evaluation's ``info`` and ``timings`` to every row."""
+    ev_by_arch: dict[int, Any] = {}
+    for ev in session.execute(
+        select(*_LIGHT_COLUMNS)
         .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
         .where(BatchEvaluation.batch_id == batch.id, BatchEvaluation.batch_method_id == method.id)
     ):
         ev_by_arch[ev.architecture_id] = ev
-    rows = []
-    for item, arch in batch_items(session, batch):
-        ev = ev_by_arch[arch.id]
-        rows.append(evaluation_row(ev, arch, item))
+    rows = [evaluation_row(ev_by_arch[arch.id], arch, item) for item, arch in batch_items(session, batch)]
+    if details:
+        attach_details(session, rows)
     return rows
+
+
+def attach_details(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Fill ``info`` and ``timings`` of the given rows (one query)."""
+    ids = {r["evaluation_id"] for r in rows}
+    found = {
+        eid: (info, timings)
+        for eid, info, timings in session.execute(
+            select(Evaluation.id, Evaluation.info, Evaluation.timings).where(Evaluation.id.in_(ids))
+        )
+    }
+    for r in rows:
+        info, timings = found.get(r["evaluation_id"], ({}, {}))
+        r["info"] = {k: v for k, v in (info or {}).items() if k != "traceback"}
+        r["timings"] = timings or {}
 
 
 def batch_items(session: Session, batch: Batch) -> list[tuple[BatchItem, Architecture]]:
@@ -182,9 +220,10 @@ def batch_items(session: Session, batch: Batch) -> list[tuple[BatchItem, Archite
     return [(item, arch) for item, arch in rows]
 
 
-def evaluation_row(ev: Evaluation, arch: Architecture, item: BatchItem | None = None) -> dict[str, Any]:
-    value = ev.score_value
-    return {
+def evaluation_row(ev: Any, arch: Architecture, item: BatchItem | None = None) -> dict[str, Any]:
+    """A plain row from an ``Evaluation`` (or a row of its light columns) and its architecture."""
+    value = float(ev.score_kind) if ev.score_kind in ("nan", "inf", "-inf") else ev.score
+    row = {
         "key": arch.key,
         "label": item.label if item else None,
         "item_position": item.position if item else None,
@@ -200,8 +239,6 @@ def evaluation_row(ev: Evaluation, arch: Architecture, item: BatchItem | None = 
         "reason": ev.reason or (ev.error if ev.status in ("failed", "lost") else None),
         "cost_s": ev.cost_s,
         "attempts": ev.attempts,
-        "timings": ev.timings,
-        "info": {k: v for k, v in (ev.info or {}).items() if k != "traceback"},
         "device": ev.device,
         "config_hash": ev.config_hash,
         "seed": ev.seed,
@@ -209,13 +246,10 @@ def evaluation_row(ev: Evaluation, arch: Architecture, item: BatchItem | None = 
         "finished_at": ev.finished_at,
         "pending": ev.status in PENDING,
     }
-
-
-def items_by_key(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        out[r["key"]].append(r)
-    return out
+    if isinstance(ev, Evaluation):
+        row["timings"] = ev.timings
+        row["info"] = {k: v for k, v in (ev.info or {}).items() if k != "traceback"}
+    return row
 
 
 def ground_truth_map(session: Session, batch: Batch, set_name: str) -> dict[str, float]:
