@@ -15,6 +15,13 @@ MAX_METHODS = _settings.max_methods_per_batch
 MAX_GENOTYPE = _settings.max_genotype_chars
 
 SpaceName = Literal["nb201", "nats_sss", "darts", "nb301"]
+DARTS_V2 = (
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
+    "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "
+    "normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), "
+    "('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), "
+    "('max_pool_3x3', 1)], reduce_concat=range(2, 6))"
+)
 NB201_EXAMPLE = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 )
@@ -106,7 +113,52 @@ class BatchCreate(Strict):
                         {"genotype": NB201_EXAMPLE, "label": "cand-17", "ground_truth": 93.12},
                         {"nb201_index": 1462},
                     ],
-                }
+                },
+                {
+                    "space": "nats_sss",
+                    "dataset": "cifar10",
+                    "methods": [{"name": "fear", "preset": "paper"}, {"name": "params"}],
+                    "items": [{"genotype": "64:32:48:16:64", "label": "s1"}, {"index": 32767}],
+                },
+                {
+                    "space": "darts",
+                    "dataset": "cifar10",
+                    "methods": [{"name": "synflow"}, {"name": "flops"}],
+                    "items": [{"genotype": DARTS_V2, "label": "DARTS_V2"}],
+                },
+                {
+                    "space": "nb301",
+                    "dataset": "cifar10",
+                    "methods": [{"name": "naswot"}],
+                    "items": [
+                        {
+                            "genotype": {
+                                "normal": [
+                                    ["sep_conv_3x3", 0],
+                                    ["sep_conv_3x3", 1],
+                                    ["sep_conv_3x3", 0],
+                                    ["sep_conv_3x3", 1],
+                                    ["sep_conv_3x3", 1],
+                                    ["skip_connect", 0],
+                                    ["skip_connect", 0],
+                                    ["dil_conv_3x3", 2],
+                                ],
+                                "normal_concat": [2, 3, 4, 5],
+                                "reduce": [
+                                    ["max_pool_3x3", 0],
+                                    ["max_pool_3x3", 1],
+                                    ["skip_connect", 2],
+                                    ["max_pool_3x3", 1],
+                                    ["max_pool_3x3", 0],
+                                    ["skip_connect", 2],
+                                    ["skip_connect", 2],
+                                    ["max_pool_3x3", 1],
+                                ],
+                                "reduce_concat": [2, 3, 4, 5],
+                            }
+                        }
+                    ],
+                },
             ]
         },
     )

@@ -243,3 +243,28 @@ def test_catalog_endpoints(client, path: str) -> None:  # type: ignore[no-untype
         assert {"paper", "cpu", "tiny"} <= set(fear["presets"])
     if path == "/v1/health":
         assert body["database"]["ok"] and body["broker"]["ok"]
+
+
+def test_openapi_examples_cover_every_space_and_are_accepted(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The /docs examples are real requests: each one validates (datasets aside)."""
+    from app.genotypes import SPACES
+    from app.schemas import BatchCreate
+    from app.services.submission import parse_items
+
+    examples = client.get("/openapi.json").json()["components"]["schemas"]["BatchCreate"]["examples"]
+    assert {e["space"] for e in examples} == set(SPACES)
+    for example in examples:
+        parse_items(BatchCreate.model_validate(example))
+
+
+def test_subset_larger_than_the_dataset_is_422(client) -> None:  # type: ignore[no-untyped-def]
+    body = batch_body(
+        methods=[{"name": "shortreg", "preset": "tiny", "config": {"data": {"train_size": 10_000}}}]
+    )
+    detail = _assert_rejected(client, body, 422, "train_size", "exceeds")
+    assert "200" in detail[0]["msg"]  # the tiny synthetic set has 10 classes x 20 train images
+
+
+def test_unknown_unfreeze_identifier_is_422(client) -> None:  # type: ignore[no-untyped-def]
+    body = batch_body(methods=[{"name": "fear", "preset": "tiny", "config": {"unfreeze": ["cells.99"]}}])
+    _assert_rejected(client, body, 422, "unfreeze", "cells.99")

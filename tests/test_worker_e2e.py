@@ -14,6 +14,18 @@ from tests.conftest import WorkerProcess, wait_for
 pytestmark = pytest.mark.e2e
 
 TINY = {"preset": "tiny"}
+ZERO_COST_TINY = [
+    "synflow",
+    "synflow_bn",
+    "jacob_cov",
+    "snip",
+    "grasp",
+    "fisher",
+    "grad_norm",
+    "plain",
+    "naswot",
+    "flops",
+]
 
 
 def _post(client, body):  # type: ignore[no-untyped-def]
@@ -54,10 +66,8 @@ def test_params_and_zero_cost_end_to_end(client, worker, db_session) -> None:  #
         {
             "space": "nb201",
             "dataset": "synthetic_cifar10",
-            "methods": [
-                {"name": "params", "config": {"network": {"C": 16, "N": 5}}},
-                {"name": "synflow", **TINY},
-            ],
+            "methods": [{"name": "params", "config": {"network": {"C": 16, "N": 5}}}]
+            + [{"name": m, **TINY} for m in ZERO_COST_TINY],
             "seed": 7,
             "items": [
                 {"nb201_index": 1462, "label": "all3x3"},
@@ -67,7 +77,7 @@ def test_params_and_zero_cost_end_to_end(client, worker, db_session) -> None:  #
         },
     )
     status = _wait_done(client, batch_id, worker=worker)
-    assert status["counts"]["done"] == 6, status
+    assert status["counts"]["done"] == 3 * (1 + len(ZERO_COST_TINY)), status
     ranking = client.get(f"/v1/batches/{batch_id}/ranking", params={"method": "params"}).json()
     by_label = {i["label"]: i for i in ranking["items"]}
     assert by_label["all3x3"]["score"] == 1_531_546
@@ -78,6 +88,11 @@ def test_params_and_zero_cost_end_to_end(client, worker, db_session) -> None:  #
     assert {i["label"] for i in syn["items"]} == {"all3x3", "idx1", "allnone"}
     allnone = next(i for i in syn["items"] if i["label"] == "allnone")
     assert allnone["score"] == 0.0  # every path blocked: a legitimate bottom score
+    # degenerate cell: undefined measures are stored non-finite with a reason and ranked last
+    for method, text in (("jacob_cov", "nan"), ("naswot", "-inf")):
+        listing = client.get(f"/v1/batches/{batch_id}/ranking", params={"method": method}).json()["items"]
+        assert listing[-1]["label"] == "allnone" and listing[-1]["rank"] is None
+        assert listing[-1]["score_repr"] == text and listing[-1]["reason"]
     for ev in _evaluations(db_session, batch_id):
         assert ev.attempts == 1 and ev.device and ev.device.startswith("cpu")
         assert ev.cost_s is not None and ev.cost_s >= 0
@@ -125,7 +140,7 @@ def _check_report_plots_and_exports(client, batch_id: str) -> None:  # type: ign
     assert Image.open(io.BytesIO(cost.content)).size == (900, 600)
     exported = client.get(f"/v1/batches/{batch_id}/export.json").json()
     rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/batches/{batch_id}/export.csv").text)))
-    assert len(rows) == len(exported["rows"]) == 6
+    assert len(rows) == len(exported["rows"]) == 3 * (1 + len(ZERO_COST_TINY))
     for row, js in zip(rows, exported["rows"], strict=True):
         assert set(row) == set(js)  # every field in both
         assert row["evaluation_id"] == str(js["evaluation_id"]) and row["status"] == js["status"]

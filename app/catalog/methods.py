@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.catalog.base import MethodInfo
+from app.catalog.datasets import DATASETS
 from app.errors import InputError
 
 
@@ -44,6 +45,32 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             out[key] = value
     return out
+
+
+def check_data_sizes(dataset: str, config: dict[str, Any]) -> tuple[list[str | int], str] | None:
+    """Subsets larger than the dataset's split are a 422 now, not a worker failure hours later."""
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return None
+    facts = DATASETS.get(dataset)
+    if facts is None:
+        return None
+    if facts.source == "generated":
+        synthetic = data.get("synthetic") or {}
+        classes = facts.num_classes
+        train_n = classes * int(synthetic.get("train_per_class", 0))
+        test_n = classes * (int(synthetic.get("per_class", 0)) - int(synthetic.get("train_per_class", 0)))
+    else:
+        train_n, test_n = facts.train_size, facts.test_size
+    for split, available in (("train_size", train_n), ("test_size", test_n)):
+        wanted = data.get(split)
+        if wanted is not None and wanted > available:
+            return (
+                ["data", split],
+                f"{split}={wanted} exceeds the {available} images of {dataset!r}'s "
+                f"{split.removesuffix('_size')} split; use at most {available}",
+            )
+    return None
 
 
 def config_hash(method: str, config: dict[str, Any]) -> str:
@@ -92,9 +119,10 @@ def resolve(
             ]
         ) from None
     config = model.model_dump(mode="json")
-    if info.check is not None:
+    problem = check_data_sizes(dataset, config)
+    if problem is None and info.check is not None:
         problem = info.check(space, dataset, config)
-        if problem is not None:
-            where, msg = problem
-            raise InputError([*loc, "config", *where], msg)
+    if problem is not None:
+        where, msg = problem
+        raise InputError([*loc, "config", *where], msg)
     return ResolvedMethod(name, preset, config, config_hash(name, config), info.family)
