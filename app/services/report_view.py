@@ -80,8 +80,8 @@ def resolve_ground_truth(
             for r in batch_view.method_rows(session, batch, entry)
             if r["status"] == "done" and r["score"] is not None and math.isfinite(r["score"])
         }
-        # full's score is a test accuracy fraction; reports show ground truth in percent.
-        return name, {k: 100.0 * v if v <= 1.0 else v for k, v in values.items()}, alias
+        # full's score is a test accuracy fraction (0..1); ground truth is reported in percent.
+        return name, {k: 100.0 * v for k, v in values.items()}, alias
     if name not in sets:
         raise InputError(
             ["query", "ground_truth"],
