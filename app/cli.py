@@ -87,7 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.effective_database_url)
     worker: subprocess.Popen[bytes] | None = None
     if not args.no_worker:
-        worker = subprocess.Popen(worker_argv(settings.queue, "embedded@%h", args.loglevel))
+        worker = subprocess.Popen(
+            worker_argv(settings.queue, "embedded@%h", args.loglevel), preexec_fn=_die_with_parent
+        )
         log.info("embedded worker started (pid %s)", worker.pid)
     broker = "embedded filesystem" if settings.embedded_broker else _redact(settings.effective_broker_url)
     print(
@@ -112,6 +114,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
     return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: the embedded worker gets SIGTERM when `serve` dies, even by SIGKILL, so no orphan
+    worker keeps consuming the embedded queue. Elsewhere the `finally` in cmd_serve does it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -225,11 +226,20 @@ def overhead(
     results = []
     with service as url:
         for workload in args.workloads:
-            measures, seed = WORKLOADS[workload]
-            served = through_service(url, warmup, measured, measures, args.preset, seed)
-            local = in_process(
-                datasets_dir, warmup, measured, measures, args.preset, args.torch_threads, seed
-            )
+            measures, base_seed = WORKLOADS[workload]
+            served_runs, local_runs = [], []
+            # Alternate the two sides and keep the fastest of each: on a shared machine the load
+            # changes by the minute, and the fastest run is the one least disturbed by it.
+            for repeat in range(args.repeats):
+                seed = base_seed + 10 * repeat  # a fresh seed per repeat: no reuse of stored results
+                served_runs.append(through_service(url, warmup, measured, measures, args.preset, seed))
+                local_runs.append(
+                    in_process(
+                        datasets_dir, warmup, measured, measures, args.preset, args.torch_threads, seed
+                    )
+                )
+            served = min(served_runs, key=lambda r: r["wall_s"])
+            local = min(local_runs, key=lambda r: r["wall_s"])
             ratio = served["wall_s"] / local["wall_s"]
             print(f"{stack}, {workload}: ratio {ratio:.2f}", file=sys.stderr, flush=True)
             results.append(
@@ -240,6 +250,8 @@ def overhead(
                     "service": served,
                     "local": local,
                     "ratio": ratio,
+                    "service_runs_s": [r["wall_s"] for r in served_runs],
+                    "local_runs_s": [r["wall_s"] for r in local_runs],
                 }
             )
     return results
@@ -372,28 +384,29 @@ def markdown(args: argparse.Namespace, results: dict[str, Any]) -> str:
             f"## (a) {args.n_archs} NB201 architectures, zero-cost measures at the `{args.preset}` preset",
             "",
             "| stack | measures | evaluations | through the service (s) | in process (s) | ratio | "
-            "service sum of cost_s (s) | in-process sum of cost_s (s) | overhead per task (ms) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "all runs, service / in process (s) | overhead per evaluation (ms) |",
+            "|---|---|---:|---:|---:|---:|---|---:|",
         ]
         for r in results["overhead"]:
             n_eval = args.n_archs * len(r["measures"])
-            # One task per architecture: all its zero-cost measures travel together.
-            per_task = (r["service"]["wall_s"] - r["local"]["wall_s"]) / args.n_archs * 1000.0
+            per_eval = (r["service"]["wall_s"] - r["local"]["wall_s"]) / n_eval * 1000.0
+            runs = (
+                ", ".join(f"{v:.2f}" for v in r["service_runs_s"])
+                + " / "
+                + ", ".join(f"{v:.2f}" for v in r["local_runs_s"])
+            )
             label = " + ".join(r["measures"]) if len(r["measures"]) < 4 else f"all {len(r['measures'])}"
             lines.append(
                 f"| {r['stack']} | {label} | {n_eval} | {r['service']['wall_s']:.2f} | "
                 f"{r['local']['wall_s']:.2f} | "
-                f"**{r['ratio']:.2f}x** | {r['service']['sum_cost_s']:.2f} | "
-                f"{r['local']['sum_cost_s']:.2f} | "
-                f"{per_task:.0f} |"
+                f"**{r['ratio']:.2f}x** | {runs} | {per_eval:.1f} |"
             )
         lines += [
             "",
             "Through the service = from just before the POST to the last evaluation's `finished_at` "
             "(same clock); in process = `run_zero_cost` per architecture in one Python process. Target: "
-            "ratio <= 1.1. One task carries all measures of one architecture, so the overhead is per "
-            "task. The cost_s sums count the gradient pass that grad_norm, snip, plain and fisher share "
-            "once per measure, so with all 11 measures they exceed the wall time.",
+            f"ratio <= 1.1. The fastest of {args.repeats} alternating runs per side counts (the machine "
+            "was shared); the zero-cost evaluations of several architectures travel in one task.",
             "",
         ]
     if results.get("latency"):
@@ -441,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--stacks", nargs="*", default=["embedded", "postgres"], choices=["embedded", "postgres"]
     )
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="alternating runs per side; the fastest counts"
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=25, help="requests per client and phase")
     parser.add_argument("--skip-latency", action="store_true")
@@ -471,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(args, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     print(text)
     return 0
 
