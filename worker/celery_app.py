@@ -47,7 +47,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.embedded_broker:
         folder = settings.broker_dir
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         # The filesystem transport needs no server: producer and consumer share one folder.
         conf["broker_transport_options"] = {
@@ -55,6 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            # Broadcast (remote-control) messages would otherwise land in ./control of the cwd.
+            "control_folder": str(folder / "control"),
             # The filesystem transport polls; its 1 s default would add up to a second per task.
             "polling_interval": settings.broker_polling_interval_s,
         }
