@@ -171,7 +171,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             n_archs=50,
             shortreg_epochs=(2, 6),
             # Measured on this machine (n = 2 smoke run): full at 30 epochs cost 383 s per
-            # architecture, FEAR 66 s, shortreg 23 s / 71 s (2 / 6 epochs), all zero-cost 4.5 s.
+            # architecture, FEAR 66 s, shortreg 23 s / 71 s (2 / 6 epochs), all zero-cost 3.6 s.
             # 12 ground-truth epochs bring an architecture to ~320 worker-seconds: two 1-thread
             # workers finish 50 architectures in about 2 hours.
             full_config={"epochs": 12},

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -267,8 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ExitStack() as stack:
             url = args.url
             if url is None:
+                data_dir = args.data_dir
+                if data_dir is None:
+                    # A private service for this run only: its database is not needed afterwards.
+                    data_dir = Path(tempfile.mkdtemp(prefix=f"fastarchrank-{name}-"))
+                    stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
                 service = EmbeddedService(
-                    args.data_dir or Path(tempfile.mkdtemp(prefix=f"fastarchrank-{name}-")),
+                    data_dir,
                     datasets_dir=args.datasets_dir,
                     env={"FASTARCHRANK_TORCH_THREADS": str(args.torch_threads)},
                     workers=args.workers,
