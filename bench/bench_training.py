@@ -30,6 +30,7 @@ from torchvision.transforms import v2
 
 from app.catalog.training import METHODS
 from app.genotypes import nb201 as nb201_genotype
+from bench.context import OfflineRunMixin
 from worker.data import DataRequest, load_dataset
 from worker.data.device_dataset import DeviceTensorDataset
 from worker.methods import fear, full, shortreg
@@ -133,7 +134,7 @@ PAPER_ARCHS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fear_na
 RUNNERS = {"fear": fear.run, "shortreg": shortreg.run, "full": full.run}
 
 
-class LocalContext:
+class LocalContext(OfflineRunMixin):
     """A RunContext without a database: datasets through the worker's loader, no stage-1 budget."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -153,15 +154,6 @@ class LocalContext:
         data = load_dataset(request, self.device, self.data_dir)
         self.load_s.append(time.perf_counter() - started)
         return data
-
-    def progress(self, **fields: Any) -> None:
-        pass
-
-    def stage1_budget_s(self) -> float | None:
-        return None
-
-    def report_stage1_time(self, seconds: float) -> None:
-        pass
 
 
 def time_presets(preset: str, dataset: str, data_dir: Path, archs: int, methods: list[str]) -> None:

@@ -27,6 +27,7 @@ import torch
 from app.catalog.datasets import get_dataset
 from app.catalog.zero_cost import CONFIGS
 from app.genotypes import nb201 as nb201_genotype
+from bench.context import OfflineRunMixin
 from worker.data.base import DataRequest
 from worker.data.device_dataset import build_device_dataset
 from worker.data.raw import RawSplits
@@ -37,7 +38,7 @@ from worker.spaces import build
 from worker.spaces.base import NetworkSpec
 
 
-class BenchContext:
+class BenchContext(OfflineRunMixin):
     """The RunContext a worker process would give: one cached device dataset, progress ignored."""
 
     def __init__(self, train_images: int = 50_000) -> None:
@@ -54,15 +55,6 @@ class BenchContext:
 
     def dataset(self, dataset: str, data_config: dict[str, Any]):
         return self._dataset
-
-    def progress(self, **fields: Any) -> None:
-        pass
-
-    def stage1_budget_s(self) -> float | None:
-        return None
-
-    def report_stage1_time(self, seconds: float) -> None:
-        pass
 
 
 def make_requests(genotype: str, network: dict[str, int]) -> list[EvalRequest]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.catalog.training import FearConfig, FullConfig
+from bench.context import OfflineRunMixin
 from worker.data.device_dataset import DeviceTensorDataset
 from worker.methods import fear, full
 from worker.methods.base import EvalRequest
@@ -38,7 +39,7 @@ TINY_GENOTYPE = (
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
-class LocalContext:
+class LocalContext(OfflineRunMixin):
     """A RunContext without a database: fixed dataset, progress discarded, no stage-1 budget."""
 
     def __init__(self, data: DeviceTensorDataset, device: torch.device) -> None:
@@ -47,15 +48,6 @@ class LocalContext:
 
     def dataset(self, dataset: str, data_config: dict[str, Any]) -> DeviceTensorDataset:
         return self.data
-
-    def progress(self, **fields: Any) -> None:
-        pass
-
-    def stage1_budget_s(self) -> float | None:
-        return None
-
-    def report_stage1_time(self, seconds: float) -> None:
-        pass
 
 
 def learnable_data(device: torch.device, train_size: int, test_size: int) -> DeviceTensorDataset:

@@ -172,6 +172,7 @@ def in_process(
 
     from app.catalog.methods import resolve
     from app.genotypes import get_space
+    from bench.context import OfflineRunMixin
     from worker.engine import load_data
     from worker.methods.base import EvalRequest
     from worker.methods.registry import run_zero_cost
@@ -180,20 +181,11 @@ def in_process(
     space = get_space("nb201")
     configs = {m: resolve(m, preset, {}, "nb201", DATASET, ["methods", 0]).config for m in measures}
 
-    class LocalContext:
+    class LocalContext(OfflineRunMixin):
         device = torch.device("cpu")
 
         def dataset(self, dataset: str, data_config: dict[str, Any]) -> Any:
             return load_data(dataset, data_config)
-
-        def progress(self, **fields: Any) -> None:
-            pass
-
-        def stage1_budget_s(self) -> float | None:
-            return None
-
-        def report_stage1_time(self, seconds: float) -> None:
-            pass
 
     ctx = LocalContext()
 
