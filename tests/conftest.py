@@ -165,3 +165,15 @@ def worker(database: str) -> Iterator[WorkerProcess]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """On a shared 2-core machine two intra-op threads spin against other jobs and run tiny networks
+    many times slower than one thread does; the setting is restored for the tests after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

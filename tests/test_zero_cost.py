@@ -21,15 +21,7 @@ from worker.methods.zero_cost.plain import plain
 from worker.methods.zero_cost.snip import snip
 from worker.methods.zero_cost.synflow import OVERFLOW, synflow, synflow_bn
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # On the shared 2-core machine, two intra-op threads spin against other jobs and run these
-    # tiny networks 40x slower than one thread does; restore the setting for other tests.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TimesZero(nn.Module):

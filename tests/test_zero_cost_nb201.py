@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from app.genotypes import nb201 as nb201_genotype
 from tests.zero_cost_support import LocalContext, requests_for
@@ -18,14 +17,7 @@ INDEX_1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_
 SMALL = {"network": {"C": 8, "N": 1}}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # On the shared 2-core machine, two intra-op threads spin against other jobs and run these
-    # tiny networks 40x slower than one thread does; restore the setting for other tests.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_genotypes_are_the_benchmark_indices() -> None:

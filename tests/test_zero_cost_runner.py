@@ -25,14 +25,7 @@ ALL = list(MEASURES)
 INPUT = 8
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # On the shared 2-core machine, two intra-op threads spin against other jobs and run these
-    # tiny networks 40x slower than one thread does; restore the setting for other tests.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TimesZero(nn.Module):
@@ -261,7 +254,9 @@ def test_one_failing_measure_does_not_sink_the_others(monkeypatch: pytest.Monkey
     def broken(model: nn.Module, batch) -> Score:
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setitem(registry_module.MEASURES, "grasp", dataclasses.replace(MEASURES["grasp"], compute=broken))
+    monkeypatch.setitem(
+        registry_module.MEASURES, "grasp", dataclasses.replace(MEASURES["grasp"], compute=broken)
+    )
     results, _, _ = run(["snip", "grasp", "synflow"])
     assert [r.status for r in results] == ["done", "failed", "done"]
     assert "out of memory" in results[1].reason
