@@ -172,7 +172,9 @@ class EmbeddedService:
         procs, self.procs = self.procs, []
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                # The main process only: signalling a Celery pool child directly can leave
+                # billiard's queue lock held and hang the parent's warm shutdown.
+                proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=40)

@@ -7,6 +7,7 @@ FASTARCHRANK_TEST_REDIS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -146,12 +147,16 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
+        """Warm shutdown as an operator would do it: SIGTERM to the main process only (signalling
+        the pool child too can leave billiard's queue lock held and hang the parent); then make sure
+        nothing of the group is left."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
+            os.kill(self.proc.pid, 15)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-5000:]
