@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +71,15 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 def run_minimal(model: nn.Module, data: DeviceTensorDataset, batch: int) -> float:
     """The same maths with nothing else: zero_grad, forward, CE, backward, clip, step."""
+    return _timed_plain_steps(model, data.train_batches(batch, make_generator(0)))
+
+
+def _timed_plain_steps(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The baselines' textbook step (zero_grad, forward, CE, backward, clip, step), timed."""
     optimizer = _sgd(model)
     model.train()
     start = time.perf_counter()
-    for x, y in data.train_batches(batch, make_generator(0)):
+    for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -110,16 +115,7 @@ def run_dataloader(model: nn.Module, data: DeviceTensorDataset, batch: int) -> f
     loader = DataLoader(
         TransformDataset(data), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
-    optimizer = _sgd(model)
-    model.train()
-    start = time.perf_counter()
-    for x, y in loader:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-    return time.perf_counter() - start
+    return _timed_plain_steps(model, loader)
 
 
 def warm_up(model: nn.Module, data: DeviceTensorDataset, batch: int) -> None:
