@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import architectures, batches, catalog, health, reports
 from app.errors import Conflict, InputError, NotFound
+from app.services.ranking_cache import RankingCache
 from app.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -134,5 +135,6 @@ def create_app() -> FastAPI:
 
     for module in (batches, reports, architectures, catalog, health):
         app.include_router(module.router, prefix="/v1")
+    app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

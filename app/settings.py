@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="request body size, bytes")
     max_genotype_chars: int = Field(4096, ge=64, description="length of one genotype string, characters")
     max_page_size: int = Field(1000, ge=1, description="largest `limit` of paginated listings")
+    ranking_cache_rows: int = Field(
+        20_000,
+        ge=0,
+        description="rows of finished rankings each API process keeps in memory (~2 KB each); 0 = no cache",
+    )
 
     # --- task execution ------------------------------------------------------------------------
     task_soft_time_limit_s: int = Field(6 * 3600, ge=10, description="soft limit of one task, seconds")

@@ -2,6 +2,7 @@
 
     python -m bench.reproduce_search [--quick] [--url URL] [--seeds 0 1 2] [--k 20] [--ratio 4.0]
                                      [--shortreg-epochs 6] [--datasets-dir DIR] [--oracle]
+                                     [--pool N [--pool-seed S]]
 
 The seed's second table: for each search seed, K architectures are sampled uniformly from the 15,625
 NB201 cells; one batch evaluates them with FEAR (batch option ``ratio_to_fastest``: a candidate whose
@@ -16,6 +17,11 @@ machine is free). ``--quick``: synthetic_cifar10 at the ``tiny`` presets, a few 
 (its ground truth is at chance). Evaluations are deduplicated across batches, so the ground-truth batch
 reuses any pick that was trained before, and shortreg results are shared between seeds that sample the
 same architecture; FEAR's are not (the cap makes them depend on their batch).
+
+``--pool N``: draw each search's candidates from the N architectures that ``bench.harness run
+--experiment cifar10/cpu --n-archs N --seed S`` drew, and train with that study's seed S. Run against
+the study's service (``--url``), every shortreg and ``full`` evaluation is then reused from the study,
+so a search costs only its FEAR-with-cap evaluations and ``--oracle`` costs nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 
 from bench.api_client import ProgressBar, ServiceClient, ServiceError, format_duration
 from bench.embedded import REPO_ROOT, EmbeddedService
+from bench.experiments import draw_archs
 from bench.harness import check_dataset, machine_description
 from bench.summary import NEAR_CHANCE_POINTS, finite
 
@@ -44,9 +51,13 @@ FEAR_ALIAS = "fear-cap"
 FULL_ALIAS = "full"
 
 
-def sample_candidates(k: int, seed: int) -> list[int]:
-    """K distinct NB201 indices for one search, drawn with ``random.Random(seed)``."""
-    return random.Random(seed).sample(range(NB201_SIZE), k)
+def sample_candidates(k: int, seed: int, pool: Sequence[int] | None = None) -> list[int]:
+    """K distinct NB201 indices for one search, drawn with ``random.Random(seed)`` from ``pool``
+    (default: every NB201 cell)."""
+    population = range(NB201_SIZE) if pool is None else list(pool)
+    if not 1 <= k <= len(population):
+        raise ValueError(f"--k must be 1..{len(population)} (the candidate pool's size), got {k}")
+    return random.Random(seed).sample(population, k)
 
 
 def best_pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -117,10 +128,17 @@ class SearchRun:
             for r in rows
         }
 
+    def train_seed(self, search_seed: int) -> int:
+        """The batches' seed: the study's when candidates come from its pool (so its evaluations are
+        reused), else the search's own."""
+        return self.args.pool_seed if self.args.pool else search_seed
+
     def one_seed(self, seed: int) -> dict[str, Any]:
-        candidates = sample_candidates(self.args.k, seed)
+        pool = draw_archs(self.args.pool, self.args.pool_seed) if self.args.pool else None
+        candidates = sample_candidates(self.args.k, seed, pool)
         print(f"seed {seed}: {len(candidates)} candidates", file=sys.stderr, flush=True)
-        search_id = self._batch(candidates, self.methods(), seed, {"ratio_to_fastest": self.args.ratio})
+        train_seed = self.train_seed(seed)
+        search_id = self._batch(candidates, self.methods(), train_seed, {"ratio_to_fastest": self.args.ratio})
         result: dict[str, Any] = {
             "seed": seed,
             "search_batch": search_id,
@@ -143,7 +161,7 @@ class SearchRun:
             if pick:
                 picks[alias] = int(pick["index"])
         to_train = list(candidates) if self.args.oracle else list(picks.values())
-        truth = self.ground_truth(to_train, seed) if to_train else {}
+        truth = self.ground_truth(to_train, train_seed) if to_train else {}
         for entry in result["methods"].values():
             entry["pick_accuracy"] = truth.get(entry["pick"]) if entry["pick"] is not None else None
         if self.args.oracle:
@@ -151,6 +169,15 @@ class SearchRun:
             result["oracle_best"] = max(known) if known else None
             result["candidate_mean"] = statistics.mean(known) if known else None
         return result
+
+
+def pool_text(args: argparse.Namespace) -> str:
+    if not args.pool:
+        return "uniform over the 15,625 NB201 cells"
+    return (
+        f"drawn from the {args.pool} FEAR-list architectures of the cifar10/cpu study with seed "
+        f"{args.pool_seed}; trained with seed {args.pool_seed}, so shortreg and ground truth are the study's"
+    )
 
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace, wall_s: float, num_classes: int) -> str:
@@ -163,8 +190,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, wall_s: fl
         f"# Random search through the service: FEAR ({args.ratio:g} × fastest) vs shortreg",
         "",
         f"Command: `python -m bench.reproduce_search {' '.join(args.argv)}`  ",
-        f"Dataset {args.dataset}, presets `{args.preset}`, {args.k} candidates per search (uniform over "
-        f"the 15,625 NB201 cells), seeds {', '.join(map(str, args.seeds))}; ground truth = `full` at the "
+        f"Dataset {args.dataset}, presets `{args.preset}`, {args.k} candidates per search "
+        f"({pool_text(args)}), search seeds {', '.join(map(str, args.seeds))}; ground truth = `full` at the "
         f"same preset{f', {args.full_epochs} epochs' if args.full_epochs else ''} "
         "(test accuracy, percent).  ",
         f"Machine: {machine_description()}; date {datetime.now(UTC):%Y-%m-%d}; "
@@ -243,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ground-truth epochs (default 12 as in cifar10/cpu; quick: the tiny preset's)",
     )
     parser.add_argument("--oracle", action="store_true", help="also train every candidate with full")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        metavar="N",
+        help="draw candidates from the N architectures of the cifar10/cpu study (and train with its seed)",
+    )
+    parser.add_argument("--pool-seed", type=int, default=0, help="the study's --seed (with --pool)")
     parser.add_argument("--datasets-dir", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None, help="embedded service data directory")
     parser.add_argument("--workers", type=int, default=1, help="embedded worker processes")
@@ -261,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.k = args.k or (4 if args.quick else 20)
     args.shortreg_epochs = args.shortreg_epochs or (2 if args.quick else 6)
     args.full_epochs = args.full_epochs or (None if args.quick else 12)
+    pool_size = args.pool or NB201_SIZE
+    if not 1 <= args.k <= pool_size:
+        print(f"error: --k must be 1..{pool_size} (the candidate pool's size), got {args.k}", file=sys.stderr)
+        return 2
     name = "reproduce_search_quick" if args.quick else "reproduce_search"
     out = args.out or REPO_ROOT / "bench" / "results" / f"{name}.md"
     started = time.monotonic()

@@ -323,7 +323,17 @@ def _hammer(url: str, clients: int, requests: int, call: Any) -> dict[str, Any]:
 
 def latency(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     data_dir = Path(env["FASTARCHRANK_DATA_DIR"])
-    with EmbeddedService(data_dir, env=env, workers=0) as url:
+    # A second API process on the same database with the ranking cache off: the cache's gain is
+    # measured in the same run, on the same rows.
+    uncached_env = {
+        **env,
+        "FASTARCHRANK_DATA_DIR": str(data_dir / "uncached"),
+        "FASTARCHRANK_RANKING_CACHE_ROWS": "0",
+    }
+    with (
+        EmbeddedService(data_dir, env=env, workers=0) as url,
+        EmbeddedService(data_dir / "uncached", env=uncached_env, workers=0) as uncached_url,
+    ):
         batch_id, stored = seed_evaluations(url, env["FASTARCHRANK_DATABASE_URL"])
 
         def get_ranking(http: httpx.Client, rng: random.Random) -> httpx.Response:
@@ -336,22 +346,20 @@ def latency(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
             )
             return http.post("/v1/batches", json=body)
 
-        # A few requests first, so neither phase pays for the API's first-use imports.
-        _hammer(url, 2, 2, get_ranking)
+        # A few requests first, so no phase pays for the API's first-use imports (nor the cache's
+        # first fill of each method's ranking).
+        for warm in (url, uncached_url):
+            _hammer(warm, 2, len(ZERO_COST_MEASURES), get_ranking)
         # One client first: the service time of a request, with no queueing in front of it.
-        single = {
+        results = {
+            "get_ranking_uncached_1": _hammer(uncached_url, 1, args.requests, get_ranking),
             "get_ranking_1": _hammer(url, 1, args.requests, get_ranking),
             "post_batches_1": _hammer(url, 1, args.requests, post_batch),
+            "get_ranking_uncached": _hammer(uncached_url, args.clients, args.requests, get_ranking),
+            "get_ranking": _hammer(url, args.clients, args.requests, get_ranking),
+            "post_batches": _hammer(url, args.clients, args.requests, post_batch),
         }
-        gets = _hammer(url, args.clients, args.requests, get_ranking)
-        posts = _hammer(url, args.clients, args.requests, post_batch)
-    return {
-        "stored_evaluations": stored,
-        "batch_items": 1000,
-        **single,
-        "get_ranking": gets,
-        "post_batches": posts,
-    }
+    return {"stored_evaluations": stored, "batch_items": 1000, **results}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,12 +419,16 @@ def markdown(args: argparse.Namespace, results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         names = {
+            "get_ranking_uncached_1": "GET ranking, cache off (1000-item batch, limit 100), 1 client",
             "get_ranking_1": "GET ranking (1000-item batch, limit 100), 1 client",
             "post_batches_1": "POST batches (20 archs x 2 methods), 1 client",
+            "get_ranking_uncached": f"GET ranking, cache off, {args.clients} clients",
             "get_ranking": f"GET ranking (1000-item batch, limit 100), {args.clients} clients",
             "post_batches": f"POST batches (20 archs x 2 methods), {args.clients} clients",
         }
         for key, label in names.items():
+            if key not in lat:
+                continue
             r = lat[key]
             lines.append(
                 f"| {label} | {r['requests']} | {r['errors']} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
@@ -425,9 +437,18 @@ def markdown(args: argparse.Namespace, results: dict[str, Any]) -> str:
         lines += [
             "",
             "One API process (`fastarchrank serve --no-worker`, uvicorn, one event loop with FastAPI's "
-            "thread pool for the sync endpoints), Redis broker on a private queue.",
+            'thread pool for the sync endpoints), Redis broker on a private queue. "Cache off" is a '
+            "second API process on the same database with `FASTARCHRANK_RANKING_CACHE_ROWS=0`.",
             "",
         ]
+        off, on = lat.get("get_ranking_uncached"), lat.get("get_ranking")
+        if off and on and off.get("throughput_rps") and on.get("throughput_rps"):
+            gain = on["throughput_rps"] / off["throughput_rps"]
+            lines += [
+                f"Ranking cache, {args.clients} clients: throughput **{gain:.1f}x**, "
+                f"p50 {_ms(off['p50_ms'])} -> {_ms(on['p50_ms'])} ms.",
+                "",
+            ]
     return "\n".join(lines)
 
 

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RankingCacheDep, SessionDep, SettingsDep
 from app.catalog.methods import all_methods
 from app.db import session_scope
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_view
 from app.services.queue import enqueue
+from app.services.ranking_cache import fingerprint
 from app.services.reports.ranking import rank_rows
 from app.services.submission import submit
 
@@ -74,6 +75,7 @@ def get_ranking(
     batch_id: str,
     session: SessionDep,
     settings: SettingsDep,
+    cache: RankingCacheDep,
     method: Annotated[
         str | None, Query(max_length=64, description="method alias (see the batch's methods)")
     ] = None,
@@ -86,13 +88,21 @@ def get_ranking(
     entry = batch_view.method_by_alias(batch, method)
     info = all_methods().get(entry.name)
     higher = info.higher_is_better if info else True
-    rows = batch_view.method_rows(session, batch, entry)
-    gt = batch_view.ground_truth_map(session, batch, batch.options.get("ground_truth_set", "client"))
-    for r in rows:
+    key = (batch.id, entry.id)
+    fp = fingerprint(session, batch.id, entry.id)
+    listing = cache.get(key, fp)
+    if listing is None:
+        rows = batch_view.method_rows(session, batch, entry)
+        for r in rows:
+            r["detail"] = r.pop("reason")
+        listing = rank_rows(rows, higher_is_better=higher)
+        cache.put(key, fp, listing)
+    # Copies: the cached listing is shared between requests.
+    page = [dict(r) for r in listing[offset : offset + limit]]
+    gt_set = batch.options.get("ground_truth_set", "client")
+    gt = batch_view.ground_truth_map(session, batch, gt_set, {r["architecture_key"] for r in page})
+    for r in page:
         r["ground_truth"] = gt.get(r["architecture_key"])
-        r["detail"] = r.pop("reason")
-    listing = rank_rows(rows, higher_is_better=higher)
-    page = listing[offset : offset + limit]
     batch_view.attach_details(session, page)
     items = []
     for r in page:

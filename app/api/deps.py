@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
+from app.services.ranking_cache import RankingCache
 from app.settings import Settings, get_settings
 
 
@@ -20,3 +21,10 @@ def get_session() -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_ranking_cache(request: Request) -> RankingCache:
+    return request.app.state.ranking_cache  # type: ignore[no-any-return]
+
+
+RankingCacheDep = Annotated[RankingCache, Depends(get_ranking_cache)]

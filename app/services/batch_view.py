@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -252,16 +253,21 @@ def evaluation_row(ev: Any, arch: Architecture, item: BatchItem | None = None) -
     return row
 
 
-def ground_truth_map(session: Session, batch: Batch, set_name: str) -> dict[str, float]:
-    """Architecture key → ground-truth accuracy under a named set of this batch."""
+def ground_truth_map(
+    session: Session, batch: Batch, set_name: str, keys: Collection[str] | None = None
+) -> dict[str, float]:
+    """Architecture key → ground-truth accuracy under a named set of this batch (only ``keys``,
+    when given: a page of a ranking needs its own rows only)."""
     from app.models import GroundTruth
 
-    rows = session.execute(
+    query = (
         select(Architecture.key, GroundTruth.value)
         .join(Architecture, Architecture.id == GroundTruth.architecture_id)
         .where(GroundTruth.batch_id == batch.id, GroundTruth.set_name == set_name)
-    ).all()
-    return {k: v for k, v in rows}
+    )
+    if keys is not None:
+        query = query.where(Architecture.key.in_(list(keys)))
+    return {k: v for k, v in session.execute(query).all()}
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Finished rankings are served from a per-process cache that never serves a stale ranking."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.services.ranking_cache import RankingCache
+
+
+def _finished_batch(client, db_session, seed: int, scores: list[float]) -> str:  # type: ignore[no-untyped-def]
+    """A params batch over len(scores) NB201 cells whose evaluations are stored as done with ``scores``."""
+    from app.models import Architecture, BatchEvaluation, Evaluation
+
+    data = client.post(
+        "/v1/batches",
+        json={
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": seed,
+            "items": [{"nb201_index": i, "label": f"i{i}"} for i in range(len(scores))],
+        },
+    ).json()
+    evs = db_session.scalars(
+        select(Evaluation)
+        .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
+        .join(Architecture, Architecture.id == Evaluation.architecture_id)
+        .where(BatchEvaluation.batch_id == data["batch_id"])
+        .order_by(Architecture.index)
+    ).all()
+    for ev, value in zip(evs, scores, strict=True):
+        ev.status = "done"
+        ev.attempts = 1
+        ev.set_score(value)
+    db_session.commit()
+    return str(data["batch_id"])
+
+
+def _labels(client, batch_id: str, **params) -> list[str]:  # type: ignore[no-untyped-def]
+    body = client.get(f"/v1/batches/{batch_id}/ranking", params=params).json()
+    return [item["label"] for item in body["items"]]
+
+
+def test_finished_ranking_is_cached_and_pages_agree(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    batch_id = _finished_batch(client, db_session, seed=301, scores=[3.0, 1.0, 2.0, 5.0])
+    cache = client.app.state.ranking_cache
+    first = _labels(client, batch_id)
+    hits = cache.hits
+    assert _labels(client, batch_id) == first == ["i3", "i0", "i2", "i1"]
+    assert cache.hits == hits + 1
+    assert _labels(client, batch_id, limit=2, offset=1) == ["i0", "i2"]
+
+
+def test_changed_evaluation_invalidates_the_cached_ranking(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    from app.models import Architecture, BatchEvaluation, Evaluation
+
+    batch_id = _finished_batch(client, db_session, seed=302, scores=[3.0, 1.0, 2.0])
+    assert _labels(client, batch_id) == ["i0", "i2", "i1"]
+    ev = db_session.scalars(
+        select(Evaluation)
+        .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
+        .join(Architecture, Architecture.id == Evaluation.architecture_id)
+        .where(BatchEvaluation.batch_id == batch_id, Architecture.index == 2)
+    ).one()
+    # A new attempt re-queues it: the ranking is live again and shows it pending.
+    ev.status = "queued"
+    ev.attempts = 2
+    db_session.commit()
+    body = client.get(f"/v1/batches/{batch_id}/ranking").json()
+    assert [i["status"] for i in body["items"]][-1] == "queued"
+    # It finishes with a better score: the next ranking puts it first.
+    ev.status = "done"
+    ev.set_score(9.0)
+    db_session.commit()
+    assert _labels(client, batch_id) == ["i2", "i0", "i1"]
+    # A score rewritten by hand (same attempts, same status) is seen too.
+    ev.set_score(0.5)
+    db_session.commit()
+    assert _labels(client, batch_id) == ["i0", "i1", "i2"]
+
+
+def test_ground_truth_put_after_caching_shows_at_once(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    batch_id = _finished_batch(client, db_session, seed=303, scores=[3.0, 1.0])
+    before = client.get(f"/v1/batches/{batch_id}/ranking").json()["items"]
+    assert [i["ground_truth"] for i in before] == [None, None]
+    resp = client.put(
+        f"/v1/batches/{batch_id}/ground_truth/client", json={"items": [{"label": "i0", "value": 93.5}]}
+    )
+    assert resp.status_code in (200, 201), resp.text
+    after = client.get(f"/v1/batches/{batch_id}/ranking").json()["items"]
+    assert [i["ground_truth"] for i in after] == [93.5, None]
+
+
+def test_cache_is_bounded_by_rows_and_evicts_least_recently_used() -> None:
+    cache = RankingCache(max_rows=5)
+    fp = (1,)
+    cache.put(("a", 1), fp, [{"x": i} for i in range(3)])
+    cache.put(("b", 1), fp, [{"x": i} for i in range(2)])
+    assert cache.get(("a", 1), fp) is not None  # a is now the most recently used
+    cache.put(("c", 1), fp, [{"x": 0}])
+    assert cache.get(("b", 1), fp) is None and cache.get(("a", 1), fp) is not None
+    cache.put(("big", 1), fp, [{"x": i} for i in range(6)])  # larger than the whole cache: not kept
+    assert cache.get(("big", 1), fp) is None
+    assert cache.get(("a", 1), None) is None  # a pending ranking (no fingerprint) is never served
+    assert RankingCache(max_rows=0).get(("a", 1), fp) is None
