@@ -89,6 +89,10 @@ class Experiment:
     torch_threads: int | None = None
     fear_config: dict[str, Any] = field(default_factory=dict)
     full_config: dict[str, Any] = field(default_factory=dict)
+    # Further FEAR entries beside the preset's (alias, config on top of the preset): a sweep over
+    # thresholds and stage-2 lengths in one batch, each compared with ``fear`` pairwise.
+    fear_variants: tuple[tuple[str, dict[str, Any]], ...] = ()
+    zero_cost: tuple[str, ...] = ZERO_COST_MEASURES
     notes: str = ""
 
     def methods(self) -> list[MethodEntry]:
@@ -97,10 +101,14 @@ class Experiment:
             MethodEntry("fear", FEAR_ALIAS, self.training_preset, self.fear_config),
         ]
         entries += [
+            MethodEntry("fear", alias, self.training_preset, {**self.fear_config, **config})
+            for alias, config in self.fear_variants
+        ]
+        entries += [
             MethodEntry("shortreg", f"shortreg-e{e}", self.training_preset, {"epochs": e})
             for e in self.shortreg_epochs
         ]
-        entries += [MethodEntry(m, m, self.zero_cost_preset) for m in ZERO_COST_MEASURES]
+        entries += [MethodEntry(m, m, self.zero_cost_preset) for m in self.zero_cost]
         return entries
 
     def architectures(self, n_archs: int | None = None, seed: int = 0) -> list[int]:

@@ -176,6 +176,7 @@ def build_summary(
     lines += summary.sanity_lines(sanity, f"method:{GROUND_TRUTH_ALIAS}")
     lines += summary.failure_lines(rows)
     lines += summary.correlation_lines(report, deltas, presets, reference)
+    lines += summary.stage1_lines(rows, truth, reference)
     lines += summary.top_percent_lines(report, reference)
     lines += summary.cost_lines(
         report, summary.ground_truth_cost(rows, GROUND_TRUTH_ALIAS, reference_mean), reference

@@ -286,3 +286,61 @@ def ground_truth_cost(
             "ratio_to_reference": mean / reference_mean if mean is not None and reference_mean else None,
         }
     }
+
+
+def spearman_with_ci(
+    truth: Mapping[str, float], scores: Mapping[str, float], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """ρ over the architectures both cover, with a 95% percentile bootstrap interval."""
+    keys = sorted(k for k in truth if k in scores)
+    result: dict[str, Any] = {"n": len(keys), "rho": None, "low": None, "high": None}
+    if len(keys) < 3:
+        return result
+    t = np.array([truth[k] for k in keys])
+    s = np.array([scores[k] for k in keys])
+    rho = _rowwise_spearman(t[None], s[None])[0]
+    if not math.isfinite(rho):
+        return result
+    result["rho"] = float(rho)
+    picks = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
+    rhos = _rowwise_spearman(t[picks], s[picks])
+    rhos = rhos[np.isfinite(rhos)]
+    if rhos.size * 2 >= n_boot:
+        result["low"], result["high"] = (float(v) for v in np.quantile(rhos, [0.025, 0.975]))
+    return result
+
+
+# What FEAR's stored stage-1 record says on its own (higher = better in every column), so the paper's
+# "weak architectures are slow to train" can be checked without running anything else.
+_STAGE1_SCORES: dict[str, tuple[str, Any]] = {
+    "−time to threshold (s)": ("time_to_threshold_s", lambda info: -float(info["time_to_threshold_s"])),
+    "−stage-1 epochs": ("stage1_epochs", lambda info: -float(info["stage1_epochs"])),
+}
+
+
+def stage1_lines(rows: Sequence[Mapping[str, Any]], truth: Mapping[str, float], alias: str) -> list[str]:
+    """Spearman ρ of FEAR's stage-1 speed against the ground truth, beside FEAR's own score."""
+    derived: dict[str, dict[str, float]] = {name: {} for name in _STAGE1_SCORES}
+    for row in rows:
+        info = row.get("info") or {}
+        if row.get("method") != alias or row.get("status") != "done":
+            continue
+        for name, (needed, score) in _STAGE1_SCORES.items():
+            if finite(info.get(needed)):
+                derived[name].setdefault(str(row["architecture_key"]), score(info))
+    if not any(derived.values()):
+        return []
+    lines = [
+        f"## {alias}'s stage 1 as a score",
+        "",
+        "The paper's premise is that weak architectures are slow to reach the threshold. Spearman ρ of "
+        "the stage-1 speed alone against the ground truth (done evaluations; time is wall time, so it "
+        "also carries the machine's noise; epochs tie heavily):",
+        "",
+        "| score | n | Spearman ρ | 95% CI |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, scores in derived.items():
+        r = spearman_with_ci(truth, scores)
+        lines.append(f"| {name} | {r['n']} | {_num(r['rho'])} | {_ci(r)} |")
+    return [*lines, ""]

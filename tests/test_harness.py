@@ -127,6 +127,25 @@ def test_paired_spearman_difference() -> None:
     assert summary.paired_spearman_difference(truth, {"a0": 1.0}, perfect)["delta"] is None
 
 
+def test_stage1_speed_is_scored_against_the_ground_truth() -> None:
+    truth = {f"a{i}": 40.0 + i for i in range(12)}
+    # Better architectures reach the threshold sooner: time falls as accuracy rises.
+    rows = [
+        {
+            "method": FEAR_ALIAS,
+            "status": "done",
+            "architecture_key": key,
+            "info": {"time_to_threshold_s": 100.0 - value, "stage1_epochs": 3},
+        }
+        for key, value in truth.items()
+    ]
+    rows.append({"method": FEAR_ALIAS, "status": "unmet", "architecture_key": "a99", "info": {}})
+    text = "\n".join(summary.stage1_lines(rows, truth, FEAR_ALIAS))
+    assert "| −time to threshold (s) | 12 | 1.000 | [1.00, 1.00] |" in text
+    assert "| −stage-1 epochs | 12 | n/a | n/a |" in text  # constant: undefined, not 0
+    assert summary.stage1_lines([], truth, FEAR_ALIAS) == []
+
+
 def test_architecture_draw_comes_from_the_fear_list() -> None:
     ids = fear_arch_ids()
     assert len(ids) == 1000 and ids[0] == 6983 and ids[-1] == 11048
