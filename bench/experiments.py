@@ -9,7 +9,7 @@ share their first architectures only by chance, never by construction.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,55 @@ class Experiment:
         )
 
 
+_CIFAR10_CPU = Experiment(
+    name="cifar10/cpu",
+    summary="the ranking study this machine can afford: real CIFAR-10 (image folder), reduced "
+    "networks (C=16, N=1) on a 2,500-image training subset (1,000 test images); ground truth = "
+    "full on the same network and data for 12 epochs",
+    dataset="cifar10_folder",
+    training_preset="cpu",
+    zero_cost_preset="cpu",
+    # n = 50: the 95% bootstrap CI of a Spearman rho of 0.5-0.6 is about +-0.2 wide here
+    # (docs/benchmarks.md), so a difference of 0.2 is at the resolution of the study.
+    n_archs=50,
+    shortreg_epochs=(2, 6),
+    # Measured on this machine (n = 2 smoke run): full at 30 epochs cost 383 s per
+    # architecture, FEAR 66 s, shortreg 23 s / 71 s (2 / 6 epochs), all zero-cost 3.6 s.
+    # 12 ground-truth epochs bring an architecture to ~320 worker-seconds: two 1-thread
+    # workers finish 50 architectures in about 2 hours.
+    full_config={"epochs": 12},
+    budget_s=2 * 3600.0,
+    target="2 CPU cores",
+    runs_here=True,
+    workers=2,
+    torch_threads=1,
+    notes="Ground truth is a 12-epoch training of the same reduced network on the same 2,500 "
+    "images: a CPU-scale stand-in for NB201's 200-epoch accuracies, and a longer version of "
+    "shortreg's own recipe, which flatters shortreg. `--set full.epochs=30` restores the preset "
+    "(about 1.5x the time).",
+)
+
+# FEAR's `cpu` preset against three variants on the same architectures, data and seed. Run against the
+# study's service, every entry but the variants is reused, so it costs only the variants' training.
+_CIFAR10_CPU_FEAR_SWEEP = replace(
+    _CIFAR10_CPU,
+    name="cifar10/cpu-fear-sweep",
+    summary="FEAR's cpu preset (threshold 0.35, 3 stage-2 epochs) against an earlier and a later "
+    "threshold and a longer stage 2, on the cifar10/cpu study's architectures and ground truth",
+    fear_variants=(
+        ("fear-t30", {"threshold": 0.30}),
+        ("fear-t40", {"threshold": 0.40}),
+        ("fear-s6", {"stage2_epochs": 6}),
+    ),
+    zero_cost=("params", "synflow"),
+    # Three FEAR runs per architecture (~35-45 worker-seconds each), the rest reused from the study.
+    budget_s=3600.0,
+    notes=_CIFAR10_CPU.notes
+    + " Run it against the service that ran cifar10/cpu (same --seed and --n-archs) so that only the "
+    "variants are computed. The variants are chosen and judged on the same architectures: read the "
+    "sweep as a sensitivity study, not as a tuned result.",
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -166,33 +215,8 @@ EXPERIMENTS: dict[str, Experiment] = {
             target="a GPU cluster (one worker per GPU, run against its --url)",
             runs_here=False,
         ),
-        Experiment(
-            name="cifar10/cpu",
-            summary="the ranking study this machine can afford: real CIFAR-10 (image folder), reduced "
-            "networks (C=16, N=1) on a 4,000-image subset; ground truth = full on the same network and "
-            "data for 12 epochs",
-            dataset="cifar10_folder",
-            training_preset="cpu",
-            zero_cost_preset="cpu",
-            # n = 50: the 95% bootstrap CI of a Spearman rho of 0.5-0.6 is about +-0.2 wide here
-            # (docs/benchmarks.md), so a difference of 0.2 is at the resolution of the study.
-            n_archs=50,
-            shortreg_epochs=(2, 6),
-            # Measured on this machine (n = 2 smoke run): full at 30 epochs cost 383 s per
-            # architecture, FEAR 66 s, shortreg 23 s / 71 s (2 / 6 epochs), all zero-cost 3.6 s.
-            # 12 ground-truth epochs bring an architecture to ~320 worker-seconds: two 1-thread
-            # workers finish 50 architectures in about 2 hours.
-            full_config={"epochs": 12},
-            budget_s=2 * 3600.0,
-            target="2 CPU cores",
-            runs_here=True,
-            workers=2,
-            torch_threads=1,
-            notes="Ground truth is a 12-epoch training of the same reduced network on the same 4,000 "
-            "images: a CPU-scale stand-in for NB201's 200-epoch accuracies, and a longer version of "
-            "shortreg's own recipe, which flatters shortreg. `--set full.epochs=30` restores the preset "
-            "(about 1.5x the time).",
-        ),
+        _CIFAR10_CPU,
+        _CIFAR10_CPU_FEAR_SWEEP,
     )
 }
 

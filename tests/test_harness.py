@@ -146,6 +146,18 @@ def test_stage1_speed_is_scored_against_the_ground_truth() -> None:
     assert summary.stage1_lines([], truth, FEAR_ALIAS) == []
 
 
+def test_fear_sweep_shares_everything_but_its_variants_with_the_study() -> None:
+    study, sweep = get_experiment("cifar10/cpu"), get_experiment("cifar10/cpu-fear-sweep")
+    study_body = {m["alias"]: m for m in study.batch_body([1, 2], seed=0)["methods"]}
+    sweep_body = {m["alias"]: m for m in sweep.batch_body([1, 2], seed=0)["methods"]}
+    variants = {alias for alias, _ in sweep.fear_variants}
+    # Identical entries: the service reuses the study's evaluations for them.
+    for alias in sweep_body.keys() - variants:
+        assert sweep_body[alias] == study_body[alias], alias
+    for alias in variants:
+        assert sweep_body[alias]["name"] == "fear" and sweep_body[alias]["config"]
+
+
 def test_architecture_draw_comes_from_the_fear_list() -> None:
     ids = fear_arch_ids()
     assert len(ids) == 1000 and ids[0] == 6983 and ids[-1] == 11048
@@ -162,7 +174,10 @@ def test_experiments_post_every_method_with_distinct_aliases() -> None:
         entries = experiment.methods()
         aliases = [m.alias for m in entries]
         assert len(set(aliases)) == len(aliases), experiment.name
-        assert {m.name for m in entries} == {"full", "fear", "shortreg", *ZERO_COST_MEASURES}
+        assert {m.name for m in entries} == {"full", "fear", "shortreg", *experiment.zero_cost}
+        assert set(experiment.zero_cost) <= set(ZERO_COST_MEASURES)
+        if not experiment.fear_variants:
+            assert experiment.zero_cost == ZERO_COST_MEASURES, experiment.name
         body = experiment.batch_body([1, 2, 3], seed=5)
         assert body["seed"] == 5 and [i["nb201_index"] for i in body["items"]] == [1, 2, 3]
         assert len(body["methods"]) <= 32  # the API's per-batch limit
