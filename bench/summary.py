@@ -302,6 +302,8 @@ def spearman_with_ci(
     if not math.isfinite(rho):
         return result
     result["rho"] = float(rho)
+    if n_boot <= 0:
+        return result
     picks = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
     rhos = _rowwise_spearman(t[picks], s[picks])
     rhos = rhos[np.isfinite(rhos)]
@@ -343,4 +345,35 @@ def stage1_lines(rows: Sequence[Mapping[str, Any]], truth: Mapping[str, float], 
     for name, scores in derived.items():
         r = spearman_with_ci(truth, scores)
         lines.append(f"| {name} | {r['n']} | {_num(r['rho'])} | {_ci(r)} |")
+    return [*lines, "", *_epoch_group_lines(rows, truth, alias)]
+
+
+def _epoch_group_lines(
+    rows: Sequence[Mapping[str, Any]], truth: Mapping[str, float], alias: str
+) -> list[str]:
+    """FEAR's score per stage-1 length: the threshold is checked at epoch ends, so when it is reached
+    within a few epochs the stage-2 score also measures how much training each network got."""
+    groups: dict[int, dict[str, float]] = {}
+    for row in rows:
+        info = row.get("info") or {}
+        key = str(row.get("architecture_key"))
+        usable = row.get("method") == alias and row.get("status") == "done" and finite(row.get("score"))
+        if usable and finite(info.get("stage1_epochs")) and key in truth:
+            groups.setdefault(int(info["stage1_epochs"]), {})[key] = float(row["score"])
+    if len(groups) < 2:
+        return []
+    lines = [
+        f"{alias}'s score by stage-1 length (within a group every network had the same training "
+        "before stage 2):",
+        "",
+        "| stage-1 epochs | n | mean ground truth (%) | mean score | Spearman ρ within the group |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for epochs in sorted(groups):
+        scores = groups[epochs]
+        r = spearman_with_ci(truth, scores, n_boot=0)
+        lines.append(
+            f"| {epochs} | {len(scores)} | {np.mean([truth[k] for k in scores]):.2f} | "
+            f"{np.mean(list(scores.values())):.4f} | {_num(r['rho'], 2)} |"
+        )
     return [*lines, ""]

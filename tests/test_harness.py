@@ -144,6 +144,11 @@ def test_stage1_speed_is_scored_against_the_ground_truth() -> None:
     assert "| −time to threshold (s) | 12 | 1.000 | [1.00, 1.00] |" in text
     assert "| −stage-1 epochs | 12 | n/a | n/a |" in text  # constant: undefined, not 0
     assert summary.stage1_lines([], truth, FEAR_ALIAS) == []
+    # Two stage-1 lengths: the score is broken down per group.
+    for i, row in enumerate(rows[:-1]):
+        row.update(score=0.4 + 0.01 * i, info={**row["info"], "stage1_epochs": 3 + i % 2})
+    text = "\n".join(summary.stage1_lines(rows, truth, FEAR_ALIAS))
+    assert "| 3 | 6 |" in text and "| 4 | 6 |" in text and text.count("| 1.00 |") == 2
 
 
 def test_fear_sweep_shares_everything_but_its_variants_with_the_study() -> None:
