@@ -45,7 +45,7 @@ import numpy as np
 from bench.api_client import ServiceClient
 from bench.embedded import REPO_ROOT, EmbeddedService, clean_env
 from bench.experiments import ZERO_COST_MEASURES, draw_archs, fear_arch_ids
-from bench.harness import machine_description
+from bench.harness import as_utc, machine_description
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -129,12 +129,6 @@ def _wait(client: ServiceClient, batch_id: str, timeout_s: float = 1800.0) -> di
     raise TimeoutError(f"batch {batch_id} did not finish within {timeout_s:.0f} s")
 
 
-def _as_utc(stamp: str) -> datetime:
-    value = datetime.fromisoformat(stamp)
-    # SQLite hands timestamps back without their zone; the service writes them in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def through_service(
     url: str, warmup: list[int], measured: list[int], measures: Sequence[str], preset: str, seed: int
 ) -> dict[str, Any]:
@@ -147,7 +141,7 @@ def through_service(
         rows = client.export_json(created["batch_id"])["rows"]
     costs = [r["cost_s"] for r in rows if r.get("cost_s") is not None]
     # Same machine, same clock: from just before the POST to the last evaluation's commit.
-    finished = max(_as_utc(r["finished_at"]) for r in rows)
+    finished = max(as_utc(r["finished_at"]) for r in rows)
     return {
         "wall_s": (finished - posted).total_seconds(),
         "counts": {k: v for k, v in status["counts"].items() if v},
