@@ -167,14 +167,19 @@ _CIFAR10_CPU_FEAR_SWEEP = replace(
     _CIFAR10_CPU,
     name="cifar10/cpu-fear-sweep",
     summary="FEAR's cpu preset (threshold 0.35, 3 stage-2 epochs) against an earlier and a later "
-    "threshold and a longer stage 2, on the cifar10/cpu study's architectures and ground truth",
+    "threshold, a longer stage 2 and a threshold checked between epoch ends, on the cifar10/cpu "
+    "study's architectures and ground truth",
     fear_variants=(
         ("fear-t30", {"threshold": 0.30}),
         ("fear-t40", {"threshold": 0.40}),
         ("fear-s6", {"stage2_epochs": 6}),
+        # The preset with the threshold also checked every 4 steps (5 times an epoch here) on a
+        # sliding epoch average: stage 1 ends when each network crosses 0.35, not at the next
+        # epoch end, so networks enter stage 2 equally trained.
+        ("fear-w4", {"threshold_check_steps": 4}),
     ),
     zero_cost=("params", "synflow"),
-    # Three FEAR runs per architecture (~35-45 worker-seconds each), the rest reused from the study.
+    # Four FEAR runs per architecture (~25-40 worker-seconds each), the rest reused from the study.
     budget_s=3600.0,
     notes=_CIFAR10_CPU.notes
     + " Run it against the service that ran cifar10/cpu (same --seed and --n-archs) so that only the "

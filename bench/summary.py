@@ -316,7 +316,11 @@ def spearman_with_ci(
 # "weak architectures are slow to train" can be checked without running anything else.
 _STAGE1_SCORES: dict[str, tuple[str, Any]] = {
     "−time to threshold (s)": ("time_to_threshold_s", lambda info: -float(info["time_to_threshold_s"])),
-    "−stage-1 epochs": ("stage1_epochs", lambda info: -float(info["stage1_epochs"])),
+    "−stage-1 epochs": (
+        "stage1_epochs",
+        # Fractional when the threshold was checked between epoch ends (threshold_check_steps).
+        lambda info: -float(info.get("stage1_epochs_exact", info["stage1_epochs"])),
+    ),
 }
 
 

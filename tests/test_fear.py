@@ -163,6 +163,36 @@ def test_stage1_stops_at_the_first_epoch_reaching_the_threshold(trajectory: list
     assert phases == [("stage1", i + 1) for i in range(k + 1)] + [("stage2", 1), ("stage2", 2)]
 
 
+def test_threshold_checked_between_epoch_ends_stops_stage1_mid_epoch(trajectory: list[float]) -> None:
+    # The same threshold as above: at epoch ends only, stage 1 runs whole epochs; checked every 2
+    # steps on a sliding epoch average, it may stop before that epoch ends, never after.
+    k = next(i for i in range(2, len(trajectory)) if trajectory[i] > max(trajectory[:i]))
+    threshold = (max(trajectory[:k]) + trajectory[k]) / 2
+    whole = run_fear(LocalContext(make_data()), fear_config(threshold=threshold))
+    ctx = LocalContext(make_data())
+    sliding = run_fear(ctx, fear_config(threshold=threshold, threshold_check_steps=2))
+    assert sliding.status == "done" and ctx.reported == [sliding.timings["stage1_s"]]
+    assert whole.info["stage1_epochs_exact"] == whole.info["stage1_epochs"] == k + 1
+    assert 1.0 <= sliding.info["stage1_epochs_exact"] <= k + 1
+    assert sliding.info["stage1_steps"] <= whole.info["stage1_steps"]
+    # Complete epochs before the stop are the same epochs as without the option.
+    assert sliding.info["stage1"]["acc"] == trajectory[: sliding.info["stage1_epochs"]]
+    again = run_fear(LocalContext(make_data()), fear_config(threshold=threshold, threshold_check_steps=2))
+    assert again.score == sliding.score and again.info["stage1_steps"] == sliding.info["stage1_steps"]
+
+
+def test_a_later_added_option_at_its_default_keeps_the_config_hash() -> None:
+    from app.catalog.methods import config_hash, resolve
+
+    resolved = resolve("fear", "cpu", None, "nb201", "cifar10_folder", ["methods", 0])
+    before = {k: v for k, v in resolved.config.items() if k != "threshold_check_steps"}
+    # What a FEAR evaluation stored before the option existed hashes to the same identity.
+    assert resolved.config_hash == config_hash("fear", before)
+    assert resolved.config["threshold_check_steps"] is None  # the stored config stays complete
+    changed = resolve("fear", "cpu", {"threshold_check_steps": 4}, "nb201", "cifar10_folder", ["m"])
+    assert changed.config_hash != resolved.config_hash
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 2
 

@@ -482,3 +482,31 @@ def test_no_trainable_parameter_still_measures_accuracy_and_moves_bn_stats() -> 
     assert result.steps == 2 and 0.0 <= result.epochs[0].train_acc <= 1.0
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters(), strict=True))
     assert not torch.equal(model.stem[1].running_mean, before.stem[1].running_mean)
+
+
+def test_window_check_sees_a_sliding_epoch_average_after_one_full_epoch() -> None:
+    data = TensorDataset(train_size=160)  # 16 steps per epoch at batch 10
+    accuracies: list[float] = []
+    epoch_accs: list[float] = []
+
+    def window(acc: float) -> bool:
+        accuracies.append(acc)
+        return len(accuracies) == 3
+
+    result = train(
+        small_net(),
+        data,
+        epochs=5,
+        batch_size=10,
+        sgd=SgdConfig(lr=0.1),
+        generator=make_generator(0),
+        on_epoch=lambda stats: epoch_accs.append(stats.train_acc) is not None,
+        window_check=window,
+        window_every=4,
+    )
+    assert result.stopped == "window_check"
+    # First check at step 16 (one full epoch), then every 4 steps: stopped at step 24, mid-epoch 2.
+    assert result.steps == 24 and len(result.epochs) == 1
+    # At the epoch end the window is exactly that epoch.
+    assert accuracies[0] == pytest.approx(epoch_accs[0])
+    assert all(0.0 <= a <= 1.0 for a in accuracies)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from torch import nn
 from worker.data.base import DeviceDataset
 
 Clock = Callable[[], float]
-StopReason = Literal["completed", "epoch_callback", "step_check"]
+StopReason = Literal["completed", "epoch_callback", "step_check", "window_check"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class EvalStats:
 EpochCallback = Callable[[EpochStats], bool]
 # Called every ``check_every`` steps with the seconds elapsed since the loop started; True stops.
 StepCheck = Callable[[float], bool]
+# Called every ``window_every`` steps, once a full epoch's worth of steps has run, with the train
+# accuracy over the last epoch's worth of steps (a sliding epoch average); True stops.
+WindowCheck = Callable[[float], bool]
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
@@ -169,14 +173,17 @@ def train(
     on_epoch: EpochCallback | None = None,
     step_check: StepCheck | None = None,
     check_every: int = 8,
+    window_check: WindowCheck | None = None,
+    window_every: int = 4,
     clock: Clock = time.perf_counter,
     train_size: int | None = None,
 ) -> TrainResult:
     """Train the parameters of ``model`` that require grad for up to ``epochs`` epochs.
 
     ``horizon_epochs`` (default ``epochs``) is the cosine horizon. ``on_epoch`` may stop training
-    at an epoch end, ``step_check`` every ``check_every`` steps (the partial epoch is then not in
-    ``epochs`` but its time is in ``seconds``). The model is left in train mode.
+    at an epoch end, ``step_check`` every ``check_every`` steps and ``window_check`` every
+    ``window_every`` steps (a partial epoch is then not in ``epochs``, but its steps are in
+    ``steps`` and its time in ``seconds``). The model is left in train mode.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
@@ -201,6 +208,10 @@ def train(
     total_steps = (horizon_epochs or epochs) * steps_per_epoch
     channels_last = uses_cuda_fast_path(device)
     use_aux = aux_weight > 0
+
+    # Per-step correct counts of the last epoch's worth of steps, kept only for ``window_check``
+    # (device scalars: summing them is the one host sync per check).
+    window: deque[tuple[torch.Tensor, int]] = deque(maxlen=steps_per_epoch)
 
     result = TrainResult()
     model.train()
@@ -237,7 +248,8 @@ def train(
                     nn.utils.clip_grad_norm_(params, sgd.grad_clip)
                 optimizer.step()
             n = y.shape[0]
-            correct.add_((logits.detach().argmax(dim=1) == y).sum())
+            hits = (logits.detach().argmax(dim=1) == y).sum()
+            correct.add_(hits)
             loss_sum.add_(loss.detach().float() * n)
             seen += n
             step += 1
@@ -247,9 +259,17 @@ def train(
                 and step_check(clock() - start - callback_s)
             ):
                 interrupted = True
+                result.stopped = "step_check"
                 break
+            if window_check is not None:
+                window.append((hits, n))
+                if step % window_every == 0 and step >= steps_per_epoch:
+                    hit_sum = torch.stack([h for h, _ in window]).sum().item()
+                    if window_check(hit_sum / sum(k for _, k in window)):
+                        interrupted = True
+                        result.stopped = "window_check"
+                        break
         if interrupted:
-            result.stopped = "step_check"
             break
         # The single host sync of the epoch (it also makes the epoch time exact on CUDA).
         accuracy = correct.item() / max(seen, 1)

@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Family = Literal["training", "zero_cost", "static"]
 
+# The mark of a config field added after results were stored (``json_schema_extra``): left at its
+# default it is left out of the config hash, so evaluations stored before the field existed are
+# still found and reused.
+HASH_OMITS_DEFAULT: dict[str, Any] = {"hash_omits_default": True}
+
 
 class StrictModel(BaseModel):
     """Unknown config keys are errors: a typo must not silently fall back to a default."""

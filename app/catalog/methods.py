@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from app.catalog.base import MethodInfo
+from app.catalog.base import HASH_OMITS_DEFAULT, MethodInfo
 from app.catalog.datasets import DATASETS
 from app.errors import InputError
 
@@ -73,7 +73,17 @@ def check_data_sizes(dataset: str, config: dict[str, Any]) -> tuple[list[str | i
     return None
 
 
-def config_hash(method: str, config: dict[str, Any]) -> str:
+def config_hash(method: str, config: dict[str, Any], model: type[BaseModel] | None = None) -> str:
+    if model is not None:
+        config = {
+            key: value
+            for key, value in config.items()
+            if not (
+                key in model.model_fields
+                and (model.model_fields[key].json_schema_extra or {}) == HASH_OMITS_DEFAULT
+                and value == model.model_fields[key].default
+            )
+        }
     blob = json.dumps({"method": method, "config": config}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -125,4 +135,4 @@ def resolve(
     if problem is not None:
         where, msg = problem
         raise InputError([*loc, "config", *where], msg)
-    return ResolvedMethod(name, preset, config, config_hash(name, config), info.family)
+    return ResolvedMethod(name, preset, config, config_hash(name, config, type(model)), info.family)

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from app.catalog.base import DataOptions, MethodInfo, NetworkOptions, StrictModel
+from app.catalog.base import HASH_OMITS_DEFAULT, DataOptions, MethodInfo, NetworkOptions, StrictModel
 
 TRAINING_SPACES: tuple[str, ...] = ("nb201", "nats_sss", "darts", "nb301")
 NB201_DEFAULT_N = 5
@@ -87,6 +87,18 @@ class FearConfig(_TrainingOptions):
         0.6, gt=0, le=1, description="stage-1 target: epoch-average train top-1 as a fraction, (0, 1]"
     )
     max_stage1_epochs: int = _epochs(200, 500, "stage-1 cap and cosine horizon; 'unmet' if not reached")
+    threshold_check_steps: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description=(
+            "also check the threshold every this many steps, on the train top-1 of the last epoch's "
+            "worth of steps (a sliding epoch average), so stage 1 can end mid-epoch; null = at epoch "
+            "ends only, as the authors did. For small datasets, where every network reaches the "
+            "threshold within a few epochs and whole-epoch stops give them unequal training"
+        ),
+        json_schema_extra=HASH_OMITS_DEFAULT,
+    )
     stage1_batch_size: int = _batch(256, "stage-1")
     stage1_lr: float = _lr(0.1, "stage-1")
     stage1_momentum: float = _momentum(0.9)

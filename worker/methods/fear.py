@@ -34,6 +34,7 @@ from worker.training import (
     make_generator,
     sgd_from,
     train,
+    train_sample_count,
 )
 
 # Steps between mid-epoch budget checks: a clock read each, so cheap; small enough that a slow
@@ -128,11 +129,16 @@ def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_count
         on_epoch=after_stage1_epoch,
         step_check=over_budget,
         check_every=CHECK_EVERY_STEPS,
+        window_check=(lambda acc: acc >= threshold) if config["threshold_check_steps"] else None,
+        window_every=config["threshold_check_steps"] or 1,
         clock=clock,
     )
     stage1_s = stage1.seconds
+    steps_per_epoch = math.ceil(train_sample_count(data) / config["stage1_batch_size"])
     info.update(
         stage1_epochs=len(stage1.epochs),
+        stage1_steps=stage1.steps,
+        stage1_epochs_exact=stage1.steps / steps_per_epoch,
         stage1=_epoch_log(stage1),
         stage1_final_loss=stage1.losses[-1] if stage1.epochs else None,
         budget_s=budget[0],
