@@ -157,10 +157,13 @@ def test_fear_sweep_shares_everything_but_its_variants_with_the_study() -> None:
     sweep_body = {m["alias"]: m for m in sweep.batch_body([1, 2], seed=0)["methods"]}
     variants = {alias for alias, _ in sweep.fear_variants}
     # Identical entries: the service reuses the study's evaluations for them.
-    for alias in sweep_body.keys() - variants:
+    for alias in sweep_body.keys() - variants - {FEAR_ALIAS}:
         assert sweep_body[alias] == study_body[alias], alias
     for alias in variants:
         assert sweep_body[alias]["name"] == "fear" and sweep_body[alias]["config"]
+    # The sweep's reference is the threshold the recorded study ran with, pinned against preset changes.
+    assert sweep_body[FEAR_ALIAS]["config"] == {"threshold": 0.35}
+    assert dict(sweep.fear_variants)["fear-t40"] == {"threshold": 0.40}
 
 
 def test_architecture_draw_comes_from_the_fear_list() -> None:

@@ -341,7 +341,10 @@ def full_paper(space: str, dataset: str) -> dict[str, Any]:
 # a 2,500-image subset and a one-cell-per-stage network reach lower accuracies per epoch, and the
 # threshold sets the cost (C=16 N=1 on 2 cores: ~5 s per epoch of 2,500 images).
 _CPU_FEAR: dict[str, tuple[float, int]] = {
-    "cifar10": (0.35, 3),
+    # 0.40, not the first guess 0.35: chosen by the cifar10/cpu FEAR sweep and confirmed on a
+    # held-out draw (BENCHMARKS.md). At 0.35 every network stops after 3-5 whole epochs and the
+    # stage-2 score rewards the slower ones' extra training.
+    "cifar10": (0.40, 3),
     "cifar100": (0.1, 3),
     "imagenet16_120": (0.05, 3),
     "synthetic_cifar10": (0.15, 3),
