@@ -87,7 +87,12 @@ class SearchRun:
 
     def methods(self) -> list[dict[str, Any]]:
         return [
-            {"name": "fear", "alias": FEAR_ALIAS, "preset": self.args.preset},
+            {
+                "name": "fear",
+                "alias": FEAR_ALIAS,
+                "preset": self.args.preset,
+                **({"config": {"threshold": self.args.fear_threshold}} if self.args.fear_threshold else {}),
+            },
             {
                 "name": "shortreg",
                 "alias": self.shortreg_alias,
@@ -268,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="ground-truth epochs (default 12 as in cifar10/cpu; quick: the tiny preset's)",
+    )
+    parser.add_argument(
+        "--fear-threshold",
+        type=float,
+        default=None,
+        help="FEAR's stage-1 threshold (default: the preset's; the recorded CIFAR-10 search used 0.35)",
     )
     parser.add_argument("--oracle", action="store_true", help="also train every candidate with full")
     parser.add_argument(

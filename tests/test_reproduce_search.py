@@ -34,6 +34,16 @@ def test_pick_is_the_best_ranked_row_and_cost_counts_rejected_ones() -> None:
     assert rs.best_pick([rows[2]]) is None
 
 
+def test_fear_threshold_option_reaches_the_fear_entry() -> None:
+    args = rs.build_parser().parse_args(["--fear-threshold", "0.35"])
+    args.preset, args.shortreg_epochs = "cpu", 6
+    fear_entry = rs.SearchRun(None, args).methods()[0]  # type: ignore[arg-type]
+    assert fear_entry["config"] == {"threshold": 0.35} and fear_entry["alias"] == rs.FEAR_ALIAS
+    args = rs.build_parser().parse_args([])
+    args.preset, args.shortreg_epochs = "cpu", 6
+    assert "config" not in rs.SearchRun(None, args).methods()[0]  # type: ignore[arg-type]
+
+
 def test_k_larger_than_the_pool_is_refused_before_anything_starts(capsys) -> None:  # type: ignore[no-untyped-def]
     assert rs.main(["--pool", "5", "--k", "6", "--url", "http://127.0.0.1:9"]) == 2
     assert "--k must be 1..5" in capsys.readouterr().err
