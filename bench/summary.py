@@ -115,14 +115,25 @@ def paired_spearman_difference(
     if not math.isfinite(point):
         return result
     result["delta"] = float(point)
-    picks = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
+    picks = _resamples(len(keys), n_boot, seed)
     deltas = _rowwise_spearman(t[picks], a[picks]) - _rowwise_spearman(t[picks], b[picks])
-    deltas = deltas[np.isfinite(deltas)]
-    if deltas.size * 2 >= n_boot:
-        tail = (1.0 - level) / 2.0
-        low, high = np.quantile(deltas, [tail, 1.0 - tail])
-        result["low"], result["high"] = float(low), float(high)
+    result.update(_percentile_interval(deltas, n_boot, level))
     return result
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot`` bootstrap draws of ``n`` indices (one row per draw)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _percentile_interval(draws: np.ndarray, n_boot: int, level: float) -> dict[str, float]:
+    """{"low", "high"} of the finite draws; empty when fewer than half of them are finite."""
+    draws = draws[np.isfinite(draws)]
+    if draws.size * 2 < n_boot:
+        return {}
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return {"low": float(low), "high": float(high)}
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -304,11 +315,8 @@ def spearman_with_ci(
     result["rho"] = float(rho)
     if n_boot <= 0:
         return result
-    picks = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
-    rhos = _rowwise_spearman(t[picks], s[picks])
-    rhos = rhos[np.isfinite(rhos)]
-    if rhos.size * 2 >= n_boot:
-        result["low"], result["high"] = (float(v) for v in np.quantile(rhos, [0.025, 0.975]))
+    picks = _resamples(len(keys), n_boot, seed)
+    result.update(_percentile_interval(_rowwise_spearman(t[picks], s[picks]), n_boot, 0.95))
     return result
 
 

@@ -82,8 +82,3 @@ class RankingCache:
             while self._rows > self.max_rows:
                 _, (_, evicted) = self._entries.popitem(last=False)
                 self._rows -= len(evicted)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._rows = 0
