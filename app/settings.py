@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +77,37 @@ class Settings(BaseSettings):
     # --- serve ---------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address of `fastarchrank serve`")
     port: int = Field(8000, ge=1, le=65535, description="port of `fastarchrank serve`")
+
+    # --- access control and rate limits (docs/security.md) --------------------------------------
+    auth: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="'auto': API keys required unless `host` is a loopback address and the request "
+        "arrived on a loopback socket; 'required': always; 'off': never (everyone is the local owner)",
+    )
+    auth_secret: SecretStr | None = Field(
+        None,
+        description="server pepper of the API-key HMACs (>= 32 characters); default: generated once into "
+        "<data_dir>/auth_secret (mode 0600). Every API process and `keys` CLI must share it",
+    )
+    auth_last_used_resolution_s: float = Field(
+        60.0, ge=0, description="a key's last_used_at is written at most once per this many seconds"
+    )
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="submit-scope requests per minute per key (per client IP if no key); 0 = off"
+    )
+    read_rate_limit_per_minute: int = Field(
+        1200, ge=0, description="read-scope requests per minute per key (per client IP if anonymous); 0 = off"
+    )
+    rate_limit_storage_url: str | None = Field(
+        None,
+        description="`limits` storage URI; default: the broker when it is Redis (shared by all API "
+        "processes), else memory:// (per process)",
+    )
+    rate_limit_namespace: str | None = Field(
+        None,
+        description="prefix of the rate-limit counters; default: derived from the database URL, so "
+        "deployments sharing one Redis never share counters",
+    )
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
