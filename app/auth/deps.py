@@ -37,7 +37,9 @@ MISSING_KEY = (
 )
 
 # POST routes that only read (a report over several batches); every other non-GET needs `submit`.
-READ_ONLY_POSTS = frozenset({"/v1/reports"})
+# Paths as the routers declare them; FastAPI may hand the route over with or without the /v1 prefix.
+READ_ONLY_POSTS = frozenset({"/reports"})
+API_PREFIX = "/v1"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -112,8 +114,9 @@ def scope_for_request(request: Request) -> Scope:
     if request.method in _READ_METHODS:
         return Scope.READ
     route = request.scope.get("route")
-    path = getattr(route, "path", request.url.path)
-    return Scope.READ if path in READ_ONLY_POSTS else Scope.SUBMIT
+    path = str(getattr(route, "path", request.url.path))
+    read_only = path in READ_ONLY_POSTS or path.removeprefix(API_PREFIX) in READ_ONLY_POSTS
+    return Scope.READ if read_only else Scope.SUBMIT
 
 
 def _client_host(request: Request) -> str | None:
