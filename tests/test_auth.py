@@ -139,6 +139,7 @@ def test_last_used_at_is_written_at_most_once_per_window(required) -> None:  # t
 def test_secret_is_stored_only_as_a_peppered_hmac(required) -> None:  # type: ignore[no-untyped-def]
     settings, c = required
     key = new_key(settings)
+    assert c.get("/v1/whoami", headers=bearer(key)).status_code == 200
     assert key.secret.startswith(key.prefix + "_") and len(key.prefix) == 12
     with get_sessionmaker().begin() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.id == key.id)).one()
