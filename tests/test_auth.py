@@ -12,7 +12,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select, update
 
-from app.auth import LOCAL_PRINCIPAL, Principal, Scope, owner_for_new_batch
+from app.auth import (
+    LOCAL_PRINCIPAL,
+    Principal,
+    Scope,
+    owner_for_new_batch,
+    owner_scoped_idempotency_key,
+    visible_owner_filter,
+)
 from app.auth.cli import add_keys_commands
 from app.auth.keys import create_key, hash_key, load_pepper, revoke_key
 from app.auth.models import ApiKey
@@ -235,6 +242,21 @@ def test_owner_for_new_batch() -> None:
     assert exc.value.status == 403 and exc.value.detail.startswith("owner:")
     assert owner_for_new_batch(LOCAL_PRINCIPAL) == "local"
     assert owner_for_new_batch(LOCAL_PRINCIPAL, "student-3") == "student-3"  # admin may name the owner
+
+
+def test_visible_owner_filter_and_idempotency_scope(db_session) -> None:  # type: ignore[no-untyped-def]
+    db_session.add_all(
+        Batch(id=f"vis{o}", owner=o, space="nb201", dataset="x", seed=1, options={}, request_hash="h")
+        for o in ("ana", "bo")
+    )
+    db_session.flush()
+    ana = Principal(owner="ana", scopes=frozenset({Scope.READ}), key_id=1)
+    ids = select(Batch.id).where(Batch.id.in_(["visana", "visbo"]))
+    assert set(db_session.scalars(ids.where(visible_owner_filter(ana)))) == {"visana"}
+    assert set(db_session.scalars(ids.where(visible_owner_filter(LOCAL_PRINCIPAL)))) == {"visana", "visbo"}
+    # the same client key from two owners is two records; the stored form always fits the column
+    assert owner_scoped_idempotency_key("ana", "k1") != owner_scoped_idempotency_key("bo", "k1")
+    assert len(owner_scoped_idempotency_key("ana", "k" * 500)) == 64
 
 
 def _keys_cli(argv: list[str]) -> int:

@@ -21,7 +21,13 @@ from app.auth.deps import (
     route_guard,
 )
 from app.auth.keys import load_pepper
-from app.auth.ownership import can_see, owner_for_new_batch, visible_batch, visible_owner_filter
+from app.auth.ownership import (
+    can_see,
+    owner_for_new_batch,
+    owner_scoped_idempotency_key,
+    visible_batch,
+    visible_owner_filter,
+)
 from app.auth.principal import LOCAL_PRINCIPAL, Principal, Scope
 from app.auth.problems import ProblemError, problem_from
 from app.auth.ratelimit import RateLimits
@@ -39,6 +45,7 @@ __all__ = [
     "get_principal",
     "install_auth",
     "owner_for_new_batch",
+    "owner_scoped_idempotency_key",
     "rate_limit",
     "require_scope",
     "route_guard",

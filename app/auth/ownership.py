@@ -7,6 +7,8 @@ are visible to admins only (the local owner is an admin).
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Session
 
@@ -47,3 +49,10 @@ def owner_for_new_batch(principal: Principal, requested: str | None = None) -> s
         f"owner: this key belongs to {principal.owner!r} and cannot submit for {requested!r}; "
         "omit `owner` or use an admin key"
     )
+
+
+def owner_scoped_idempotency_key(owner: str, client_key: str) -> str:
+    """The stored form of a client's Idempotency-Key: one owner's key can neither replay nor block
+    another owner's batch. A fixed-length digest also fits the 128-character column whatever the
+    client sent."""
+    return hashlib.sha256(f"{owner}\x00{client_key}".encode()).hexdigest()
