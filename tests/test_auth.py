@@ -364,3 +364,48 @@ def test_embedded_sqlite_default_upgrade_downgrade_and_keys(tmp_path) -> None:  
             in assert_problem(c.get("/v1/whoami", headers=bearer(expired)), 401, "unauthorized")["detail"]
         )
     engine.dispose()
+
+
+def _non_loopback_ip() -> str | None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent; this only picks the outgoing interface
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") else str(ip)
+
+
+def test_loopback_rule_on_a_real_socket() -> None:
+    """uvicorn bound to every interface with the default settings: a request over 127.0.0.1 is the
+    local owner, one over the machine's LAN address needs a key."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    app = guarded_app(auth_settings(auth="auto", host="127.0.0.1"))
+    sock = socket.socket()
+    sock.bind(("0.0.0.0", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        local = httpx.get(f"http://127.0.0.1:{port}/v1/whoami", timeout=10)
+        assert local.status_code == 200 and local.json()["owner"] == "local"
+        lan = _non_loopback_ip()
+        if lan is not None:
+            remote = httpx.get(f"http://{lan}:{port}/v1/whoami", timeout=10)
+            assert remote.status_code == 401 and remote.headers["www-authenticate"].startswith("Bearer")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
