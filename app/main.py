@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import architectures, batches, catalog, health, reports
+from app.api.listing import router as listing_router
 from app.errors import Conflict, InputError, NotFound
 from app.services.ranking_cache import RankingCache
 from app.settings import get_settings
@@ -135,6 +136,7 @@ def create_app() -> FastAPI:
 
     for module in (batches, reports, architectures, catalog, health):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(listing_router, prefix="/v1")
     app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

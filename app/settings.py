@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         20_000,
         ge=0,
         description="rows of finished rankings each API process keeps in memory (~2 KB each); 0 = no cache",
+    )
+
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key signing listing cursors; default: a random key kept in <data_dir>/cursor_secret "
+        "(set it explicitly when API processes do not share data_dir)",
     )
 
     # --- task execution ------------------------------------------------------------------------
