@@ -210,10 +210,11 @@ function cellLegend() {
 }
 
 function genotypeCell(row, space) {
-  const td = el("td", { class: "genocell" });
+  const wrap = el("div", { class: "genowrap" });
+  const td = el("td", { class: "genocell" }, wrap);
   const svg = space === "nb201" ? cellSvg(row.genotype, false) : null;
-  if (svg) td.append(svg);
-  td.append(
+  if (svg) wrap.append(svg);
+  wrap.append(
     el(
       "a",
       { class: "geno", href: archHref(row.architecture_key || row.key || row.genotype, space), title: row.genotype },
