@@ -235,8 +235,9 @@ def test_dashboard_end_to_end(service: str, browser, shots: Path) -> None:  # ty
     assert top.count() >= 2 and "%" in top.first.inner_text()
     sync_api.expect(page.locator("#matrix tbody td[style*=background]")).to_have_count(4)
     page.wait_for_function(
-        "() => { const i = document.getElementById('plot-scores'); return i.complete && i.naturalWidth > 0; }",
-        timeout=30_000,
+        "() => ['plot-scores', 'plot-cost'].every(id => { const i = document.getElementById(id); "
+        "return !i.hidden && i.complete && i.naturalWidth > 0; })",
+        timeout=60_000,
     )
     page.screenshot(path=str(shots / "report.png"), full_page=True)
 
@@ -287,3 +288,88 @@ def test_docs_render_with_no_network(service: str, browser, shots: Path) -> None
     # ReDoc's own footer logo points at its CDN; that image is all it misses offline.
     assert all(b.startswith("image ") for b in blocked), blocked
     context.close()
+
+
+def _fake_batch(batch_id: str, n: int) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    """A DARTS batch of n rows with genotypes over 200 characters, as the JSON API would send it."""
+    op = "sep_conv_3x3"
+    genotype = (
+        f"Genotype(normal=[('{op}', 0), ('{op}', 1), ('{op}', 0), ('{op}', 1), ('{op}', 1), ('skip_connect', 0), "
+        "('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+        "('max_pool_3x3', 1)], reduce_concat=range(2, 6))"
+    )
+    assert len(genotype) > 200
+    status = {
+        "batch_id": batch_id,
+        "status": "done",
+        "space": "darts",
+        "dataset": "cifar10",
+        "seed": 0,
+        "options": {},
+        "created_at": "2026-01-01T00:00:00Z",
+        "counts": {"queued": 0, "running": 0, "done": n, "failed": 0, "unmet": 0, "rejected": 0, "lost": 0},
+        "methods": [{"alias": "synflow", "name": "synflow", "preset": None, "config_hash": "x"}],
+        "per_method": {"synflow": {"done": n}},
+        "progress": [],
+        "timings": {},
+        "eta_s": None,
+    }
+    items = [
+        {
+            "rank": i + 1,
+            "position": i,
+            "label": f"cand-{i:04d}",
+            "genotype": genotype + f"#{i}",
+            "index": None,
+            "score": float(n - i),
+            "score_repr": None,
+            "finite": True,
+            "status": "done",
+            "reason": None,
+            "cost_s": 0.5,
+            "evaluation_id": i,
+            "architecture_key": f"k{i}",
+            "degenerate": False,
+        }
+        for i in range(n)
+    ]
+    return status, {
+        "batch_id": batch_id,
+        "method": "synflow",
+        "higher_is_better": True,
+        "items": items,
+        "total": n,
+        "limit": 1000,
+        "offset": 0,
+    }
+
+
+def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser, shots: Path) -> None:  # type: ignore[no-untyped-def]
+    """Front-end only: the page is served by the real service, its JSON is a 1000-row DARTS ranking."""
+    import json
+
+    status, ranking = _fake_batch("layout", 1000)
+    for width in (1280, 1920):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.route(re.compile(r".*/v1/batches/layout$"), lambda r: r.fulfill(json=status))
+        page.route(
+            re.compile(r".*/v1/batches/layout/ranking.*"),
+            lambda r: r.fulfill(body=json.dumps(ranking), content_type="application/json"),
+        )
+        page.goto(f"{service}/ui/batches/layout")
+        rows = page.locator("#ranking tbody tr")
+        sync_api.expect(rows).to_have_count(50)
+        sync_api.expect(page.locator("#page-info")).to_have_text("page 1 of 20")
+        # the page itself never scrolls sideways; a long genotype is cut with an ellipsis and kept whole in its title
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        geno = page.locator("#ranking tbody a.geno").first
+        assert (geno.get_attribute("title") or "").startswith("Genotype(normal=")
+        assert geno.bounding_box()["width"] < width / 2  # type: ignore[index]
+        page.click("#ranking th[data-key=score] button")
+        sync_api.expect(rows.first.locator("td").nth(1)).to_have_text("cand-0999")
+        page.click("#next")
+        sync_api.expect(page.locator("#page-info")).to_have_text("page 2 of 20")
+        if width == 1280:
+            page.screenshot(path=str(shots / "ranking-1000-darts.png"))
+        context.close()

@@ -697,6 +697,12 @@ function curveChart(title, series, threshold) {
     svg.append(svgEl("line", { x1: m.l, x2: w - m.r, y1: Y(threshold), y2: Y(threshold), stroke: "#7d4e00", "stroke-dasharray": "5 4" }));
     svg.append(svgEl("text", { x: w - m.r - 4, y: Y(threshold) - 5, "text-anchor": "end", fill: "#7d4e00" }, `threshold ${Math.round(threshold * 100)}%`));
   }
+  const stage2 = series.find((s) => s.id === "stage2");
+  if (stage2 && stage2.points.length) {
+    const fx = X(stage2.points[0][0]);
+    svg.append(svgEl("line", { x1: fx, x2: fx, y1: m.t, y2: h - m.b, stroke: "#57606a", "stroke-dasharray": "2 3" }));
+    svg.append(svgEl("text", { x: fx + 4, y: m.t + 10 }, "freeze"));
+  }
   for (const s of series) {
     if (!s.points.length) continue;
     svg.append(
@@ -708,8 +714,8 @@ function curveChart(title, series, threshold) {
         class: `series-${s.id}`,
       }),
     );
-    for (const [e, a] of s.points) {
-      svg.append(svgEl("circle", { cx: X(e), cy: Y(a), r: 3, fill: s.colour }, svgEl("title", {}, `${s.name}, epoch ${e}: ${fmt.pct(a)}`)));
+    for (const [e, a] of s.points.slice(s.skipFirst ? 1 : 0)) {
+      svg.append(svgEl("circle", { cx: X(e), cy: Y(a), r: 4, fill: s.colour }, svgEl("title", {}, `${s.name}, epoch ${e}: ${fmt.pct(a)}`)));
     }
   }
   return svg;
@@ -726,7 +732,7 @@ function curveFigure(ev) {
       const offset = s1.length;
       // Stage 2 continues from where stage 1 stopped, with the lower layers frozen.
       const s2 = [[offset, s1.length ? s1[s1.length - 1][1] : 0], ...info.stage2.acc.map((a, i) => [offset + i + 1, a])];
-      series.push({ id: "stage2", name: "stage 2 (lower layers frozen)", colour: "#a40e26", points: s2 });
+      series.push({ id: "stage2", name: "stage 2 (lower layers frozen)", colour: "#a40e26", points: s2, skipFirst: true });
     }
     title = `FEAR ${title}`;
   } else if (info.train && Array.isArray(info.train.acc)) {
