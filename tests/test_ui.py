@@ -1,7 +1,7 @@
 """The dashboard and the API docs in a real headless Chromium (Playwright), against `fastarchrank serve`
 (embedded: SQLite, filesystem broker, its own real worker) holding a finished and a running batch.
 
-Screenshots go to $FASTARCHRANK_UI_SCREENSHOTS (bench/results/ui/ for the README), else a temp dir.
+Screenshots go to $FASTARCHRANK_TEST_UI_SCREENSHOTS (bench/results/ui/ for the README), else a temp dir.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ NB201_ITEMS = [
 
 
 def _chromium() -> str | None:
-    """Debian's Chromium (installed by .ci/run) or FASTARCHRANK_CHROMIUM; None: Playwright's own."""
-    for candidate in (os.environ.get("FASTARCHRANK_CHROMIUM"), "/usr/lib/chromium/chromium"):
+    """Debian's Chromium (installed by .ci/run) or FASTARCHRANK_TEST_CHROMIUM; None: Playwright's own."""
+    for candidate in (os.environ.get("FASTARCHRANK_TEST_CHROMIUM"), "/usr/lib/chromium/chromium"):
         if candidate and Path(candidate).exists():
             return candidate
     return shutil.which("chromium")
@@ -101,7 +101,7 @@ def browser() -> Iterator[object]:
         try:
             b = p.chromium.launch(executable_path=_chromium(), headless=True)
         except sync_api.Error as exc:
-            if os.environ.get("FASTARCHRANK_REQUIRE_BROWSER"):
+            if os.environ.get("FASTARCHRANK_TEST_REQUIRE_BROWSER"):
                 raise
             pytest.skip(f"no Chromium to drive ({exc}); .ci/run installs Debian's chromium")
         yield b
@@ -110,7 +110,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
-    target = Path(os.environ.get("FASTARCHRANK_UI_SCREENSHOTS") or tmp_path)
+    target = Path(os.environ.get("FASTARCHRANK_TEST_UI_SCREENSHOTS") or tmp_path)
     target.mkdir(parents=True, exist_ok=True)
     return target
 

@@ -394,6 +394,7 @@ class RankingTable {
   go(delta) {
     this.page += delta;
     this.render();
+    this.table.scrollIntoView({ block: "start" });
   }
 
   render() {
