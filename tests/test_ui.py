@@ -93,6 +93,7 @@ def service() -> Iterator[str]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
         log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +164,12 @@ def test_dashboard_end_to_end(service: str, browser, shots: Path) -> None:  # ty
         timeout=60,
         what="the cheap batch",
     )
-    # Still running while the browser looks: params for 40 new architectures, finished one by one
-    # (the counts move), then a real FEAR run on one architecture queued behind them.
+    # Still running while the browser looks: a real FEAR run on one architecture, and behind it in
+    # the queue params for 40 new architectures, which the worker finishes one by one.
+    fear = _post(base, [QUICK_FEAR], "fear", [{"nb201_index": 1462, "label": "fear-all-3x3"}])
     running = _post(
         base, [{"name": "params"}], "run", [{"nb201_index": 6000 + i, "label": f"x{i}"} for i in range(40)]
     )
-    fear = _post(base, [QUICK_FEAR], "fear", [{"nb201_index": 1462, "label": "fear-all-3x3"}])
 
     blocked: list[str] = []
     context = _offline_context(browser, blocked)
@@ -184,7 +185,7 @@ def test_dashboard_end_to_end(service: str, browser, shots: Path) -> None:  # ty
     page.wait_for_function(
         "n => [...document.querySelectorAll('#per-method td.c-done')].reduce((a, c) => a + Number(c.textContent), 0) > n",
         arg=before,
-        timeout=90_000,
+        timeout=180_000,
     )
     assert _done_sum(page) > before
     page.screenshot(path=str(shots / "batch-running.png"), full_page=True)
@@ -193,16 +194,21 @@ def test_dashboard_end_to_end(service: str, browser, shots: Path) -> None:  # ty
     page.goto(f"{base}/ui")
     rows = page.locator("#batches tbody tr")
     sync_api.expect(rows).to_have_count(3)
-    assert [rows.nth(i).get_attribute("data-batch") for i in range(3)] == [fear, running, finished]
+    assert [rows.nth(i).get_attribute("data-batch") for i in range(3)] == [running, fear, finished]
     sync_api.expect(rows.nth(2)).to_contain_text("12 done")
     sync_api.expect(rows.nth(2)).to_contain_text("params, flops")
     sync_api.expect(rows.nth(0)).to_contain_text("ui-test")
     sync_api.expect(rows.nth(0)).to_contain_text("running")
     page.screenshot(path=str(shots / "batches.png"), full_page=True)
+    page.fill("input[name=label]", "FIN-c1")
+    page.click("#filters button[type=submit]")
+    sync_api.expect(rows).to_have_count(1)
+    sync_api.expect(rows.first).to_have_attribute("data-batch", finished)
+    page.fill("input[name=label]", "")
     page.select_option("select[name=status]", "done")
     page.click("#filters button[type=submit]")
-    sync_api.expect(page.locator(f'#batches tr[data-batch="{fear}"]')).to_have_count(0)
-    sync_api.expect(rows.last).to_have_attribute("data-batch", finished)
+    sync_api.expect(page.locator(f'#batches tr[data-batch="{finished}"]')).to_have_count(1)
+    sync_api.expect(rows.locator(".st-running")).to_have_count(0)
 
     # --- the finished batch's ranking: 6 rows with NB201 cells drawn, sortable by any column
     page.goto(f"{base}/ui/batches/{finished}")

@@ -651,6 +651,7 @@ function initReport() {
       showError(null);
     } catch (err) {
       document.getElementById("report-note").textContent = `No report: ${err.message}`;
+      for (const id of ["plot-scores", "plot-cost"]) document.getElementById(id).hidden = true;
     }
   }
   api(`/v1/batches/${encodeURIComponent(batchId)}/ground_truth`)
