@@ -23,8 +23,6 @@ import pytest
 
 from tests.conftest import REPO_ROOT, wait_for
 
-pytestmark = pytest.mark.e2e
-
 sync_api = pytest.importorskip("playwright.sync_api")
 
 NB201_ITEMS = [
@@ -156,6 +154,7 @@ def _done_sum(page) -> int:  # type: ignore[no-untyped-def]
     return sum(int(c) for c in cells)
 
 
+@pytest.mark.e2e
 def test_dashboard_end_to_end(service: str, browser, shots: Path) -> None:  # type: ignore[no-untyped-def]
     base = service
     finished = _post(base, [{"name": "params"}, {"name": "flops"}], "fin")
@@ -276,6 +275,7 @@ def test_dashboard_end_to_end(service: str, browser, shots: Path) -> None:  # ty
     context.close()
 
 
+@pytest.mark.e2e
 def test_docs_render_with_no_network(service: str, browser, shots: Path) -> None:  # type: ignore[no-untyped-def]
     blocked: list[str] = []
     context = _offline_context(browser, blocked)
@@ -350,6 +350,7 @@ def _fake_batch(batch_id: str, n: int) -> tuple[dict, dict]:  # type: ignore[typ
     }
 
 
+@pytest.mark.e2e
 def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser, shots: Path) -> None:  # type: ignore[no-untyped-def]
     """Front-end only: the page is served by the real service, its JSON is a 1000-row DARTS ranking."""
     import json
@@ -379,3 +380,34 @@ def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser
         if width == 1280:
             page.screenshot(path=str(shots / "ranking-1000-darts.png"))
         context.close()
+
+
+def test_pages_and_docs_reference_only_local_assets(client) -> None:  # type: ignore[no-untyped-def]
+    """Without a browser: every page and both docs pages load their scripts and styles from this server."""
+    for path in (
+        "/ui",
+        "/ui/batches/b1",
+        "/ui/batches/b1/report",
+        "/ui/architectures/1462?space=nb201",
+        "/docs",
+        "/redoc",
+    ):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        assets = re.findall(r'(?:src|href)="([^"]+)"', resp.text) + re.findall(r"url: '([^']+)'", resp.text)
+        assert assets, path
+        for url in assets:
+            assert url.startswith("/"), (path, url)
+            if url.endswith((".js", ".css")):
+                assert client.get(url).status_code == 200, url
+
+
+def test_cancel_button_only_when_the_endpoint_exists(client) -> None:  # type: ignore[no-untyped-def]
+    assert 'id="cancel"' not in client.get("/ui/batches/b1").text
+    app = client.app
+
+    @app.post("/v1/batches/{batch_id}/cancel")
+    def _cancel(batch_id: str) -> dict:  # type: ignore[type-arg]
+        return {}
+
+    assert 'id="cancel"' in client.get("/ui/batches/b1").text
