@@ -85,10 +85,12 @@ def test_status_label_and_time_filters(client) -> None:  # type: ignore[no-untyp
     a = _post(client, owner, "Resnet_like", 9011)
     b = _post(client, owner, "cellx", 9012)
     _finish(a)
+
     def ids(**p):  # type: ignore[no-untyped-def]
         return [
             e["batch_id"] for e in client.get("/v1/batches", params={"owner": owner, **p}).json()["items"]
         ]
+
     assert ids(status="done") == [a]
     assert ids(status="running") == [b]
     done_entry = client.get("/v1/batches", params={"owner": owner, "status": "done"}).json()["items"][0]
@@ -176,3 +178,28 @@ def test_bad_filters_are_422_naming_the_field(client) -> None:  # type: ignore[n
         body = resp.json()
         errs = body.get("errors") or body.get("detail")
         assert any(e["loc"][-1] == field for e in errs), (params, body)
+
+
+def test_cursor_is_bound_to_the_viewer_and_visibility_applies(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    """The hook access control uses: a visibility clause limits the page, and a token issued to one
+    caller is refused for another."""
+    import pytest
+
+    from app.api.listing import ListingFilters, list_page
+    from app.errors import InputError
+    from app.settings import get_settings
+
+    alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
+    mine = [_post(client, alice, "a", 9300 + i, n_items=1) for i in range(2)]
+    _post(client, bob, "b", 9310, n_items=1)
+    settings = get_settings()
+    filters = ListingFilters(label="-")  # matches every batch of this test and others
+    first = list_page(db_session, settings, filters, 1, None, visible=Batch.owner == alice, viewer=alice)
+    assert [e.batch_id for e in first.items] == [mine[1]] and first.next
+    second = list_page(
+        db_session, settings, filters, 1, first.next, visible=Batch.owner == alice, viewer=alice
+    )
+    assert [e.batch_id for e in second.items] == [mine[0]] and second.next is None
+    with pytest.raises(InputError) as info:
+        list_page(db_session, settings, filters, 1, first.next, visible=Batch.owner == bob, viewer=bob)
+    assert info.value.errors[0]["loc"] == ["query", "cursor"] and info.value.status_code == 400

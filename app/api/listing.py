@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -13,9 +14,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.api import listing_cursor
 from app.api.deps import SessionDep, SettingsDep
-from app.api.listing_models import BatchList, BatchListEntry, ListingCounts
+from app.api.listing_models import BatchList, BatchListEntry, ListingCounts, ListingStatus
 from app.errors import InputError
 from app.models import PENDING, Batch, BatchEvaluation, BatchItem, Evaluation
+from app.settings import Settings
 
 router = APIRouter(tags=["batches"])
 
@@ -103,24 +105,54 @@ def list_batches(
     for name, value in (("created_after", created_after), ("created_before", created_before)):
         if value is not None and value.tzinfo is None:
             raise InputError(["query", name], f"{name} needs a UTC offset, e.g. 2026-01-31T12:00:00Z")
-    after = _utc(created_after) if created_after else None
-    before = _utc(created_before) if created_before else None
-    scope = _scope(owner=owner, status=status, after=after, before=before, label=label)
-    secret = listing_cursor.secret_of(settings)
+    filters = ListingFilters(
+        owner=owner,
+        status=status,
+        created_after=_utc(created_after) if created_after else None,
+        created_before=_utc(created_before) if created_before else None,
+        label=label,
+    )
+    return list_page(session, settings, filters, limit, cursor)
 
+
+@dataclass(frozen=True)
+class ListingFilters:
+    owner: str | None = None
+    status: ListingStatus | None = None
+    created_after: datetime | None = None  # UTC
+    created_before: datetime | None = None  # UTC
+    label: str | None = None
+
+
+def list_page(
+    session: Session,
+    settings: Settings,
+    filters: ListingFilters,
+    limit: int,
+    cursor: str | None,
+    visible: ColumnElement[bool] | None = None,
+    viewer: str = "",
+) -> BatchList:
+    """One page of the listing. ``visible`` restricts it to the batches the caller may see (access
+    control adds its owner clause here) and ``viewer`` names the caller: both are bound into the
+    cursor, so one caller's token cannot page through what another sees."""
+    scope = _scope(viewer=viewer, **asdict(filters))
+    secret = listing_cursor.secret_of(settings)
     query = select(Batch).options(selectinload(Batch.methods))
-    if owner is not None:
-        query = query.where(Batch.owner == owner)
-    if status == "running":
+    if visible is not None:
+        query = query.where(visible)
+    if filters.owner is not None:
+        query = query.where(Batch.owner == filters.owner)
+    if filters.status == "running":
         query = query.where(_has_pending())
-    elif status == "done":
+    elif filters.status == "done":
         query = query.where(~_has_pending())
-    if after is not None:
-        query = query.where(Batch.created_at >= after)
-    if before is not None:
-        query = query.where(Batch.created_at < before)
-    if label is not None:
-        pattern = _like(label)
+    if filters.created_after is not None:
+        query = query.where(Batch.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Batch.created_at < filters.created_before)
+    if filters.label is not None:
+        pattern = _like(filters.label)
         query = query.where(
             or_(
                 Batch.owner.ilike(pattern, escape="\\"),
