@@ -359,7 +359,15 @@ def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser
     for width in (1280, 1920):
         context = browser.new_context(viewport={"width": width, "height": 900})
         page = context.new_page()
-        page.route(re.compile(r".*/v1/batches/layout$"), lambda r: r.fulfill(json=status))
+        # a key pasted into the header field travels as a Bearer token on every API call
+        page.add_init_script("sessionStorage.setItem('fastarchrank.apiKey', 'far_test_key')")
+        seen_auth: list[str | None] = []
+
+        def status_route(r, seen_auth=seen_auth):  # type: ignore[no-untyped-def]
+            seen_auth.append(r.request.headers.get("authorization"))
+            r.fulfill(json=status)
+
+        page.route(re.compile(r".*/v1/batches/layout$"), status_route)
         page.route(
             re.compile(r".*/v1/batches/layout/ranking.*"),
             lambda r: r.fulfill(body=json.dumps(ranking), content_type="application/json"),
@@ -368,6 +376,8 @@ def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser
         rows = page.locator("#ranking tbody tr")
         sync_api.expect(rows).to_have_count(50)
         sync_api.expect(page.locator("#page-info")).to_have_text("page 1 of 20")
+        assert seen_auth and set(seen_auth) == {"Bearer far_test_key"}
+        sync_api.expect(page.locator("#apikey")).to_have_value("far_test_key")
         # the page itself never scrolls sideways; a long genotype is cut with an ellipsis and kept whole in its title
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         geno = page.locator("#ranking tbody a.geno").first

@@ -101,8 +101,81 @@ class ApiError extends Error {
   }
 }
 
+// With keys required (FASTARCHRANK_AUTH=required, or a non-loopback bind) the reader pastes a key;
+// it stays in this tab's sessionStorage and goes out as a Bearer token.
+const KEY_STORE = "fastarchrank.apiKey";
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch (_) {
+    return "";
+  }
+}
+
+function authHeaders() {
+  const key = apiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function initKeyForm() {
+  const input = document.getElementById("apikey");
+  if (!input) return;
+  input.value = apiKey();
+  input.addEventListener("change", () => {
+    try {
+      if (input.value.trim()) sessionStorage.setItem(KEY_STORE, input.value.trim());
+      else sessionStorage.removeItem(KEY_STORE);
+    } catch (_) {
+      /* storage disabled: the key lasts until the page is left */
+    }
+    window.location.reload();
+  });
+  document.getElementById("keyform").addEventListener("submit", (ev) => ev.preventDefault());
+}
+
+// Images and downloads cannot carry a header: with a key they are fetched and handed over as blobs.
+async function fetchBlob(url) {
+  const resp = await fetch(url, { headers: authHeaders(), cache: "no-store" });
+  if (!resp.ok) throw new ApiError(errorMessage(await resp.json().catch(() => null), resp.status), resp.status);
+  return URL.createObjectURL(await resp.blob());
+}
+
+function loadImage(img, src) {
+  if (!apiKey()) {
+    img.src = src;
+    return;
+  }
+  fetchBlob(src)
+    .then((url) => {
+      img.src = url;
+    })
+    .catch(() => {
+      img.hidden = true;
+    });
+}
+
+function wireExports() {
+  for (const a of document.querySelectorAll("a.export")) {
+    a.addEventListener("click", async (ev) => {
+      if (!apiKey()) return; // the browser downloads it directly
+      ev.preventDefault();
+      try {
+        const url = await fetchBlob(a.getAttribute("href"));
+        const tmp = el("a", { href: url, download: a.getAttribute("download") || "" });
+        document.body.append(tmp);
+        tmp.click();
+        tmp.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      } catch (err) {
+        showError(err);
+      }
+    });
+  }
+}
+
 async function api(path, etag) {
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", ...authHeaders() };
   if (etag) headers["If-None-Match"] = etag;
   const resp = await fetch(path, { headers, cache: "no-store" });
   if (resp.status === 304) return { notModified: true, etag };
@@ -111,6 +184,9 @@ async function api(path, etag) {
     body = await resp.json();
   } catch (_) {
     body = null;
+  }
+  if (resp.status === 401) {
+    throw new ApiError(`${errorMessage(body, resp.status)} — paste a key in the “API key” field at the top`, 401);
   }
   if (!resp.ok) throw new ApiError(errorMessage(body, resp.status), resp.status);
   return { body, etag: resp.headers.get("ETag") };
@@ -514,7 +590,7 @@ function initBatch() {
   if (cancel) {
     cancel.addEventListener("click", async () => {
       if (!window.confirm("Cancel this batch? Queued evaluations will not run.")) return;
-      const resp = await fetch(`/v1/batches/${encodeURIComponent(batchId)}/cancel`, { method: "POST" });
+      const resp = await fetch(`/v1/batches/${encodeURIComponent(batchId)}/cancel`, { method: "POST", headers: authHeaders() });
       if (!resp.ok) showError(new ApiError(errorMessage(await resp.json().catch(() => null), resp.status), resp.status));
       etag = null;
     });
@@ -633,7 +709,7 @@ function renderReport(batchId, r, gt) {
       img.hidden = true;
     };
     img.hidden = false;
-    img.src = src;
+    loadImage(img, src);
   }
   const pending = methods.reduce((a, [, m]) => a + (m.n_pending || 0), 0);
   const gtName = r.ground_truth && (r.ground_truth.name || r.ground_truth.set || r.ground_truth);
@@ -801,6 +877,8 @@ async function initArchitecture() {
 
 const PAGES = { batches: initBatches, batch: initBatch, report: initReport, architecture: initArchitecture };
 document.addEventListener("DOMContentLoaded", () => {
+  initKeyForm();
+  wireExports();
   const init = PAGES[document.body.dataset.page];
   if (init) init();
 });
