@@ -11,9 +11,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import architectures, batches, catalog, health, reports
+from app.api.listing import router as listing_router
 from app.errors import Conflict, InputError, NotFound
 from app.services.ranking_cache import RankingCache
 from app.settings import get_settings
+from app.ui import install as install_ui
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
         title="FastArchRank",
+        docs_url=None,  # /docs and /redoc come from app.ui with local assets
+        redoc_url=None,
         version="1.0",
         summary="Rank neural architectures with FEAR, training baselines and zero-cost proxies.",
         description=(
@@ -135,6 +139,8 @@ def create_app() -> FastAPI:
 
     for module in (batches, reports, architectures, catalog, health):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(listing_router, prefix="/v1")
+    install_ui(app)
     app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="rows of finished rankings each API process keeps in memory (~2 KB each); 0 = no cache",
     )
 
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key signing listing cursors; default: a random key kept in <data_dir>/cursor_secret "
+        "(set it explicitly when API processes do not share data_dir)",
+    )
+
     # --- task execution ------------------------------------------------------------------------
     task_soft_time_limit_s: int = Field(6 * 3600, ge=10, description="soft limit of one task, seconds")
     task_hard_time_limit_s: int = Field(6 * 3600 + 300, ge=20, description="hard limit of one task, seconds")

@@ -1,0 +1,194 @@
+"""``GET /v1/batches``: the batches, newest first, filtered, with cursor pagination."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from app.api import listing_cursor
+from app.api.deps import SessionDep, SettingsDep
+from app.api.listing_models import BatchList, BatchListEntry, ListingCounts, ListingStatus
+from app.errors import InputError
+from app.models import PENDING, Batch, BatchEvaluation, BatchItem, Evaluation
+from app.settings import Settings
+
+router = APIRouter(tags=["batches"])
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _has_pending() -> ColumnElement[bool]:
+    return exists().where(
+        BatchEvaluation.batch_id == Batch.id,
+        Evaluation.id == BatchEvaluation.evaluation_id,
+        Evaluation.status.in_(PENDING),
+    )
+
+
+def _scope(**filters: object) -> str:
+    """What a cursor is bound to: the filters of the listing it came from."""
+    canon = json.dumps(
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items()}, sort_keys=True
+    )
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def _counts(session: Session, ids: list[str]) -> dict[str, ListingCounts]:
+    found: dict[str, dict[str, int]] = {i: {} for i in ids}
+    for batch_id, st, n in session.execute(
+        select(BatchEvaluation.batch_id, Evaluation.status, func.count())
+        .join(Evaluation, Evaluation.id == BatchEvaluation.evaluation_id)
+        .where(BatchEvaluation.batch_id.in_(ids))
+        .group_by(BatchEvaluation.batch_id, Evaluation.status)
+    ):
+        found[batch_id][st] = n
+    known = set(ListingCounts.model_fields)
+    return {i: ListingCounts(**{k: v for k, v in c.items() if k in known}) for i, c in found.items()}
+
+
+def _item_counts(session: Session, ids: list[str]) -> dict[str, int]:
+    return dict(
+        session.execute(  # type: ignore[arg-type]
+            select(BatchItem.batch_id, func.count())
+            .where(BatchItem.batch_id.in_(ids))
+            .group_by(BatchItem.batch_id)
+        ).all()
+    )
+
+
+@router.get(
+    "/batches",
+    response_model=BatchList,
+    summary="List batches, newest first, with filters and cursor pagination",
+    responses={400: {"description": "`cursor` is malformed, forged, or was issued for other filters"}},
+)
+def list_batches(
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: Annotated[str | None, Query(max_length=128, description="only this owner's batches")] = None,
+    status: Annotated[
+        Literal["running", "done"] | None,
+        Query(description="'running': something is queued or running; 'done': nothing is"),
+    ] = None,
+    created_after: Annotated[
+        datetime | None, Query(description="RFC 3339; only batches created at or after this time")
+    ] = None,
+    created_before: Annotated[
+        datetime | None, Query(description="RFC 3339; only batches created before this time")
+    ] = None,
+    label: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, description="substring (any case) of an item label or the owner"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="entries per page")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="the `next` token of the previous page")
+    ] = None,
+) -> BatchList:
+    if limit > settings.max_page_size:
+        raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and value.tzinfo is None:
+            raise InputError(["query", name], f"{name} needs a UTC offset, e.g. 2026-01-31T12:00:00Z")
+    filters = ListingFilters(
+        owner=owner,
+        status=status,
+        created_after=_utc(created_after) if created_after else None,
+        created_before=_utc(created_before) if created_before else None,
+        label=label,
+    )
+    return list_page(session, settings, filters, limit, cursor)
+
+
+@dataclass(frozen=True)
+class ListingFilters:
+    owner: str | None = None
+    status: ListingStatus | None = None
+    created_after: datetime | None = None  # UTC
+    created_before: datetime | None = None  # UTC
+    label: str | None = None
+
+
+def list_page(
+    session: Session,
+    settings: Settings,
+    filters: ListingFilters,
+    limit: int,
+    cursor: str | None,
+    visible: ColumnElement[bool] | None = None,
+    viewer: str = "",
+) -> BatchList:
+    """One page of the listing. ``visible`` restricts it to the batches the caller may see (access
+    control adds its owner clause here) and ``viewer`` names the caller: both are bound into the
+    cursor, so one caller's token cannot page through what another sees."""
+    scope = _scope(viewer=viewer, **asdict(filters))
+    secret = listing_cursor.secret_of(settings)
+    query = select(Batch).options(selectinload(Batch.methods))
+    if visible is not None:
+        query = query.where(visible)
+    if filters.owner is not None:
+        query = query.where(Batch.owner == filters.owner)
+    if filters.status == "running":
+        query = query.where(_has_pending())
+    elif filters.status == "done":
+        query = query.where(~_has_pending())
+    if filters.created_after is not None:
+        query = query.where(Batch.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Batch.created_at < filters.created_before)
+    if filters.label is not None:
+        pattern = _like(filters.label)
+        query = query.where(
+            or_(
+                Batch.owner.ilike(pattern, escape="\\"),
+                exists().where(BatchItem.batch_id == Batch.id, BatchItem.label.ilike(pattern, escape="\\")),
+            )
+        )
+    if cursor is not None:
+        pos = listing_cursor.decode(cursor, scope, secret)
+        query = query.where(
+            or_(
+                Batch.created_at < pos.created_at,
+                and_(Batch.created_at == pos.created_at, Batch.id < pos.batch_id),
+            )
+        )
+    batches = list(session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)))
+    page, more = batches[:limit], len(batches) > limit
+    ids = [b.id for b in page]
+    counts = _counts(session, ids)
+    items = _item_counts(session, ids)
+    entries = [
+        BatchListEntry(
+            batch_id=b.id,
+            owner=b.owner,
+            created_at=_utc(b.created_at),
+            space=b.space,
+            dataset=b.dataset,
+            methods=[m.alias for m in b.methods],
+            items=items.get(b.id, 0),
+            counts=counts[b.id],
+            status="running" if counts[b.id].queued or counts[b.id].running else "done",
+        )
+        for b in page
+    ]
+    next_token = (
+        listing_cursor.encode(listing_cursor.Position(_utc(page[-1].created_at), page[-1].id), scope, secret)
+        if more
+        else None
+    )
+    return BatchList(items=entries, next=next_token, limit=limit)

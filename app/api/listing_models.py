@@ -1,0 +1,44 @@
+"""Response models of ``GET /v1/batches``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ListingStatus = Literal["running", "done"]
+
+
+class ListingCounts(BaseModel):
+    """Evaluations of the batch per status (one per batch item and method entry)."""
+
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    unmet: int = 0
+    rejected: int = 0
+    lost: int = 0
+    cancelled: int = 0
+
+
+class BatchListEntry(BaseModel):
+    batch_id: str
+    owner: str | None
+    created_at: datetime = Field(description="RFC 3339, UTC")
+    space: str
+    dataset: str
+    methods: list[str] = Field(description="method aliases in submission order")
+    items: int = Field(description="items of the batch")
+    counts: ListingCounts
+    status: ListingStatus = Field(description="'running' while anything is queued or running, else 'done'")
+
+
+class BatchList(BaseModel):
+    items: list[BatchListEntry] = Field(description="newest first")
+    next: str | None = Field(
+        description="opaque cursor: pass it as `cursor` (with the same filters) for the next page; "
+        "null on the last page"
+    )
+    limit: int
