@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
-from app.services.reports.stats import correlation
+from app.services.reports.stats import MIN_PAIRS
 
 COMPOSITE_PREFIX = "composite:"
 COMPOSITE_HIGHER_IS_BETTER = False  # the composite score is a mean rank: 1 is the best possible
@@ -150,6 +150,12 @@ def _measure_ranks(
     return ranks, set(missing)
 
 
+# (measure name, ranked keys) -> that measure's ranks and imputed keys; lets choose_composite rank each
+# measure once per half instead of once per candidate subset (the ranks do not depend on the subset
+# when the ranked keys are the same).
+_RankCache = dict[tuple[str, tuple[str, ...]], tuple[dict[str, float], set[str]]]
+
+
 def composite_ranks(
     measures: Sequence[MeasureScores],
     rules: CompositeRules = CompositeRules(),
@@ -162,6 +168,12 @@ def composite_ranks(
     but unknown to every measure is unranked. Ties in the composite keep the input order among
     themselves.
     """
+    return _composite(measures, rules, keys, cache={})
+
+
+def _composite(
+    measures: Sequence[MeasureScores], rules: CompositeRules, keys: Iterable[str] | None, cache: _RankCache
+) -> CompositeResult:
     if not measures:
         raise ValueError("a composite needs at least one measure")
     names = [m.name for m in measures]
@@ -182,15 +194,20 @@ def composite_ranks(
 
     per_measure: dict[str, dict[str, float]] = {}
     imputed: dict[str, list[str]] = {k: [] for k in ranked_keys}
+    ranked_tuple = tuple(ranked_keys)
     for measure in measures:
-        ranks, missing = _measure_ranks(measure, ranked_keys, rules)
+        cache_key = (measure.name, ranked_tuple)
+        if cache_key not in cache:
+            cache[cache_key] = _measure_ranks(measure, ranked_keys, rules)
+        ranks, missing = cache[cache_key]
         per_measure[measure.name] = ranks
         for key in missing:
             imputed[key].append(measure.name)
 
     entries: list[CompositeEntry] = []
     if ranked_keys:
-        means = np.array([np.mean([per_measure[n][k] for n in names]) for k in ranked_keys])
+        # ranks are multiples of 1/2, so these sums are exact and equal means tie exactly
+        means = np.array([sum(per_measure[n][k] for n in names) / len(names) for k in ranked_keys])
         composite = rankdata(means, method="average")
         for i in np.argsort(composite, kind="stable"):
             key = ranked_keys[i]
@@ -321,12 +338,28 @@ def _spearman_on(
     truth: Mapping[str, float | None],
     keys: Sequence[str],
     rules: CompositeRules,
+    cache: _RankCache,
 ) -> tuple[CandidateScore, dict[str, float]]:
-    mean_ranks = composite_ranks(measures, rules, keys=keys).mean_ranks()
-    shared = [k for k in keys if k in mean_ranks and truth.get(k) is not None]
-    # a mean rank is lower-is-better: negate it so that ρ > 0 means "orders like the ground truth"
-    corr = correlation([truth[k] for k in shared], [-mean_ranks[k] for k in shared])
-    return CandidateScore(tuple(m.name for m in measures), corr["spearman"], corr["n_used"]), mean_ranks
+    mean_ranks = _composite(measures, rules, keys, cache).mean_ranks()
+    pairs = [
+        (float(t), -mean_ranks[k])  # mean rank is lower-is-better: negated, ρ > 0 means "like the truth"
+        for k in keys
+        if k in mean_ranks and (t := truth.get(k)) is not None and math.isfinite(t)
+    ]
+    rho = _spearman([t for t, _ in pairs], [s for _, s in pairs])
+    return CandidateScore(tuple(m.name for m in measures), rho, len(pairs)), mean_ranks
+
+
+def _spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman ρ (scipy), None below MIN_PAIRS pairs or for a constant side, as stats.correlation says.
+
+    Not stats.correlation itself: that one also computes Kendall's τ and both p-values, which a search
+    over hundreds of subsets and halvings does not need.
+    """
+    if len(xs) < MIN_PAIRS or np.ptp(xs) == 0 or np.ptp(ys) == 0:
+        return None
+    rho = float(spearmanr(xs, ys).statistic)
+    return rho if math.isfinite(rho) else None
 
 
 def choose_composite(
@@ -350,9 +383,10 @@ def choose_composite(
     if bad_sizes or not sizes:
         raise ValueError(f"sizes must lie in 1..{len(measures)} (the number of measures), got {list(sizes)}")
     candidates: list[tuple[CandidateScore, int]] = []
+    selection_cache: _RankCache = {}
     for size in sorted(set(sizes)):
         for subset in itertools.combinations(measures, size):
-            score, _ = _spearman_on(subset, truth, split.selection, rules)
+            score, _ = _spearman_on(subset, truth, split.selection, rules, selection_cache)
             candidates.append((score, len(candidates)))
     defined = [(c, i) for c, i in candidates if c.spearman is not None]
     if not defined:
@@ -360,7 +394,9 @@ def choose_composite(
     ordered = sorted(defined, key=lambda item: (-(item[0].spearman or 0.0), len(item[0].measures), item[1]))
     best = ordered[0][0]
     by_name = {m.name: m for m in measures}
-    evaluation, mean_ranks = _spearman_on([by_name[n] for n in best.measures], truth, split.evaluation, rules)
+    evaluation, mean_ranks = _spearman_on(
+        [by_name[n] for n in best.measures], truth, split.evaluation, rules, {}
+    )
     undefined = [c for c, _ in candidates if c.spearman is None]
     return CompositeChoice(
         chosen=best.measures,
