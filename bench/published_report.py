@@ -350,6 +350,10 @@ def _measure_scores(alias: str, scores: Mapping[str, float]) -> MeasureScores:
     return MeasureScores(alias, Direction.HIGHER, dict(scores))
 
 
+def _sizes(measures: Sequence[MeasureScores], max_size: int) -> list[int]:
+    return list(range(1, min(max_size, len(measures)) + 1))
+
+
 def composite_block(
     gt_name: str,
     truth: Mapping[str, float],
@@ -359,13 +363,14 @@ def composite_block(
     rules: CompositeRules,
     split_seed: int,
     repeats: int,
+    max_size: int,
     n_boot: int,
     seed: int,
 ) -> CompositeBlock:
     measures = [_measure_scores(alias, scores[alias]) for alias in pool]
     keys = [k for k in truth if any(k in scores[a] for a in pool)]
     split = split_in_half(keys, split_seed)
-    choice = choose_composite(measures, truth, split, rules=rules)
+    choice = choose_composite(measures, truth, split, sizes=_sizes(measures, max_size), rules=rules)
     singles = [c for c in choice.candidates if len(c.measures) == 1 and c.spearman is not None]
     best_single = singles[0].measures[0]
     eval_truth = {k: truth[k] for k in split.evaluation}
@@ -401,7 +406,7 @@ def composite_block(
         top_candidates=[
             {"measures": list(c.measures), "spearman": c.spearman, "n": c.n} for c in choice.candidates[:5]
         ],
-        repeats=split_repeats(measures, truth, keys, rules, split_seed, repeats),
+        repeats=split_repeats(measures, truth, keys, rules, split_seed, repeats, max_size),
     )
 
 
@@ -412,6 +417,7 @@ def split_repeats(
     rules: CompositeRules,
     first_seed: int,
     repeats: int,
+    max_size: int,
 ) -> dict[str, Any]:
     """The same choose-on-one-half, judge-on-the-other over ``repeats`` random halvings: how often the
     chosen composite beats the single measure chosen the same way, judged on the evaluation half."""
@@ -422,7 +428,7 @@ def split_repeats(
     chosen_counts: dict[str, int] = {}
     for offset in range(repeats):
         split = split_in_half(keys, first_seed + 1 + offset)
-        choice = choose_composite(measures, truth, split, rules=rules)
+        choice = choose_composite(measures, truth, split, sizes=_sizes(measures, max_size), rules=rules)
         singles = [c for c in choice.candidates if len(c.measures) == 1 and c.spearman is not None]
         single = by_name[singles[0].measures[0]].scores
         shared = [k for k in split.evaluation if k in single]
@@ -629,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated aliases for the composite pool (default: every zero-cost and static measure)",
     )
+    parser.add_argument("--max-size", type=int, default=3, help="largest composite tried (measures)")
     parser.add_argument("--missing", choices=[r.value for r in MissingRule], default=MissingRule.WORST.value)
     parser.add_argument(
         "--infinite", choices=[r.value for r in InfiniteRule], default=InfiniteRule.ORDER.value
@@ -712,10 +719,11 @@ def run(args: argparse.Namespace, argv_text: str) -> dict[str, Any]:
             costs,
             pool,
             rules,
-            args.split_seed,
-            args.split_repeats,
-            args.n_boot,
-            args.seed,
+            split_seed=args.split_seed,
+            repeats=args.split_repeats,
+            max_size=args.max_size,
+            n_boot=args.n_boot,
+            seed=args.seed,
         )
         for name, truth in truths
     ]
