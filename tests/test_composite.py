@@ -9,6 +9,7 @@ import pytest
 
 from app.services.reports.composite import (
     COMPOSITE_HIGHER_IS_BETTER,
+    CompositeResult,
     CompositeRules,
     CompositeSpecError,
     Direction,
@@ -28,7 +29,8 @@ EXCLUDE = CompositeRules(missing=MissingRule.EXCLUDE)
 NO_INF = CompositeRules(infinite=InfiniteRule.UNUSABLE)
 
 
-def summary(result):  # key -> (mean rank, composite rank)
+def summary(result: CompositeResult) -> dict[str, tuple[float | None, float | None]]:
+    """key -> (mean rank, composite rank)"""
     return {e.key: (e.mean_rank, e.rank) for e in result.entries}
 
 

@@ -59,11 +59,11 @@ def _write_fixture(tmp_path: Path) -> tuple[Path, Path]:
         writer.writerows(rows)
     truth = tmp_path / "published.csv"
     with truth.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["nb201_index", "genotype", "acc"])
+        plain = csv.writer(handle)
+        plain.writerow(["nb201_index", "genotype", "acc"])
         for position, index in enumerate(INDICES):
-            writer.writerow([index, nb201.from_index(index).canonical, 91 + position])
-        writer.writerow([999, nb201.from_index(999).canonical, ""])  # no value: ignored
+            plain.writerow([index, nb201.from_index(index).canonical, 91 + position])
+        plain.writerow([999, nb201.from_index(999).canonical, ""])  # no value: ignored
     return export, truth
 
 
