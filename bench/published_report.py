@@ -31,7 +31,7 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,12 +52,13 @@ from app.services.reports.composite import (
     split_in_half,
 )
 from app.services.reports.ranking import score_is_usable
-from app.services.reports.stats import bootstrap_ci, correlation
+from app.services.reports.stats import bootstrap_ci, correlation, top_percent_table
 from bench.summary import paired_spearman_difference
 
 DEFAULT_INTERNAL = "full"
 CHEAP_FAMILIES = ("zero_cost", "static")  # the default pool of composite measures
 REFERENCE_FAMILY = "zero_cost"
+TOP_PERCENTS = (10.0, 20.0, 50.0)  # the FEAR paper's question: does the method find the best ones?
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class GroundTruthBlock:
     n: int
     reference: str | None  # the best zero-cost measure against this ground truth
     methods: list[MethodFigures]
+    top_percent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # alias -> the table
 
 
 @dataclass
@@ -320,6 +322,10 @@ def best_reference(
     return best[1] if best else None
 
 
+def _as_hashable(scores: Mapping[str, float]) -> dict[Hashable, float | None]:
+    return dict(scores)
+
+
 def ground_truth_block(
     name: str,
     description: str,
@@ -337,8 +343,19 @@ def ground_truth_block(
         for alias in infos
         if alias not in skip
     ]
+    truth_any: dict[Hashable, float | None] = dict(truth)
+    top = {
+        alias: top_percent_table(truth_any, _as_hashable(scores[alias]), {}, TOP_PERCENTS)
+        for alias in infos
+        if alias not in skip
+    }
     return GroundTruthBlock(
-        name=name, description=description, n=len(truth), reference=reference, methods=figures
+        name=name,
+        description=description,
+        n=len(truth),
+        reference=reference,
+        methods=figures,
+        top_percent=top,
     )
 
 
@@ -545,6 +562,7 @@ def markdown(
             row += f" {fig.n} | {_with_ci(fig.spearman)} | {_with_ci(fig.kendall)} | {delta} |"
         lines.append(row)
     lines.append("")
+    lines += top_percent_lines(blocks)
     for composite in composites:
         lines += composite_lines(composite)
     lines += [
@@ -559,6 +577,44 @@ def markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def top_percent_lines(blocks: Sequence[GroundTruthBlock]) -> list[str]:
+    """The FEAR paper's top-% figures (common, spe) per method, one column pair per ground truth."""
+    if not blocks or not blocks[0].top_percent:
+        return []
+    percents = [row["p"] for row in next(iter(blocks[0].top_percent.values()))]
+    header = "| method |"
+    rule = "|---|"
+    for block in blocks:
+        for p in percents:
+            k = next(iter(block.top_percent.values()))[percents.index(p)]["k"]
+            header += f" common@{p:g}% (k={k}) {block.name} |"
+            rule += "---:|"
+        for p in percents:
+            header += f" spe@{p:g}% {block.name} |"
+            rule += "---:|"
+    lines = [
+        "## Does it find the best architectures? (the FEAR paper's top-% figures)",
+        "",
+        "common@p = share of the ground truth's top k = floor(N·p/100) that the method also puts in its "
+        "top k; spe@p = Spearman over the ground truth's top k only. No intervals: at k = 5 or 10 one "
+        "architecture moves common by 0.2 or 0.1.",
+        "",
+        header,
+        rule,
+    ]
+    aliases = list(dict.fromkeys(a for block in blocks for a in block.top_percent))
+    for alias in aliases:
+        row = f"| {alias} |"
+        for block in blocks:
+            table = block.top_percent.get(alias)
+            for i in range(len(percents)):
+                row += f" {_num(table[i]['common'], 2)} |" if table else " — |"
+            for i in range(len(percents)):
+                row += f" {_num(table[i]['spe'], 2)} |" if table else " — |"
+        lines.append(row)
+    return [*lines, ""]
 
 
 def composite_lines(block: CompositeBlock) -> list[str]:
