@@ -323,7 +323,8 @@ def best_reference(
 
 
 def _as_hashable(scores: Mapping[str, float]) -> dict[Hashable, float | None]:
-    return dict(scores)
+    # top_percent_table is typed on Hashable keys; a dict is invariant in its key type
+    return {key: value for key, value in scores.items()}
 
 
 def ground_truth_block(
@@ -343,7 +344,7 @@ def ground_truth_block(
         for alias in infos
         if alias not in skip
     ]
-    truth_any: dict[Hashable, float | None] = dict(truth)
+    truth_any = _as_hashable(truth)
     top = {
         alias: top_percent_table(truth_any, _as_hashable(scores[alias]), {}, TOP_PERCENTS)
         for alias in infos
