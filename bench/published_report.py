@@ -43,12 +43,15 @@ from app.catalog.methods import all_methods
 from app.genotypes import GenotypeError, get_space
 from app.services.reports.composite import (
     CompositeRules,
+    CompositeSpecError,
     Direction,
     InfiniteRule,
     MeasureScores,
     MissingRule,
     choose_composite,
     composite_name,
+    composite_ranks,
+    parse_composite_spec,
     split_in_half,
 )
 from app.services.reports.ranking import score_is_usable
@@ -366,6 +369,30 @@ def ground_truth_block(
 def _measure_scores(alias: str, scores: Mapping[str, float]) -> MeasureScores:
     # scores are already oriented (higher = better)
     return MeasureScores(alias, Direction.HIGHER, dict(scores))
+
+
+def add_fixed_composite(
+    text: str,
+    infos: dict[str, MethodInfoRow],
+    scores: dict[str, dict[str, float]],
+    costs: dict[str, float | None],
+    rules: CompositeRules,
+) -> None:
+    """Add a composite written in advance as one more method: its score is the negated mean rank (so
+    higher = better, like every other column), its cost the sum of its measures' mean costs.
+
+    Chosen before looking at this data, it needs no held-out half: its ρ over all architectures is as
+    honest as any single measure's."""
+    cheap = [a for a, info in infos.items() if info.family in CHEAP_FAMILIES]
+    try:
+        spec = parse_composite_spec(text, cheap)
+    except CompositeSpecError as error:
+        raise ValueError(f"--fixed-composite: {error}") from error
+    result = composite_ranks([_measure_scores(a, scores[a]) for a in spec.measures], rules)
+    scores[spec.name] = {key: -rank for key, rank in result.mean_ranks().items()}
+    infos[spec.name] = MethodInfoRow(spec.name, "composite", "", "composite", higher_is_better=True)
+    parts = [costs.get(a) for a in spec.measures]
+    costs[spec.name] = sum(c for c in parts if c is not None) if all(c is not None for c in parts) else None
 
 
 def _sizes(measures: Sequence[MeasureScores], max_size: int) -> list[int]:
@@ -692,6 +719,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated aliases for the composite pool (default: every zero-cost and static measure)",
     )
+    parser.add_argument(
+        "--fixed-composite",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a composite named in advance (e.g. composite:synflow+naswot+jacob_cov), reported over all "
+        "architectures like any method; repeatable",
+    )
     parser.add_argument("--max-size", type=int, default=3, help="largest composite tried (measures)")
     parser.add_argument("--missing", choices=[r.value for r in MissingRule], default=MissingRule.WORST.value)
     parser.add_argument(
@@ -707,6 +742,9 @@ def run(args: argparse.Namespace, argv_text: str) -> dict[str, Any]:
     infos = method_infos(rows)
     scores = oriented_scores(rows, infos)
     costs = mean_costs(rows)
+    rules = CompositeRules(missing=MissingRule(args.missing), infinite=InfiniteRule(args.infinite))
+    for text in args.fixed_composite:
+        add_fixed_composite(text, infos, scores, costs, rules)
     architectures = {row.key for row in rows}
     published_all = read_ground_truth(args.ground_truth, args.key_column, args.value_column, space)
     published = {k: v for k, v in published_all.items() if k in architectures}
@@ -767,7 +805,6 @@ def run(args: argparse.Namespace, argv_text: str) -> dict[str, Any]:
             raise ValueError(f"--composite-measures: no method {', '.join(unknown)} in the export")
     else:
         pool = [a for a, info in infos.items() if info.family in CHEAP_FAMILIES]
-    rules = CompositeRules(missing=MissingRule(args.missing), infinite=InfiniteRule(args.infinite))
     composites = [
         composite_block(
             name,

@@ -145,3 +145,24 @@ def test_kendall_bootstrap_matches_scipy_on_the_same_resamples() -> None:
     taus = taus[np.isfinite(taus)]
     expected = np.quantile(taus, [0.025, 0.975])
     assert (low, high) == pytest.approx(tuple(expected))
+
+
+def test_fixed_composite_is_reported_like_a_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export, truth = _write_fixture(tmp_path)
+    base = ["--export", str(export), "--ground-truth", str(truth), "--value-column", "acc"]
+    base += ["--n-boot", "200", "--split-repeats", "0", "--out", str(tmp_path / "fixed")]
+    assert published_report.main([*base, "--fixed-composite", "composite:synflow+naswot"]) == 0
+    result = json.loads((tmp_path / "fixed" / "published_report.json").read_text())
+    figures = _figures(result["ground_truths"][0])["composite:synflow+naswot"]
+    # mean ranks tie the two swapped architectures and keep every other one in place:
+    # ρ = Pearson of (1.5, 1.5, 3..8) with (1..8) = sqrt(41.5 / 42)
+    assert figures["spearman"]["value"] == pytest.approx(math.sqrt(41.5 / 42))
+    assert figures["n"] == 8
+    assert result["cost_per_arch_s"]["composite:synflow+naswot"] == pytest.approx(0.22)
+    # the composite is a method here, never the zero-cost reference nor a pool measure
+    assert result["ground_truths"][0]["reference"] == "synflow"
+    assert result["composites"][0]["measures_pool"] == ["synflow", "naswot"]
+    assert published_report.main([*base, "--fixed-composite", "composite:synflow+grasp"]) == 2
+    assert "unknown measure 'grasp'" in capsys.readouterr().err
