@@ -9,11 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from app.spaces.nb201 import DEFAULT_C, DEFAULT_N
 from app.genotypes import nb201 as nb201_genotype
 from worker.spaces.ops import ResidualReduction, nb201_op
 
-DEFAULT_C = 16
-DEFAULT_N = 5
 
 
 class TopologyCell(nn.Module):
@@ -104,15 +103,6 @@ def build(genotype: str, num_classes: int, options: dict | None = None) -> CellN
     if opts:
         raise ValueError(f"unknown nb201 option(s) {sorted(opts)}; allowed: C, N")
     return build_tiny_network(nb201_genotype.parse_ops(genotype), num_classes, C=C, N=N)
-
-
-def unfreeze_identifiers(options: dict | None = None) -> list[str]:
-    """FEAR stage-2 identifiers: the last round(4N/5) cells of the final stage (at least one),
-    lastact and classifier. N=5 gives the authors' ``cells.13``..``cells.16``."""
-    N = _positive_int((options or {}).get("N", DEFAULT_N), "N")
-    total = 3 * N + 2
-    count = min(N, max(1, round(4 * N / 5)))
-    return [f"cells.{i}" for i in range(total - count, total)] + ["lastact", "classifier"]
 
 
 def _positive_int(value: object, name: str) -> int:

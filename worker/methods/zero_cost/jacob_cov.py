@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from worker.methods.zero_cost.common import Batch, Score, logits_of
+from worker.methods.zero_cost.registry import implements
 
 EPSILON = 1e-5
 NO_PATH = "no path from input to output: constant Jacobian (correlation undefined)"
@@ -45,5 +46,6 @@ def correlation_score(jacobian: Tensor) -> Score:
     return Score(value, reason, {"min_eigenvalue": float(eigenvalues.min())})
 
 
+@implements("jacob_cov")
 def jacob_cov(model: nn.Module, batch: Batch) -> Score:
     return correlation_score(input_jacobian(model, batch[0]))

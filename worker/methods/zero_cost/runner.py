@@ -14,10 +14,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from torch import nn
 
 from app.catalog.datasets import get_dataset
+from app.catalog.zero_cost import ScoredNetworkOptions
+from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
 from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients
-from worker.methods.zero_cost.registry import MEASURES, Measure
+from worker.methods.zero_cost.registry import Measure, measures
 from worker.methods.zero_cost.state import InitialState
 from worker.spaces.base import NetworkSpec
 
@@ -41,36 +43,17 @@ def _key(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True)
 
 
-def _json_safe(value: Any) -> Any:
-    # inf/NaN are not JSON: keep them readable as strings in the stored info.
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
-
-
-# The knobs each space's builder takes (it rejects any other key). ``auxiliary_weight`` is a loss
-# weight, never a builder knob; the zero-cost configs forbid the auxiliary head anyway.
-_BUILDER_KNOBS: dict[str, tuple[str, ...]] = {
-    "nb201": ("C", "N"),
-    "nats_sss": (),
-    "darts": ("C", "layers", "auxiliary", "drop_path"),
-    "nb301": ("C", "layers", "auxiliary", "drop_path"),
-}
-_UNSET = (None, False, 0, 0.0)
-
-
 def network_options(space: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The builder's options from a config's ``network`` block. Unset knobs (None) mean the space
-    default and are left out; a knob set for a space that has no use for it is an error (the API's
-    check rejects it first), never silently dropped."""
-    network = {k: v for k, v in (config.get("network") or {}).items() if v is not None}
-    knobs = _BUILDER_KNOBS.get(space)
-    if knobs is None:  # a space this table does not know: hand everything to its builder
-        return network
-    for key, value in network.items():
-        if key not in knobs and key != "auxiliary_weight" and value not in _UNSET:
-            raise ValueError(f"network.{key}={value!r} does not apply to space {space!r}")
-    return {k: v for k, v in network.items() if k in knobs}
+    """The builder's options from a config's ``network`` block (the space spec decides which apply;
+    a knob set for a space that has no use for it is an error, never silently dropped)."""
+    network = ScoredNetworkOptions.model_validate(config.get("network") or {})
+    return get_space_spec(space).builder_options(network)
+
+
+def batch_size_of(measure: Measure, config: dict[str, Any]) -> int | None:
+    if measure.input != "batch":
+        return None
+    return int(config.get("batch_size") or measure.spec.default_batch_size)
 
 
 class _Shared:
@@ -128,8 +111,9 @@ def _check_one_architecture(requests: list[EvalRequest]) -> None:
                 "run_zero_cost takes the requests of one architecture: space, genotype, dataset and seed "
                 f"must agree (evaluation {request.evaluation_id} differs from {first.evaluation_id})"
             )
-        if request.method not in MEASURES:
-            raise ValueError(f"unknown zero-cost measure {request.method!r}; known: {', '.join(MEASURES)}")
+        if request.method not in measures():
+            known = ", ".join(measures())
+            raise ValueError(f"unknown zero-cost measure {request.method!r}; known: {known}")
 
 
 def _result(
@@ -148,7 +132,7 @@ def _result(
         "seed": request.seed,
         "batch_size": batch_size,
         "batchnorm_removed": measure.removes_batchnorm,
-        **{k: _json_safe(v) for k, v in score.info.items()},
+        **score.info,  # non-finite values are encoded where results are stored
     }
     if measure.from_gradients is not None:
         info["gradients_reused"] = shared_gradients
@@ -224,9 +208,9 @@ def run_zero_cost(
 
         for index in indices:
             request = requests[index]
-            measure = MEASURES[request.method]
+            measure = measures()[request.method]
             ctx.progress(phase="zero_cost", measure=measure.name, done=done, total=len(requests))
-            batch_size = measure.batch_size(request.config)
+            batch_size = batch_size_of(measure, request.config)
             batch: Batch | None = None
             batch_s = 0.0
             if measure.input == "batch":
