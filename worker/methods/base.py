@@ -35,6 +35,8 @@ class MethodResult:
     cost_s: float = 0.0  # training time (or measure time) that counts as the method's cost
     timings: dict[str, float] = field(default_factory=dict)  # per stage, seconds
     info: dict[str, Any] = field(default_factory=dict)  # epochs, losses, trainable ratio, log10 ...
+    # FEAR: seconds of stage 1, whatever its outcome (for the batch's fastest-time bookkeeping)
+    stage1_s: float | None = None
 
 
 class LostOwnership(RuntimeError):

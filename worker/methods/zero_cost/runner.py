@@ -3,6 +3,7 @@ give every measure its own fresh copy of the initial weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -22,6 +23,7 @@ from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gr
 from worker.methods.zero_cost.registry import Measure, measures
 from worker.methods.zero_cost.state import InitialState
 from worker.spaces.base import NetworkSpec
+from worker.training import make_generator, set_float32_numerics
 
 Builder = Callable[[NetworkSpec], nn.Module]
 
@@ -56,6 +58,18 @@ def batch_size_of(measure: Measure, config: dict[str, Any]) -> int | None:
     return int(config.get("batch_size") or measure.spec.default_batch_size)
 
 
+def architecture_seed(seed: int, genotype: str) -> int:
+    """A batch seed of its own for every architecture (stable across processes, unlike hash())."""
+    digest = hashlib.sha256(f"{seed}:{genotype}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def first_train_batch(dataset: DeviceDataset, size: int, seed: int) -> Batch:
+    """The first minibatch of a seeded, shuffled, augmented train epoch."""
+    batches = dataset.train_batches(size, make_generator(seed), augment=True, cutout=0)
+    return next(iter(batches))
+
+
 class _Shared:
     """Datasets and fixed batches shared by all requests of one architecture (loaded lazily)."""
 
@@ -68,9 +82,9 @@ class _Shared:
         configs = [r.config["data"] for r in requests if "data" in r.config]
         self.fallback_data = configs[0] if configs else {}
         self._datasets: dict[str, DeviceDataset] = {}
-        self._batches: dict[tuple[str, int], Batch] = {}
+        self._batches: dict[tuple[str, int, bool, bool], Batch] = {}
         self.dataset_s = 0.0
-        self.batch_s: dict[tuple[str, int], float] = {}
+        self.batch_s: dict[tuple[str, int, bool, bool], float] = {}
 
     def data_config(self, request: EvalRequest) -> dict[str, Any]:
         return request.config.get("data", self.fallback_data)
@@ -85,12 +99,20 @@ class _Shared:
         return self._datasets[key]
 
     def batch(self, request: EvalRequest, size: int) -> tuple[Batch, float]:
-        """The fixed batch of ``size`` images and the seconds it took to load (once per size)."""
-        key = (_key(self.data_config(request)), size)
+        """The batch of ``size`` images and the seconds it took to load (once per size and kind):
+        by default the fixed, un-augmented batch of the seed; optionally (Samsung's convention) an
+        augmented one and/or one drawn per architecture."""
+        augment = bool(request.config.get("batch_augment"))
+        per_architecture = bool(request.config.get("batch_per_architecture"))
+        key = (_key(self.data_config(request)), size, augment, per_architecture)
         if key not in self._batches:
             dataset = self.dataset(request)
+            seed = architecture_seed(self.seed, request.genotype) if per_architecture else self.seed
             start = _clock(self.ctx.device)
-            self._batches[key] = dataset.fixed_batch(size, self.seed)
+            if augment:
+                self._batches[key] = first_train_batch(dataset, size, seed)
+            else:
+                self._batches[key] = dataset.fixed_batch(size, seed)
             self.batch_s[key] = _clock(self.ctx.device) - start
         return self._batches[key], self.batch_s[key]
 
@@ -183,6 +205,8 @@ def run_zero_cost(
     if not requests:
         return []
     _check_one_architecture(requests)
+    # Measures run in float32 with TF32 off, always: several are sums over many small terms.
+    set_float32_numerics(ctx.device, "fp32")
     build = builder or _default_builder()
     shared = _Shared(ctx, requests)
     first = requests[0]
