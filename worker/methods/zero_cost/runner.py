@@ -18,7 +18,7 @@ from app.catalog.datasets import get_dataset
 from app.catalog.zero_cost import ScoredNetworkOptions
 from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
-from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext
+from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext, json_safe
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients
 from worker.methods.zero_cost.registry import Measure, measures
 from worker.methods.zero_cost.state import InitialState
@@ -154,7 +154,7 @@ def _result(
         "seed": request.seed,
         "batch_size": batch_size,
         "batchnorm_removed": measure.removes_batchnorm,
-        **score.info,  # non-finite values are encoded where results are stored
+        **json_safe(score.info),
     }
     if measure.from_gradients is not None:
         info["gradients_reused"] = shared_gradients
