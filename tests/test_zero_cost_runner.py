@@ -12,10 +12,10 @@ from torch import nn
 
 from tests.zero_cost_support import LocalContext, requests_for
 from worker.methods.zero_cost import measures, run_zero_cost
-from worker.methods.zero_cost.registry import Implementation
 from worker.methods.zero_cost.common import Score
 from worker.methods.zero_cost.jacob_cov import NO_PATH
 from worker.methods.zero_cost.naswot import SINGULAR
+from worker.methods.zero_cost.registry import Implementation
 from worker.methods.zero_cost.runner import network_options
 from worker.methods.zero_cost.state import InitialState
 from worker.methods.zero_cost.synflow import OVERFLOW
@@ -112,7 +112,9 @@ def test_a_measure_never_sees_another_measures_changes(monkeypatch: pytest.Monke
                 tensor.add_(1)
         return Score(0.0)
 
-    monkeypatch.setitem(MEASURES, "plain", dataclasses.replace(MEASURES["plain"], implementation=Implementation(vandal)))
+    monkeypatch.setitem(
+        MEASURES, "plain", dataclasses.replace(MEASURES["plain"], implementation=Implementation(vandal))
+    )
     victims = ["snip", "grasp", "fisher", "synflow", "synflow_bn", "naswot", "jacob_cov", "grad_norm"]
     clean, _, _ = run(victims)
     dirty, _, _ = run([name for v in victims for name in ("plain", v)])
@@ -138,7 +140,9 @@ def test_every_architecture_sees_the_same_batch(monkeypatch: pytest.MonkeyPatch)
         seen[current] = (batch[0].clone(), batch[1].clone())
         return Score(1.0)
 
-    monkeypatch.setitem(MEASURES, "snip", dataclasses.replace(MEASURES["snip"], implementation=Implementation(recorder)))
+    monkeypatch.setitem(
+        MEASURES, "snip", dataclasses.replace(MEASURES["snip"], implementation=Implementation(recorder))
+    )
     for current in ("a", "b", "dead"):
         run(["snip"], genotype=current)
     assert seen["a"][0].shape[0] == 64
@@ -247,7 +251,9 @@ def test_one_failing_measure_does_not_sink_the_others(monkeypatch: pytest.Monkey
     def broken(model: nn.Module, batch) -> Score:
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setitem(MEASURES, "grasp", dataclasses.replace(MEASURES["grasp"], implementation=Implementation(broken)))
+    monkeypatch.setitem(
+        MEASURES, "grasp", dataclasses.replace(MEASURES["grasp"], implementation=Implementation(broken))
+    )
     results, _, _ = run(["snip", "grasp", "synflow"])
     assert [r.status for r in results] == ["done", "failed", "done"]
     assert "out of memory" in results[1].reason

@@ -210,7 +210,7 @@ def set_float32_numerics(device: torch.device, precision: Precision) -> None:
 def prepare_model(model: nn.Module, device: torch.device, precision: Precision = "bf16") -> nn.Module:
     """Move to ``device``; on the CUDA fast path also switch to channels_last."""
     if uses_fast_path(device, precision):
-        return model.to(device=device, memory_format=torch.channels_last)
+        return model.to(device=device).to(memory_format=torch.channels_last)
     return model.to(device)
 
 
@@ -246,7 +246,9 @@ def _autocast(device: torch.device, precision: Precision) -> contextlib.Abstract
     return contextlib.nullcontext()
 
 
-def _split_outputs(output: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _split_outputs(
+    output: torch.Tensor | tuple[torch.Tensor, ...],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(output, tuple | list):
         return output[0], (output[1] if len(output) > 1 else None)
     return output, None
@@ -254,7 +256,7 @@ def _split_outputs(output: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[tor
 
 def _set_drop_path(model: nn.Module, probability: float) -> None:
     if hasattr(model, "drop_path_prob"):
-        model.drop_path_prob = probability
+        setattr(model, "drop_path_prob", probability)  # noqa: B010 (a plain attribute, not a submodule)
 
 
 def raw_inputs(data: DeviceDataset, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -373,7 +375,9 @@ def train(
                 if use_aux and aux_output is not None:
                     aux_loss = F.cross_entropy(aux_output.float(), y)
                     if order is not None:
-                        aux_loss = lam * aux_loss + (1.0 - lam) * F.cross_entropy(aux_output.float(), y[order])
+                        aux_loss = lam * aux_loss + (1.0 - lam) * F.cross_entropy(
+                            aux_output.float(), y[order]
+                        )
                     objective = loss + options.aux_weight * aux_loss
             if optimizer is not None:
                 for group in optimizer.param_groups:

@@ -71,7 +71,7 @@ class DataOptions(StrictModel):
         ),
         json_schema_extra=HASH_OMITS_DEFAULT,
     )
-    synthetic: SyntheticOptions = Field(default_factory=SyntheticOptions)
+    synthetic: SyntheticOptions = Field(default_factory=lambda: SyntheticOptions.model_validate({}))
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,8 @@ def _lr_min(what: str) -> Any:
 
 
 class _TrainingOptions(StrictModel):
-    network: NetworkOptions = Field(default_factory=NetworkOptions)
-    data: DataOptions = Field(default_factory=DataOptions)
+    network: NetworkOptions = Field(default_factory=lambda: NetworkOptions.model_validate({}))
+    data: DataOptions = Field(default_factory=lambda: DataOptions.model_validate({}))
     lr_schedule: Schedule = Field(
         "per_iteration",
         description=(
@@ -163,7 +163,9 @@ class FearConfig(_TrainingOptions):
     stage2_lr_min: float = _lr_min("stage-2")
     score_epoch: Literal["last", "best"] = Field(
         "last",
-        description="score = the last stage-2 epoch's train top-1 (the paper) or the best one (the search runs)",
+        description=(
+            "score = the last stage-2 epoch's train top-1 (the paper) or the best one (the search runs)"
+        ),
         json_schema_extra=HASH_OMITS_DEFAULT,
     )
     budget_check: Literal["steps", "epoch_end"] = Field(
@@ -237,7 +239,9 @@ class ShortregConfig(_TrainingOptions):
 
     @property
     def stage(self) -> StageOptions:
-        sgd = SgdOptions(self.lr, self.momentum, self.nesterov, self.weight_decay, self.grad_clip, self.lr_min)
+        sgd = SgdOptions(
+            self.lr, self.momentum, self.nesterov, self.weight_decay, self.grad_clip, self.lr_min
+        )
         return StageOptions(self.epochs, self.batch_size, sgd)
 
 
@@ -306,7 +310,6 @@ def _check_fear(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[
 # Presets
 
 Preset = Callable[[str, str], dict[str, Any]]
-
 
 
 def _family(dataset: str) -> str:

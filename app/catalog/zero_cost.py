@@ -49,14 +49,17 @@ def _batch_size(default: int) -> Any:
 
 def _data() -> Any:
     return Field(
-        default_factory=DataOptions,
+        default_factory=lambda: DataOptions.model_validate({}),
         description="which dataset variant the batch is drawn from (subset, synthetic sizes); "
         "augment and cutout do not apply: the fixed batch is never augmented",
     )
 
 
 def _network() -> Any:
-    return Field(default_factory=ScoredNetworkOptions, description="network size; null = benchmark default")
+    return Field(
+        default_factory=lambda: ScoredNetworkOptions.model_validate({}),
+        description="network size; null = benchmark default",
+    )
 
 
 class _StaticConfig(StrictModel):
@@ -166,7 +169,9 @@ class MeasureSpec:
 @lru_cache
 def _batch_config(name: str, batch_size: int) -> type[StrictModel]:
     return create_model(  # type: ignore[call-overload, no-any-return]
-        f"{name.title().replace('_', '')}Config", __base__=_BatchConfig, batch_size=(int, _batch_size(batch_size))
+        f"{name.title().replace('_', '')}Config",
+        __base__=_BatchConfig,
+        batch_size=(int, _batch_size(batch_size)),
     )
 
 
@@ -258,7 +263,10 @@ MEASURE_SPECS: tuple[MeasureSpec, ...] = (
     ),
     MeasureSpec("params", "number of parameters of the network", "none", config_model=ParamsConfig),
     MeasureSpec(
-        "flops", "multiply-adds of the conv and linear layers for one image", "shape", config_model=FlopsConfig
+        "flops",
+        "multiply-adds of the conv and linear layers for one image",
+        "shape",
+        config_model=FlopsConfig,
     ),
 )
 MEASURE_SPEC: dict[str, MeasureSpec] = {spec.name: spec for spec in MEASURE_SPECS}

@@ -14,7 +14,9 @@ from app.spaces.base import SpaceSpec
 
 SpaceName = Literal["nb201", "nats_sss", "darts", "nb301"]
 
-SPACES: dict[str, SpaceSpec] = {spec.name: spec for spec in (nb201.SPEC, nats_sss.SPEC, darts.DARTS, darts.NB301)}
+SPACES: dict[str, SpaceSpec] = {
+    spec.name: spec for spec in (nb201.SPEC, nats_sss.SPEC, darts.DARTS, darts.NB301)
+}
 SPACE_NAMES: tuple[str, ...] = tuple(SPACES)
 
 # The Literal (for typed request models) and the registry must name the same spaces.

@@ -157,7 +157,12 @@ def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_count
     # --- stage 1 -----------------------------------------------------------------------------
     watch = Stage1Watch(config, ctx)
     stage1 = train(
-        model, data, TrainOptions.of_stage(config.stage1, config, horizon_epochs=cap), generator, watch, clock=clock
+        model,
+        data,
+        TrainOptions.of_stage(config.stage1, config, horizon_epochs=cap),
+        generator,
+        watch,
+        clock=clock,
     )
     stage1_s = stage1.seconds
     steps_per_epoch = math.ceil(train_sample_count(data) / config.stage1_batch_size)

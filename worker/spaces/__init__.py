@@ -45,4 +45,12 @@ def unfreeze_default(space: str, options: dict[str, Any] | None = None) -> list[
     return get_space_spec(space).default_unfreeze(NetworkOptions.model_validate(options or {}))
 
 
-__all__ = ["BUILDERS", "SPACE_NAMES", "NetworkSpec", "build", "count_flops", "count_params", "unfreeze_default"]
+__all__ = [
+    "BUILDERS",
+    "SPACE_NAMES",
+    "NetworkSpec",
+    "build",
+    "count_flops",
+    "count_params",
+    "unfreeze_default",
+]

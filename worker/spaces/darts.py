@@ -15,8 +15,8 @@ import math
 import torch
 from torch import nn
 
-from app.spaces.darts import DEFAULT_C, DEFAULT_LAYERS
 from app.genotypes import darts as darts_genotype
+from app.spaces.darts import DEFAULT_C, DEFAULT_LAYERS
 from worker.spaces.ops import FactorizedReduce, ReLUConvBN, darts_op, drop_path
 
 STEM_MULTIPLIER = 3

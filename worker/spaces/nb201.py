@@ -9,10 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from app.spaces.nb201 import DEFAULT_C, DEFAULT_N
 from app.genotypes import nb201 as nb201_genotype
+from app.spaces.nb201 import DEFAULT_C, DEFAULT_N
 from worker.spaces.ops import ResidualReduction, nb201_op
-
 
 
 class TopologyCell(nn.Module):
@@ -38,10 +37,11 @@ class TopologyCell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [x]
         for inputs in self._plan:
-            total = None
+            total: torch.Tensor | None = None
             for k, source in inputs:
                 out = self.edges[k](states[source])
                 total = out if total is None else total + out
+            assert total is not None  # every node has at least one incoming edge
             states.append(total)
         return states[-1]
 
