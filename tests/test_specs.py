@@ -75,3 +75,13 @@ def test_catalogue_entries_come_from_the_spec() -> None:
     assert nb201["C"]["default"] == 16 and nb201["N"]["default"] == 5
     darts = SPACES["darts"].network_options()
     assert set(darts) == {"C", "layers", "auxiliary", "drop_path", "auxiliary_weight"}
+
+
+def test_the_specs_never_import_torch() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, app.spaces, app.catalog.methods; sys.exit(1 if 'torch' in sys.modules else 0)"
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0

@@ -265,3 +265,34 @@ def test_static_measures_load_no_data() -> None:
     results, ctx, _ = run(["params", "flops", "synflow"])
     assert all(r.status == "done" for r in results)
     assert ctx.dataset_calls == []
+
+
+def test_per_architecture_batches_are_seeded_by_the_genotype() -> None:
+    from worker.methods.zero_cost.runner import architecture_seed
+
+    calls = {}
+    for genotype in ("a", "b"):
+        _, ctx, _ = run([("snip", {"batch_per_architecture": True})], genotype=genotype)
+        (dataset,) = ctx.datasets.values()
+        calls[genotype] = dataset.fixed_batch_calls
+    assert calls == {"a": [(64, architecture_seed(0, "a"))], "b": [(64, architecture_seed(0, "b"))]}
+    assert architecture_seed(0, "a") != architecture_seed(0, "b")
+    _, ctx, _ = run(["snip"], genotype="a")  # default: the comparison's one batch
+    assert next(iter(ctx.datasets.values())).fixed_batch_calls == [(64, 0)]
+
+
+def test_augmented_batch_is_drawn_from_an_augmented_train_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.zero_cost_support import LocalDataset
+
+    flags: list[bool] = []
+
+    def train_batches(self, size: int, generator: torch.Generator, *, augment: bool = True, cutout: int = 0):
+        flags.append(augment)
+        order = torch.randperm(self._images.shape[0], generator=generator)[:size]
+        yield self._images[order], self._labels[order]
+
+    monkeypatch.setattr(LocalDataset, "train_batches", train_batches)
+    results, ctx, _ = run([("snip", {"batch_augment": True}), "snip"])
+    assert flags == [True]
+    assert next(iter(ctx.datasets.values())).fixed_batch_calls == [(64, 0)]  # the plain request's
+    assert all(r.finite for r in results)
