@@ -4,11 +4,14 @@ Accuracies (thresholds, scores) are fractions in 0..1 throughout. Every field be
 overridden per batch within its stated limits; a preset only fills in starting values.
 
 Presets are functions of (space, dataset):
-- ``paper``: the FEAR paper's settings (per-dataset thresholds and stage-2 batch/epochs, 200-epoch
-  cap; DARTS space: cap 100 and the DARTS/NB301 training recipe), full = the NB201 protocol
-  (200 epochs, batch 256) or DARTS (100 epochs, batch 96, cutout 16, aux 0.4, drop path 0.2).
-- ``cpu``: a CPU-scale CIFAR-10 ranking study (reduced network, 2,500-image subset); a starting
-  point for the benchmark issue to tune, not a reproduction of the paper.
+- ``paper``: the FEAR authors' recipe (per-dataset thresholds and stage-2 batch/epochs, 200-epoch
+  cap, fp32, per-epoch cosine, deterministic kernels, raw ImageNet16-120 inputs; DARTS space: cap
+  100, C=36 and the DARTS training recipe), full = the NB201 protocol (200 epochs, batch 256) or
+  DARTS/NB301 (100 epochs, batch 96, cutout 16, aux 0.4, drop path 0.2; nb301 mixup 0.2).
+  ``paper-nb201-augment``: the same with NB201's ImageNet16-120 augmentation; ``paper-search``:
+  the authors' random-search procedure (docs/training.md).
+- ``cpu``: a CPU-scale CIFAR-10 ranking study (reduced network, 2,500-image subset), tuned on the
+  study in BENCHMARKS.md; not a reproduction of the paper.
 - ``tiny``: a smoke-test run (tiny network, a few hundred synthetic images) that finishes in well
   under a minute on 2 cores once the dataset is cached.
 """
