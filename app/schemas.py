@@ -8,13 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.settings import get_settings
+from app.spaces import SpaceName  # the one list of spaces (re-exported)
 
 _settings = get_settings()
 MAX_ITEMS = _settings.max_items_per_batch
 MAX_METHODS = _settings.max_methods_per_batch
 MAX_GENOTYPE = _settings.max_genotype_chars
 
-SpaceName = Literal["nb201", "nats_sss", "darts", "nb301"]
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
     "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "

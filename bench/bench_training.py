@@ -37,7 +37,7 @@ from worker.methods import fear, full, shortreg
 from worker.methods.base import EvalRequest
 from worker.spaces import build
 from worker.spaces.base import NetworkSpec
-from worker.training import SgdConfig, make_generator, train
+from worker.training import SgdConfig, TrainOptions, make_generator, train
 
 # NB201 index 1 (three 3x3 convs, 0.80 M params at C=16 N=5): a mid-sized network of the space.
 GENOTYPE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -62,7 +62,7 @@ def make_data(images: int) -> DeviceTensorDataset:
 
 def run_ours(model: nn.Module, data: DeviceTensorDataset, batch: int) -> float:
     """Seconds for one epoch of ``worker.training.train`` (lr schedule, accuracy and loss tracking)."""
-    return train(model, data, epochs=1, batch_size=batch, sgd=SGD, generator=make_generator(0)).seconds
+    return train(model, data, TrainOptions(epochs=1, batch_size=batch, sgd=SGD), make_generator(0)).seconds
 
 
 def _sgd(model: nn.Module) -> torch.optim.Optimizer:

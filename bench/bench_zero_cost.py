@@ -32,7 +32,7 @@ from worker.data.base import DataRequest
 from worker.data.device_dataset import build_device_dataset
 from worker.data.raw import RawSplits
 from worker.methods.base import EvalRequest
-from worker.methods.zero_cost import MEASURES, run_zero_cost
+from worker.methods.zero_cost import measures, run_zero_cost
 from worker.methods.zero_cost.state import InitialState
 from worker.spaces import build
 from worker.spaces.base import NetworkSpec
@@ -59,7 +59,7 @@ class BenchContext(OfflineRunMixin):
 
 def make_requests(genotype: str, network: dict[str, int]) -> list[EvalRequest]:
     out = []
-    for i, name in enumerate(MEASURES):
+    for i, name in enumerate(measures()):
         config = CONFIGS[name].model_validate({"network": network}).model_dump(mode="json")
         out.append(EvalRequest(i, name, "nb201", genotype, "cifar10", 0, config))
     return out
@@ -108,7 +108,7 @@ def main() -> None:
     run_zero_cost(make_requests(genotypes[args.indices[0]], {"C": 4, "N": 1}), ctx)
 
     rows = []
-    per_measure: dict[str, list[float]] = {name: [] for name in MEASURES}
+    per_measure: dict[str, list[float]] = {name: [] for name in measures()}
     for index, genotype in genotypes.items():
         requests = make_requests(genotype, network)
         together_wall, together_cpu, separate_wall, separate_cpu = [], [], [], []
@@ -123,7 +123,7 @@ def main() -> None:
             separate_cpu.append(time.process_time() - cpu)
             for a, b in zip(together, alone, strict=True):
                 assert repr(a.score) == repr(b.score), (index, a.score, b.score)
-            for name, result in zip(MEASURES, together, strict=True):
+            for name, result in zip(measures(), together, strict=True):
                 per_measure[name].append(result.cost_s)
         rows.append((index, min(together_wall), min(separate_wall), min(together_cpu), min(separate_cpu)))
 

@@ -30,7 +30,7 @@ from worker.methods import fear, full
 from worker.methods.base import EvalRequest
 from worker.spaces import build
 from worker.spaces.base import NetworkSpec
-from worker.training import SgdConfig, evaluate, make_generator, prepare_model, train
+from worker.training import SgdConfig, TrainOptions, evaluate, make_generator, prepare_model, train
 
 TOLERANCE = 0.05  # absolute difference of accuracies (fractions) allowed between CPU and CUDA
 TINY_GENOTYPE = (
@@ -154,8 +154,8 @@ def throughput(device: torch.device, smoke: bool) -> dict[str, Any]:
 
     ours = prepare_model(network(), device)
     generator = make_generator(0)
-    warm = train(ours, data, epochs=1, batch_size=batch, sgd=sgd, generator=generator)  # cudnn autotune
-    timed = train(ours, data, epochs=2, batch_size=batch, sgd=sgd, generator=generator)
+    warm = train(ours, data, TrainOptions(epochs=1, batch_size=batch, sgd=sgd), generator)  # cudnn autotune
+    timed = train(ours, data, TrainOptions(epochs=2, batch_size=batch, sgd=sgd), generator)
     eval_s = _timed(device, lambda: evaluate(ours, data, batch_size=1024))
 
     plain = network().to(device)

@@ -24,7 +24,7 @@ from worker.methods import fear, full, shortreg
 from worker.methods.base import EvalRequest, MethodResult
 from worker.spaces import build, unfreeze_default
 from worker.spaces.base import NetworkSpec
-from worker.training import evaluate
+from worker.training import EpochStats, evaluate
 
 __all__ = ["single_thread"]  # the module-scoped fixture keeps these tests on one thread
 
@@ -182,10 +182,11 @@ def test_threshold_checked_between_epoch_ends_stops_stage1_mid_epoch(trajectory:
 
 
 def test_a_later_added_option_at_its_default_keeps_the_config_hash() -> None:
-    from app.catalog.methods import config_hash, resolve
+    from app.catalog.methods import config_hash, hashed_form, resolve
 
     resolved = resolve("fear", "cpu", None, "nb201", "cifar10_folder", ["methods", 0])
-    before = {k: v for k, v in resolved.config.items() if k != "threshold_check_steps"}
+    before = hashed_form(resolved.config, FearConfig)
+    assert "threshold_check_steps" not in before and "normalize" not in before["data"]
     # What a FEAR evaluation stored before the option existed hashes to the same identity.
     assert resolved.config_hash == config_hash("fear", before)
     assert resolved.config["threshold_check_steps"] is None  # the stored config stays complete
@@ -239,8 +240,14 @@ def test_score_is_the_last_stage2_epoch_accuracy() -> None:
     assert result.score == stage2[-1]
     assert 0.0 <= result.score <= 1.0
     assert result.cost_s == pytest.approx(result.timings["stage1_s"] + result.timings["stage2_s"])
-    for key in ("stage1_final_loss", "stage2_final_loss", "time_to_threshold_s", "device", "threshold"):
+    for key in ("stage1_final_loss", "stage2_final_loss", "time_to_threshold_s", "threshold"):
         assert key in result.info
+    assert result.info["stage2_scored_epoch"] == 4
+    # The search preset's rule on the same run: the best stage-2 epoch.
+    best = run_fear(LocalContext(make_data()), {**config, "score_epoch": "best"})
+    assert best.info["stage2"]["acc"] == stage2
+    assert best.score == max(stage2) > stage2[-1]
+    assert best.info["stage2_scored_epoch"] == stage2.index(max(stage2)) + 1
 
 
 def test_unknown_unfreeze_identifier_fails_before_training() -> None:
@@ -312,6 +319,44 @@ def test_budget_smaller_than_one_epoch_stops_inside_it() -> None:
     result = run_fear(LocalContext(make_data(), budget=1.5), fear_config(), clock=TickClock())
     assert result.status == "rejected"
     assert result.info["stage1_epochs"] == 0
+
+
+def _watch(budget: float, budget_check: str) -> fear.Stage1Watch:
+    config = FearConfig.model_validate(fear_config(threshold=0.9, budget_check=budget_check))
+    return fear.Stage1Watch(config, LocalContext(make_data(), budget=budget))
+
+
+def _epoch(elapsed_s: float, train_acc: float = 0.1) -> EpochStats:
+    return EpochStats(1, train_acc, 1.0, 10, elapsed_s, elapsed_s, 0.1)
+
+
+def test_search_cap_is_checked_at_epoch_ends_with_greater_or_equal() -> None:
+    at_end = _watch(10.0, "epoch_end")
+    assert at_end.check_every is None  # no mid-epoch budget checks
+    assert not at_end.on_epoch(_epoch(9.99)) and not at_end.rejected
+    assert at_end.on_epoch(_epoch(10.0)) and at_end.rejected  # elapsed == budget: rejected
+    steps = _watch(10.0, "steps")
+    assert steps.check_every == fear.CHECK_EVERY_STEPS
+    assert not steps.on_epoch(_epoch(10.0))  # the default rule: strictly over the budget
+    assert steps.on_epoch(_epoch(10.01)) and steps.rejected
+    # Over budget and at the threshold at the same epoch end: rejected (the budget comes first).
+    both = _watch(10.0, "epoch_end")
+    assert both.on_epoch(_epoch(10.0, train_acc=0.95)) and both.rejected and not both.met
+
+
+def test_search_cap_lets_the_epoch_finish_before_rejecting() -> None:
+    config = fear_config(budget_check="epoch_end")
+    result = run_fear(LocalContext(make_data(), budget=1.5), config, clock=TickClock())
+    assert result.status == "rejected" and result.info["stage1_epochs"] == 1
+
+
+def test_fastest_time_also_from_misses_only_when_asked() -> None:
+    quiet = LocalContext(make_data())
+    assert run_fear(quiet, fear_config(threshold=1.0)).status == "unmet" and quiet.reported == []
+    ctx = LocalContext(make_data())
+    result = run_fear(ctx, fear_config(threshold=1.0, fastest_includes_misses=True))
+    assert result.status == "unmet" and ctx.reported == [result.timings["stage1_s"]]
+    assert result.stage1_s == result.timings["stage1_s"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,6 +482,82 @@ def test_paper_preset_values() -> None:
     assert (nb201_full.epochs, nb201_full.batch_size) == (200, 256)
 
 
+def test_paper_presets_follow_the_authors_recipe() -> None:
+    from app.catalog.methods import resolve
+
+    for method in ("fear", "shortreg", "full"):
+        paper = resolve(method, "paper", None, "nb201", "cifar10", ["m"]).config
+        assert (paper["lr_schedule"], paper["precision"], paper["deterministic"]) == (
+            "per_epoch",
+            "fp32",
+            True,
+        )
+        for preset in ("cpu", "tiny"):  # the fast presets keep the recorded benchmarks' recipe
+            fast = resolve(method, preset, None, "nb201", "cifar10", ["m"]).config
+            assert (fast["lr_schedule"], fast["precision"]) == ("per_iteration", "bf16")
+    imagenet = resolve("fear", "paper", None, "nb201", "imagenet16_120", ["m"]).config
+    data = imagenet["data"]
+    assert (data["augment"], data["normalize"], data["cutout"]) == (False, False, 0)
+    assert (imagenet["threshold"], imagenet["stage2_epochs"]) == (0.2, 10)
+    nb201_aug = resolve("fear", "paper-nb201-augment", None, "nb201", "imagenet16_120", ["m"]).config
+    assert nb201_aug["data"]["augment"] and nb201_aug["data"]["normalize"]
+    darts = FearConfig.model_validate(resolve("fear", "paper", None, "darts", "cifar10", ["m"]).config)
+    assert (darts.network.C, darts.network.layers) == (36, 8)
+    assert darts.stage1.sgd.lr_min == darts.stage2.sgd.lr_min == 0.001
+    nb301 = resolve("full", "paper", None, "nb301", "cifar10", ["m"]).config
+    assert (nb301["mixup_alpha"], nb301["lr_min"]) == (0.2, 1e-8)
+    assert resolve("full", "paper", None, "darts", "cifar10", ["m"]).config["mixup_alpha"] == 0.0
+    search = resolve("fear", "paper-search", None, "nb201", "cifar10", ["m"]).config
+    assert (search["stage2_epochs"], search["stage2_batch_size"], search["data"]["cutout"]) == (10, 1024, 0)
+    assert (search["score_epoch"], search["budget_check"], search["fastest_includes_misses"]) == (
+        "best",
+        "epoch_end",
+        True,
+    )
+    baseline = resolve("shortreg", "paper-search", None, "nb201", "cifar10", ["m"]).config
+    assert (baseline["epochs"], baseline["batch_size"], baseline["data"]["cutout"]) == (50, 1024, 0)
+
+
+def test_precision_is_recorded_and_switchable() -> None:
+    from app.catalog.methods import resolve
+
+    fp32 = resolve("fear", "paper", None, "nb201", "cifar10", ["m"])
+    bf16 = resolve("fear", "paper", {"precision": "bf16"}, "nb201", "cifar10", ["m"])
+    assert (fp32.config["precision"], bf16.config["precision"]) == ("fp32", "bf16")
+    assert fp32.config_hash != bf16.config_hash
+    schema = FearConfig.model_json_schema()["properties"]["precision"]
+    assert set(schema["enum"]) == {"fp32", "bf16"}
+
+
+class RecordingData(TensorDataset):
+    def __init__(self) -> None:
+        super().__init__(noise=2.5)
+        self.augment_flags: set[bool] = set()
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, *, augment: bool = True, cutout: int = 0
+    ):
+        self.augment_flags.add(augment)
+        return super().train_batches(batch_size, generator, augment=augment, cutout=cutout)
+
+
+def test_imagenet16_paper_preset_trains_without_augmentation() -> None:
+    from app.catalog.methods import resolve
+
+    overrides = {
+        "threshold": 0.3,
+        "max_stage1_epochs": 3,
+        "stage1_batch_size": 16,
+        "stage2_epochs": 1,
+        "network": NETWORK,
+    }
+    config = resolve("fear", "paper", overrides, "nb201", "imagenet16_120", ["m"]).config
+    data = RecordingData()
+    result = run_fear(LocalContext(data), config)
+    assert result.status in ("done", "unmet")
+    assert data.augment_flags == {False}
+
+
 def test_config_limits_and_cross_checks() -> None:
     with pytest.raises(ValueError):
         FearConfig.model_validate({"threshold": 0})
@@ -450,7 +571,7 @@ def test_config_limits_and_cross_checks() -> None:
     assert check is not None
     config = FearConfig.model_validate({"network": {"layers": 8}}).model_dump(mode="json")
     where, message = check("nb201", "cifar10", config) or ([], "")
-    assert where == ["network", "layers"] and "darts" in message
+    assert where == ["network", "layers"] and "nb201" in message and "C, N" in message
     config = FearConfig.model_validate({"unfreeze": ["cells.20"]}).model_dump(mode="json")
     assert check("nb201", "cifar10", config) == (["unfreeze"], check_unfreeze("nb201", {}, ["cells.20"]))
     config = FearConfig.model_validate({"network": {"auxiliary": True}}).model_dump(mode="json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,13 +17,42 @@ import torch
 from torch import nn
 
 from worker.training import (
+    Callbacks,
+    Clock,
     EpochStats,
     SgdConfig,
+    StepInfo,
+    TrainingCallbacks,
+    TrainOptions,
+    TrainResult,
     cosine_lr,
     evaluate,
     make_generator,
+    scheduled_lr,
     train,
 )
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    *,
+    generator: torch.Generator,
+    callbacks: TrainingCallbacks | None = None,
+    clock: Clock = time.perf_counter,
+    **options: Any,
+) -> TrainResult:
+    """``train`` with the options spelled as keywords."""
+    return train(model, data, TrainOptions(**options), generator, callbacks, clock=clock)
+
+
+class OnEpoch(Callbacks):
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def on_epoch(self, stats: EpochStats) -> bool:
+        return bool(self.fn(stats))
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers shared with test_fear.py
@@ -143,7 +173,7 @@ def test_cosine_starts_at_base_and_reaches_zero() -> None:
 
 def test_loop_cosine_ends_at_zero_and_follows_per_step_schedule() -> None:
     data = TensorDataset(train_size=50)
-    result = train(
+    result = fit(
         small_net(),
         data,
         epochs=3,
@@ -161,7 +191,7 @@ def test_loop_cosine_ends_at_zero_and_follows_per_step_schedule() -> None:
 
 def test_longer_horizon_keeps_the_lr_high() -> None:
     data = TensorDataset(train_size=40)
-    result = train(
+    result = fit(
         small_net(),
         data,
         epochs=2,
@@ -188,7 +218,7 @@ def _one_step_update_norm(grad_clip: float | None) -> tuple[float, float]:
     nn.functional.cross_entropy(reference(x), y).backward()
     raw_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in reference.parameters()))
     sgd = SgdConfig(lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.0, grad_clip=grad_clip)
-    train(model, data, epochs=1, batch_size=32, sgd=sgd, generator=make_generator(0), augment=False)
+    fit(model, data, epochs=1, batch_size=32, sgd=sgd, generator=make_generator(0), augment=False)
     update = math.sqrt(
         sum(
             float((a - b).detach().pow(2).sum())
@@ -223,7 +253,7 @@ def test_epoch_accuracy_uses_logits_before_the_step_on_a_fixed_batch() -> None:
     data = TensorDataset(train_size=64)
     model = small_net()
     snapshot = copy.deepcopy(model)
-    result = train(
+    result = fit(
         model,
         data,
         epochs=1,
@@ -245,7 +275,7 @@ def test_epoch_accuracy_is_sample_weighted_over_minibatches() -> None:
     snapshot = copy.deepcopy(model)
     # lr 0: weights stay put, so every batch's train-mode logits can be recomputed afterwards.
     sgd = SgdConfig(lr=0.0, momentum=0.0, nesterov=False, weight_decay=0.0)
-    result = train(model, data, epochs=1, batch_size=20, sgd=sgd, generator=make_generator(3), augment=False)
+    result = fit(model, data, epochs=1, batch_size=20, sgd=sgd, generator=make_generator(3), augment=False)
     batches = list(data.train_batches(20, make_generator(3), augment=False))
     assert [int(y.shape[0]) for _, y in batches] == [20, 20, 10]
     correct = sum(_train_mode_correct(snapshot, x, y) for x, y in batches)
@@ -255,7 +285,7 @@ def test_epoch_accuracy_is_sample_weighted_over_minibatches() -> None:
 def test_evaluate_matches_a_plain_eval_mode_count() -> None:
     data = TensorDataset()
     model = small_net()
-    train(model, data, epochs=2, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
+    fit(model, data, epochs=2, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
     stats = evaluate(model, data, batch_size=33)
     assert model.training  # evaluate restores the mode
     model.eval()
@@ -288,14 +318,14 @@ def test_on_epoch_can_stop_and_sees_every_epoch() -> None:
         seen.append(stats)
         return stats.epoch == 2
 
-    result = train(
+    result = fit(
         small_net(),
         data,
         epochs=5,
         batch_size=32,
         sgd=SgdConfig(lr=0.1),
         generator=make_generator(0),
-        on_epoch=stop_after_two,
+        callbacks=OnEpoch(stop_after_two),
     )
     assert result.stopped == "epoch_callback"
     assert [s.epoch for s in seen] == [1, 2]
@@ -307,23 +337,25 @@ def test_step_check_interrupts_mid_epoch_with_elapsed_time() -> None:
     calls: list[tuple[int, float]] = []
     steps = [0]
 
-    def check(elapsed: float) -> bool:
-        calls.append((len(calls), elapsed))
-        return len(calls) == 2
+    class Check(Callbacks):
+        check_every = 3
 
-    result = train(
+        def on_step(self, info: StepInfo) -> bool:
+            calls.append((len(calls), info.elapsed_s))
+            return len(calls) == 2
+
+    result = fit(
         small_net(),
         data,
         epochs=3,
         batch_size=10,
         sgd=SgdConfig(lr=0.1),
         generator=make_generator(0),
-        step_check=check,
-        check_every=3,
+        callbacks=Check(),
         clock=TickClock(),
     )
     del steps
-    assert result.stopped == "step_check"
+    assert result.stopped == "step_callback"
     assert result.epochs == []  # interrupted inside the first epoch (16 steps)
     assert result.steps == 6
     # clock: start=1, epoch start=2, first check=3, second check=4 → elapsed 2 and 3
@@ -338,14 +370,14 @@ def test_callback_time_is_not_training_time() -> None:
         clock.now += 100.0  # e.g. a slow progress write
         return False
 
-    result = train(
+    result = fit(
         small_net(),
         data,
         epochs=2,
         batch_size=20,
         sgd=SgdConfig(lr=0.1),
         generator=make_generator(0),
-        on_epoch=slow_callback,
+        callbacks=OnEpoch(slow_callback),
         clock=clock,
     )
     assert result.seconds < 10
@@ -362,7 +394,7 @@ def _aux_head_moves(aux_weight: float) -> bool:
     model = AuxNet()
     before = model.auxiliary_head.weight.detach().clone()
     sgd = SgdConfig(lr=0.1, weight_decay=0.0)
-    result = train(
+    result = fit(
         model,
         data,
         epochs=1,
@@ -385,7 +417,7 @@ def test_aux_model_accuracy_comes_from_the_main_logits() -> None:
     torch.manual_seed(1)
     model = AuxNet()
     snapshot = copy.deepcopy(model)
-    result = train(
+    result = fit(
         model,
         data,
         epochs=1,
@@ -405,7 +437,7 @@ def test_drop_path_ramps_linearly_per_epoch() -> None:
     data = TensorDataset(train_size=20)
     torch.manual_seed(0)
     model = AuxNet()
-    train(
+    fit(
         model,
         data,
         epochs=4,
@@ -420,7 +452,7 @@ def test_drop_path_ramps_linearly_per_epoch() -> None:
 def test_drop_path_on_a_model_without_support_is_an_error() -> None:
     data = TensorDataset(train_size=20)
     with pytest.raises(ValueError, match="drop_path"):
-        train(
+        fit(
             small_net(),
             data,
             epochs=1,
@@ -437,7 +469,7 @@ def test_parameters_without_grad_are_neither_updated_nor_decayed() -> None:
     for param in model.stem.parameters():
         param.requires_grad_(False)
     before = copy.deepcopy(model)
-    train(model, data, epochs=2, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
+    fit(model, data, epochs=2, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
     for (name, a), b in zip(model.named_parameters(), before.parameters(), strict=True):
         assert torch.equal(a, b) == name.startswith("stem."), name
 
@@ -449,9 +481,7 @@ def test_parameters_without_grad_are_neither_updated_nor_decayed() -> None:
 def _seeded_run(seed: int) -> tuple[list[float], list[torch.Tensor]]:
     data = TensorDataset()
     model = small_net(seed)
-    result = train(
-        model, data, epochs=3, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(seed)
-    )
+    result = fit(model, data, epochs=3, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(seed))
     return result.accuracies + result.losses, [p.detach().clone() for p in model.parameters()]
 
 
@@ -466,7 +496,7 @@ def test_same_seed_is_bitwise_identical_on_cpu() -> None:
 
 def test_network_learns_the_tensor_dataset() -> None:
     data = TensorDataset()
-    result = train(
+    result = fit(
         small_net(), data, epochs=6, batch_size=16, sgd=SgdConfig(lr=0.1), generator=make_generator(0)
     )
     assert result.accuracies[-1] > 0.7
@@ -478,7 +508,7 @@ def test_no_trainable_parameter_still_measures_accuracy_and_moves_bn_stats() -> 
     model = small_net()
     model.requires_grad_(False)
     before = copy.deepcopy(model)
-    result = train(model, data, epochs=1, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
+    result = fit(model, data, epochs=1, batch_size=20, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
     assert result.steps == 2 and 0.0 <= result.epochs[0].train_acc <= 1.0
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters(), strict=True))
     assert not torch.equal(model.stem[1].running_mean, before.stem[1].running_mean)
@@ -489,24 +519,113 @@ def test_window_check_sees_a_sliding_epoch_average_after_one_full_epoch() -> Non
     accuracies: list[float] = []
     epoch_accs: list[float] = []
 
-    def window(acc: float) -> bool:
-        accuracies.append(acc)
-        return len(accuracies) == 3
+    class Window(Callbacks):
+        check_every = 4
+        keeps_window = True
 
-    result = train(
+        def on_step(self, info: StepInfo) -> bool:
+            accuracy = info.window_accuracy()
+            if accuracy is None:
+                return False
+            accuracies.append(accuracy)
+            return len(accuracies) == 3
+
+        def on_epoch(self, stats: EpochStats) -> bool:
+            epoch_accs.append(stats.train_acc)
+            return False
+
+    result = fit(
         small_net(),
         data,
         epochs=5,
         batch_size=10,
         sgd=SgdConfig(lr=0.1),
         generator=make_generator(0),
-        on_epoch=lambda stats: epoch_accs.append(stats.train_acc) is not None,
-        window_check=window,
-        window_every=4,
+        callbacks=Window(),
     )
-    assert result.stopped == "window_check"
+    assert result.stopped == "step_callback"
     # First check at step 16 (one full epoch), then every 4 steps: stopped at step 24, mid-epoch 2.
     assert result.steps == 24 and len(result.epochs) == 1
     # At the epoch end the window is exactly that epoch.
     assert accuracies[0] == pytest.approx(epoch_accs[0])
     assert all(0.0 <= a <= 1.0 for a in accuracies)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipe options (issue 13)
+
+
+def test_per_epoch_cosine_gives_the_authors_five_stage2_rates() -> None:
+    # CosineAnnealingLR(T_max=5) stepped at epoch ends: constant within each epoch.
+    result = fit(
+        small_net(),
+        TensorDataset(train_size=60),
+        epochs=5,
+        batch_size=20,
+        sgd=SgdConfig(lr=0.1),
+        generator=make_generator(0),
+        schedule="per_epoch",
+    )
+    assert [round(s.lr_last, 4) for s in result.epochs] == [0.1, 0.0905, 0.0655, 0.0345, 0.0095]
+    for epoch in range(5):  # 3 steps per epoch, all at the epoch's rate
+        rates = {scheduled_lr(SgdConfig(lr=0.1), "per_epoch", epoch * 3 + k, 3, 5) for k in range(3)}
+        assert rates == {result.epochs[epoch].lr_last}
+    assert result.final_lr == 0.0
+
+
+def test_per_iteration_is_the_default_and_decays_within_an_epoch() -> None:
+    assert TrainOptions(epochs=1, batch_size=1, sgd=SgdConfig(lr=0.1)).schedule == "per_iteration"
+    first, last = (scheduled_lr(SgdConfig(lr=0.1), "per_iteration", k, 3, 5) for k in (0, 2))
+    assert first == 0.1 and last < first
+
+
+def test_cosine_floor_is_reached_and_never_crossed() -> None:
+    sgd = SgdConfig(lr=0.025, lr_min=0.001)
+    values = [scheduled_lr(sgd, "per_iteration", t, 4, 3) for t in range(13)]
+    assert values[0] == 0.025 and values[-1] == pytest.approx(0.001)
+    assert min(values) >= 0.001 - 1e-12
+
+
+def test_mixup_changes_the_run_and_stays_seeded() -> None:
+    def run(alpha: float) -> list[float]:
+        result = fit(
+            small_net(0),
+            TensorDataset(),
+            epochs=2,
+            batch_size=32,
+            sgd=SgdConfig(lr=0.1),
+            generator=make_generator(0),
+            mixup_alpha=alpha,
+        )
+        assert all(0.0 <= a <= 1.0 for a in result.accuracies)
+        return result.accuracies + result.losses
+
+    assert run(0.2) == run(0.2)
+    assert run(0.2) != run(0.0)
+
+
+def test_raw_inputs_undo_the_dataset_normalisation() -> None:
+    data = TensorDataset(train_size=20)
+    data.info["normalisation"] = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.5]}
+    seen: list[torch.Tensor] = []
+
+    class Probe(SmallNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.detach().clone())
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    fit(
+        Probe(),
+        data,
+        epochs=1,
+        batch_size=20,
+        sgd=SgdConfig(lr=0.1),
+        generator=make_generator(0),
+        augment=False,
+        normalize=False,
+    )
+    ((x, _),) = list(data.train_batches(20, make_generator(0), augment=False))
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(1, -1, 1, 1)
+    std = torch.tensor([0.2, 0.25, 0.5]).view(1, -1, 1, 1)
+    assert torch.allclose(seen[0], x * std + mean)

@@ -10,7 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from app.catalog.training import fear_cpu, fear_tiny
-from app.catalog.zero_cost import CONFIGS, DEFAULT_BATCH_SIZE, MEASURES
+from app.catalog.zero_cost import CONFIGS, MEASURE_SPEC, MEASURES
+
+DEFAULT_BATCH_SIZE = {name: spec.default_batch_size for name, spec in MEASURE_SPEC.items()}
 
 BATCH_MEASURES = ["grad_norm", "snip", "grasp", "fisher", "plain", "jacob_cov", "naswot"]
 SPACES = ["nb201", "nats_sss", "darts", "nb301"]
@@ -18,7 +20,9 @@ DATASETS = ["synthetic_cifar10", "cifar10", "cifar100", "imagenet16_120"]
 
 
 def test_catalog_names_match_the_worker_registry() -> None:
-    from worker.methods.zero_cost import MEASURES as WORKER_MEASURES
+    from worker.methods.zero_cost import measures
+
+    WORKER_MEASURES = measures()
 
     assert set(MEASURES) == set(WORKER_MEASURES)
     assert {n for n, m in WORKER_MEASURES.items() if m.input == "batch"} == set(BATCH_MEASURES)

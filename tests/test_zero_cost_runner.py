@@ -11,16 +11,17 @@ import torch
 from torch import nn
 
 from tests.zero_cost_support import LocalContext, requests_for
-from worker.methods.zero_cost import MEASURES, run_zero_cost
-from worker.methods.zero_cost import registry as registry_module
+from worker.methods.zero_cost import measures, run_zero_cost
 from worker.methods.zero_cost.common import Score
 from worker.methods.zero_cost.jacob_cov import NO_PATH
 from worker.methods.zero_cost.naswot import SINGULAR
+from worker.methods.zero_cost.registry import Implementation
 from worker.methods.zero_cost.runner import network_options
 from worker.methods.zero_cost.state import InitialState
 from worker.methods.zero_cost.synflow import OVERFLOW
 from worker.spaces.base import NetworkSpec
 
+MEASURES = measures()
 ALL = list(MEASURES)
 INPUT = 8
 
@@ -112,9 +113,7 @@ def test_a_measure_never_sees_another_measures_changes(monkeypatch: pytest.Monke
         return Score(0.0)
 
     monkeypatch.setitem(
-        registry_module.MEASURES,
-        "plain",
-        dataclasses.replace(MEASURES["plain"], compute=vandal, from_gradients=None),
+        MEASURES, "plain", dataclasses.replace(MEASURES["plain"], implementation=Implementation(vandal))
     )
     victims = ["snip", "grasp", "fisher", "synflow", "synflow_bn", "naswot", "jacob_cov", "grad_norm"]
     clean, _, _ = run(victims)
@@ -142,9 +141,7 @@ def test_every_architecture_sees_the_same_batch(monkeypatch: pytest.MonkeyPatch)
         return Score(1.0)
 
     monkeypatch.setitem(
-        registry_module.MEASURES,
-        "snip",
-        dataclasses.replace(MEASURES["snip"], compute=recorder, from_gradients=None),
+        MEASURES, "snip", dataclasses.replace(MEASURES["snip"], implementation=Implementation(recorder))
     )
     for current in ("a", "b", "dead"):
         run(["snip"], genotype=current)
@@ -255,7 +252,7 @@ def test_one_failing_measure_does_not_sink_the_others(monkeypatch: pytest.Monkey
         raise RuntimeError("out of memory (simulated)")
 
     monkeypatch.setitem(
-        registry_module.MEASURES, "grasp", dataclasses.replace(MEASURES["grasp"], compute=broken)
+        MEASURES, "grasp", dataclasses.replace(MEASURES["grasp"], implementation=Implementation(broken))
     )
     results, _, _ = run(["snip", "grasp", "synflow"])
     assert [r.status for r in results] == ["done", "failed", "done"]
@@ -268,3 +265,34 @@ def test_static_measures_load_no_data() -> None:
     results, ctx, _ = run(["params", "flops", "synflow"])
     assert all(r.status == "done" for r in results)
     assert ctx.dataset_calls == []
+
+
+def test_per_architecture_batches_are_seeded_by_the_genotype() -> None:
+    from worker.methods.zero_cost.runner import architecture_seed
+
+    calls = {}
+    for genotype in ("a", "b"):
+        _, ctx, _ = run([("snip", {"batch_per_architecture": True})], genotype=genotype)
+        (dataset,) = ctx.datasets.values()
+        calls[genotype] = dataset.fixed_batch_calls
+    assert calls == {"a": [(64, architecture_seed(0, "a"))], "b": [(64, architecture_seed(0, "b"))]}
+    assert architecture_seed(0, "a") != architecture_seed(0, "b")
+    _, ctx, _ = run(["snip"], genotype="a")  # default: the comparison's one batch
+    assert next(iter(ctx.datasets.values())).fixed_batch_calls == [(64, 0)]
+
+
+def test_augmented_batch_is_drawn_from_an_augmented_train_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.zero_cost_support import LocalDataset
+
+    flags: list[bool] = []
+
+    def train_batches(self, size: int, generator: torch.Generator, *, augment: bool = True, cutout: int = 0):
+        flags.append(augment)
+        order = torch.randperm(self._images.shape[0], generator=generator)[:size]
+        yield self._images[order], self._labels[order]
+
+    monkeypatch.setattr(LocalDataset, "train_batches", train_batches)
+    results, ctx, _ = run([("snip", {"batch_augment": True}), "snip"])
+    assert flags == [True]
+    assert next(iter(ctx.datasets.values())).fixed_batch_calls == [(64, 0)]  # the plain request's
+    assert all(r.finite for r in results)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from app.catalog.methods import all_methods
 from app.settings import get_settings
 from worker.methods.base import EvalRequest, LostOwnership, MethodResult
 from worker.runtime import Claim, Heartbeat, ServiceContext, store_failure, store_results
@@ -24,6 +25,8 @@ def worker_device() -> torch.device:
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(wanted)
     if device.type == "cuda":
+        # Needed before cuBLAS starts for deterministic matmuls (the ``deterministic`` option).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.cuda.set_device(device.index or 0)
         torch.backends.cudnn.benchmark = True
     threads = get_settings().torch_threads
@@ -38,6 +41,21 @@ def device_label(device: torch.device) -> str:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={visible})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def apply_reproducibility(device: torch.device, deterministic: bool) -> None:
+    """``deterministic``: cuDNN benchmark off and deterministic algorithms (warning, not failing,
+    for an op that has none); otherwise the fast autotuned kernels."""
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def wants_determinism(method: str, config: dict[str, Any]) -> bool:
+    info = all_methods().get(method)
+    if info is None:
+        return False
+    return bool(getattr(info.config_model.model_validate(config), "deterministic", False))
 
 
 def load_data(dataset: str, data_config: dict[str, Any]) -> Any:
@@ -73,7 +91,8 @@ def run_claims(claims: list[Claim]) -> None:
             store_failure(c, ValueError(f"this worker does not implement method {c.method!r}"))
         for c in training:
             ctx = ServiceContext(c, beat, device, load_data)
-            _run_one(c, lambda c=c, ctx=ctx: TRAINING[c.method](to_request(c), ctx))
+            _run_one(c, lambda c=c, ctx=ctx: _run_training(c, ctx, device))
+        apply_reproducibility(device, deterministic=False)
         by_arch: dict[tuple[str, str, str, int], list[Claim]] = {}
         for c in zero_cost:
             by_arch.setdefault((c.space, c.genotype, c.dataset, c.seed), []).append(c)
@@ -90,6 +109,13 @@ def run_claims(claims: list[Claim]) -> None:
                 continue
             # Stored per architecture: a later failure or time limit cannot take these results along.
             _finish_many(list(zip(group, results, strict=True)))
+
+
+def _run_training(c: Claim, ctx: ServiceContext, device: torch.device) -> MethodResult:
+    from worker.methods.registry import TRAINING
+
+    apply_reproducibility(device, wants_determinism(c.method, c.config))
+    return TRAINING[c.method](to_request(c), ctx)
 
 
 def _run_one(c: Claim, fn: Any) -> None:

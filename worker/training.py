@@ -8,19 +8,23 @@ batches straight from the device-resident dataset.
 Rules the methods rely on:
 - SGD (momentum, Nesterov, weight decay on every trainable parameter, BN included), global
   grad-norm clip, cross-entropy.
-- Cosine schedule stepped per iteration: the lr of step ``t`` is ``lr·½(1+cos(π·t/T))`` with
-  ``T = horizon_epochs · steps_per_epoch``; after ``T`` steps it is exactly 0. The horizon may be
-  longer than the epochs actually run (FEAR stage 1 uses its epoch cap, so the lr stays near its
-  start value).
-- Epoch train accuracy: sample-weighted over the epoch's minibatches, from the logits computed in
-  train mode before each optimiser step, on the augmented data (no extra pass).
+- Cosine schedule from ``lr`` to ``lr_min`` over ``horizon_epochs`` (default: the epochs run),
+  either ``per_iteration`` (the lr of step ``t`` uses ``t / (horizon · steps_per_epoch)``) or
+  ``per_epoch`` (constant within an epoch, epoch ``e`` uses ``e / horizon``: the authors'
+  ``CosineAnnealingLR(T_max=epochs)`` stepped at epoch ends). The horizon may be longer than the
+  epochs actually run (FEAR stage 1 uses its epoch cap, so the lr stays near its start value).
+- Epoch train accuracy: sample-weighted over the epoch's minibatches, from the float32 logits
+  computed in train mode before each optimiser step, on the augmented data (no extra pass).
 - DARTS auxiliary head: a model returning ``(logits, aux_logits)`` in train mode adds
   ``aux_weight · CE(aux_logits)``; accuracy and the reported loss use the main logits only.
 - Drop path: a model exposing ``drop_path_prob`` gets ``drop_path · epoch / epochs`` at each epoch
   start (the DARTS ramp; 0 when ``drop_path`` is 0).
+- Mixup (``mixup_alpha`` > 0): each batch is mixed with a permutation of itself, weight
+  λ ~ Beta(α, α); loss λ·CE(y) + (1-λ)·CE(y_perm); accuracy counts λ·hits(y) + (1-λ)·hits(y_perm).
+- Precision: ``bf16`` = bf16 autocast and channels_last on CUDA (the fast path); ``fp32`` = float32
+  with TF32 off for convs and matmuls (the authors' numerics). CPU runs are float32 either way.
 - Seeded: the caller seeds weight init (``torch.manual_seed``) and passes the generator that orders
   and augments the data; on CPU the same seed gives bitwise the same run.
-- On CUDA: bf16 autocast and channels_last memory format (both skipped on other devices).
 """
 
 from __future__ import annotations
@@ -31,25 +35,61 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.catalog.base import NetworkOptions, Precision, Schedule, SgdOptions, StageOptions
+from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
 
 Clock = Callable[[], float]
-StopReason = Literal["completed", "epoch_callback", "step_check", "window_check"]
+StopReason = Literal["completed", "epoch_callback", "step_callback"]
+SgdConfig = SgdOptions  # the optimiser settings the loop takes (one definition, torch-free)
 
 
 @dataclass(frozen=True)
-class SgdConfig:
-    lr: float
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    grad_clip: float | None = 5.0  # max global L2 norm of the gradients; None = no clipping
+class TrainOptions:
+    """Everything one call of ``train`` needs besides the model, the data and the callbacks."""
+
+    epochs: int
+    batch_size: int
+    sgd: SgdOptions
+    horizon_epochs: int | None = None  # cosine horizon; None = ``epochs``
+    schedule: Schedule = "per_iteration"
+    precision: Precision = "bf16"
+    augment: bool = True
+    cutout: int = 0
+    normalize: bool = True  # False: undo the dataset's normalisation (raw [0, 1] inputs)
+    aux_weight: float = 0.0
+    drop_path: float = 0.0
+    mixup_alpha: float = 0.0
+    train_size: int | None = None  # images per epoch if known (else counted once)
+
+    @classmethod
+    def of_stage(
+        cls, stage: StageOptions, config: Any, *, horizon_epochs: int | None = None, top_only: bool = False
+    ) -> TrainOptions:
+        """Options for one stage of a training config (``app.catalog.training``). ``top_only``:
+        FEAR stage 2, which trains without the auxiliary loss and drop path, as the authors did."""
+        network: NetworkOptions = config.network
+        return cls(
+            epochs=stage.epochs,
+            batch_size=stage.batch_size,
+            sgd=stage.sgd,
+            horizon_epochs=horizon_epochs,
+            schedule=config.lr_schedule,
+            precision=config.precision,
+            augment=config.data.augment,
+            cutout=config.data.cutout,
+            normalize=config.data.normalize,
+            aux_weight=0.0 if top_only else aux_weight_of(network),
+            drop_path=0.0 if top_only else network.drop_path,
+            mixup_alpha=config.mixup_alpha,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,30 +127,90 @@ class EvalStats:
     samples: int
 
 
-# Called after every epoch; returning True ends training (FEAR threshold, time budget).
-EpochCallback = Callable[[EpochStats], bool]
-# Called every ``check_every`` steps with the seconds elapsed since the loop started; True stops.
-StepCheck = Callable[[float], bool]
-# Called every ``window_every`` steps, once a full epoch's worth of steps has run, with the train
-# accuracy over the last epoch's worth of steps (a sliding epoch average); True stops.
-WindowCheck = Callable[[float], bool]
+class StepInfo:
+    """What ``on_step`` sees: the step count, the training seconds so far and, on request, the
+    train top-1 over the last epoch's worth of steps (None before a whole epoch has run)."""
+
+    def __init__(self, step: int, elapsed_s: float, window: Callable[[], float | None]) -> None:
+        self.step = step
+        self.elapsed_s = elapsed_s
+        self._window = window
+
+    def window_accuracy(self) -> float | None:
+        return self._window()  # one host sync: ask only when needed
 
 
-def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
-    """Cosine decay from ``base_lr`` at step 0 to exactly 0 at ``total_steps``."""
+class TrainingCallbacks(Protocol):
+    """The loop's one hook protocol. ``on_step`` runs every ``check_every`` steps (never if None),
+    ``on_epoch`` after every epoch; either returns True to stop. ``keeps_window``: keep the per-step
+    hit counts ``StepInfo.window_accuracy`` needs."""
+
+    check_every: int | None
+    keeps_window: bool
+
+    def on_step(self, info: StepInfo) -> bool: ...
+
+    def on_epoch(self, stats: EpochStats) -> bool: ...
+
+
+class Callbacks:
+    """No-op callbacks to subclass: override what you need."""
+
+    check_every: int | None = None
+    keeps_window: bool = False
+
+    def on_step(self, info: StepInfo) -> bool:
+        return False
+
+    def on_epoch(self, stats: EpochStats) -> bool:
+        return False
+
+
+class ReportProgress(Callbacks):
+    """Reports every epoch through ``report(epoch=..., epochs=..., train_acc=...)``; never stops."""
+
+    def __init__(self, report: Callable[..., None], phase: str, epochs: int) -> None:
+        self.report = report
+        self.phase = phase
+        self.epochs = epochs
+
+    def on_epoch(self, stats: EpochStats) -> bool:
+        self.report(phase=self.phase, epoch=stats.epoch, epochs=self.epochs, train_acc=stats.train_acc)
+        return False
+
+
+def cosine_lr(base_lr: float, step: int, total_steps: int, lr_min: float = 0.0) -> float:
+    """Cosine decay from ``base_lr`` at step 0 to exactly ``lr_min`` at ``total_steps``."""
     progress = min(step, total_steps) / total_steps
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * progress))
+    return lr_min + 0.5 * (base_lr - lr_min) * (1.0 + math.cos(math.pi * progress))
 
 
-def uses_cuda_fast_path(device: torch.device) -> bool:
-    return device.type == "cuda"
+def scheduled_lr(sgd: SgdOptions, schedule: Schedule, step: int, steps_per_epoch: int, horizon: int) -> float:
+    """The lr of step ``step`` (0-based) under ``schedule``."""
+    if schedule == "per_epoch":
+        return cosine_lr(sgd.lr, step // steps_per_epoch, horizon, sgd.lr_min)
+    return cosine_lr(sgd.lr, step, horizon * steps_per_epoch, sgd.lr_min)
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to ``device``; on CUDA also switch to channels_last (faster convs with bf16)."""
-    if uses_cuda_fast_path(device):
-        torch.backends.cudnn.benchmark = True
-        return model.to(device=device, memory_format=torch.channels_last)
+def uses_fast_path(device: torch.device, precision: Precision = "bf16") -> bool:
+    """bf16 autocast + channels_last: only on CUDA and only with precision ``bf16``."""
+    return device.type == "cuda" and precision == "bf16"
+
+
+def set_float32_numerics(device: torch.device, precision: Precision) -> None:
+    """``fp32`` turns TF32 off for convs and matmuls (reference numerics); ``bf16`` restores
+    PyTorch's defaults for whatever runs outside autocast."""
+    if device.type != "cuda":
+        return
+    reference = precision == "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = not reference
+
+
+def prepare_model(model: nn.Module, device: torch.device, precision: Precision = "bf16") -> nn.Module:
+    """Move to ``device``; on the CUDA fast path also switch to channels_last."""
+    if uses_fast_path(device, precision):
+        return model.to(device=device).to(memory_format=torch.channels_last)
     return model.to(device)
 
 
@@ -140,13 +240,15 @@ def train_sample_count(data: DeviceDataset) -> int:
     return sum(int(y.shape[0]) for _, y in data.train_batches(1024, counter, augment=False, cutout=0))
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if uses_cuda_fast_path(device):
+def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+    if uses_fast_path(device, precision):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _split_outputs(
+    output: torch.Tensor | tuple[torch.Tensor, ...],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(output, tuple | list):
         return output[0], (output[1] if len(output) > 1 else None)
     return output, None
@@ -154,42 +256,59 @@ def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, torch.Te
 
 def _set_drop_path(model: nn.Module, probability: float) -> None:
     if hasattr(model, "drop_path_prob"):
-        model.drop_path_prob = probability
+        setattr(model, "drop_path_prob", probability)  # noqa: B010 (a plain attribute, not a submodule)
+
+
+def raw_inputs(data: DeviceDataset, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A map from the dataset's normalised images back to raw [0, 1] values (x·std + mean); the
+    identity for a dataset without normalisation."""
+    stats = data.info.get("normalisation")
+    if not stats:
+        return lambda x: x
+    std = torch.tensor(stats["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    mean = torch.tensor(stats["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return lambda x: x * std + mean
+
+
+class _Mixup:
+    """Mixes each batch with a permutation of itself; λ from a NumPy generator seeded off the data
+    generator (drawn only when mixup is on, so runs without it see the same data order)."""
+
+    def __init__(self, alpha: float, generator: torch.Generator) -> None:
+        self.alpha = alpha
+        self.generator = generator
+        self.rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        lam = float(self.rng.beta(self.alpha, self.alpha))
+        order = torch.randperm(x.shape[0], generator=self.generator).to(x.device)
+        return lam * x + (1.0 - lam) * x[order], order, lam
 
 
 def train(
     model: nn.Module,
     data: DeviceDataset,
-    *,
-    epochs: int,
-    batch_size: int,
-    sgd: SgdConfig,
+    options: TrainOptions,
     generator: torch.Generator,
-    horizon_epochs: int | None = None,
-    augment: bool = True,
-    cutout: int = 0,
-    aux_weight: float = 0.0,
-    drop_path: float = 0.0,
-    on_epoch: EpochCallback | None = None,
-    step_check: StepCheck | None = None,
-    check_every: int = 8,
-    window_check: WindowCheck | None = None,
-    window_every: int = 4,
+    callbacks: TrainingCallbacks | None = None,
+    *,
     clock: Clock = time.perf_counter,
-    train_size: int | None = None,
 ) -> TrainResult:
-    """Train the parameters of ``model`` that require grad for up to ``epochs`` epochs.
+    """Train the parameters of ``model`` that require grad for up to ``options.epochs`` epochs.
 
-    ``horizon_epochs`` (default ``epochs``) is the cosine horizon. ``on_epoch`` may stop training
-    at an epoch end, ``step_check`` every ``check_every`` steps and ``window_check`` every
-    ``window_every`` steps (a partial epoch is then not in ``epochs``, but its steps are in
-    ``steps`` and its time in ``seconds``). The model is left in train mode.
+    ``callbacks`` may stop training at an epoch end (``on_epoch``) or every ``check_every`` steps
+    (``on_step``; a partial epoch is then not in ``epochs``, but its steps are in ``steps`` and its
+    time in ``seconds``). Time spent inside ``on_epoch`` is not training time. The model is left in
+    train mode.
     """
-    if epochs < 1 or batch_size < 1:
+    hooks: TrainingCallbacks = callbacks or Callbacks()
+    if options.epochs < 1 or options.batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
-    if drop_path > 0 and not hasattr(model, "drop_path_prob"):
+    if options.drop_path > 0 and not hasattr(model, "drop_path_prob"):
         raise ValueError("drop_path > 0 but the network has no drop_path_prob attribute (darts/nb301 only)")
+    sgd = options.sgd
     device = next(model.parameters()).device
+    set_float32_numerics(device, options.precision)
     params = [p for p in model.parameters() if p.requires_grad]
     # No trainable parameter (e.g. FEAR stage 2 unfreezing parameter-free cells only): forward
     # passes still measure the accuracy and move the BN running statistics.
@@ -204,14 +323,22 @@ def train(
         if params
         else None
     )
-    steps_per_epoch = math.ceil((train_size or train_sample_count(data)) / batch_size)
-    total_steps = (horizon_epochs or epochs) * steps_per_epoch
-    channels_last = uses_cuda_fast_path(device)
-    use_aux = aux_weight > 0
+    steps_per_epoch = math.ceil((options.train_size or train_sample_count(data)) / options.batch_size)
+    horizon = options.horizon_epochs or options.epochs
+    channels_last = uses_fast_path(device, options.precision)
+    use_aux = options.aux_weight > 0
+    to_raw = None if options.normalize else raw_inputs(data, device)
+    mixup = _Mixup(options.mixup_alpha, generator) if options.mixup_alpha > 0 else None
 
-    # Per-step correct counts of the last epoch's worth of steps, kept only for ``window_check``
-    # (device scalars: summing them is the one host sync per check).
+    # Per-step correct counts of the last epoch's worth of steps, kept only for
+    # ``StepInfo.window_accuracy`` (device scalars: summing them is the one host sync per check).
     window: deque[tuple[torch.Tensor, int]] = deque(maxlen=steps_per_epoch)
+
+    def window_accuracy() -> float | None:
+        if not window or len(window) < steps_per_epoch:
+            return None
+        hit_sum = torch.stack([h for h, _ in window]).sum().item()
+        return float(hit_sum) / sum(k for _, k in window)
 
     result = TrainResult()
     model.train()
@@ -219,26 +346,39 @@ def train(
     callback_s = 0.0  # time spent in on_epoch (progress writes): not training time
     step = 0
     lr = sgd.lr
-    for epoch_index in range(epochs):
-        _set_drop_path(model, drop_path * epoch_index / epochs)
+    for epoch_index in range(options.epochs):
+        _set_drop_path(model, options.drop_path * epoch_index / options.epochs)
         epoch_start = clock()
-        correct = torch.zeros((), dtype=torch.long, device=device)
+        correct = torch.zeros((), dtype=torch.float64 if mixup else torch.long, device=device)
         loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         seen = 0
         interrupted = False
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data.train_batches(
-            batch_size, generator, augment=augment, cutout=cutout
+            options.batch_size, generator, augment=options.augment, cutout=options.cutout
         )
         for x, y in batches:
+            if to_raw is not None:
+                x = to_raw(x)
+            order, lam = None, 1.0
+            if mixup is not None:
+                x, order, lam = mixup(x)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = cosine_lr(sgd.lr, step, total_steps)
-            with _autocast(device), torch.set_grad_enabled(optimizer is not None):
-                logits, aux_logits = _split_outputs(model(x))
+            lr = scheduled_lr(sgd, options.schedule, step, steps_per_epoch, horizon)
+            with _autocast(device, options.precision), torch.set_grad_enabled(optimizer is not None):
+                output, aux_output = _split_outputs(model(x))
+                logits = output.float()
                 loss = F.cross_entropy(logits, y)
+                if order is not None:
+                    loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y[order])
                 objective = loss
-                if use_aux and aux_logits is not None:
-                    objective = loss + aux_weight * F.cross_entropy(aux_logits, y)
+                if use_aux and aux_output is not None:
+                    aux_loss = F.cross_entropy(aux_output.float(), y)
+                    if order is not None:
+                        aux_loss = lam * aux_loss + (1.0 - lam) * F.cross_entropy(
+                            aux_output.float(), y[order]
+                        )
+                    objective = loss + options.aux_weight * aux_loss
             if optimizer is not None:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -248,31 +388,28 @@ def train(
                     nn.utils.clip_grad_norm_(params, sgd.grad_clip)
                 optimizer.step()
             n = y.shape[0]
-            hits = (logits.detach().argmax(dim=1) == y).sum()
+            predicted = logits.detach().argmax(dim=1)
+            hits = (predicted == y).sum()
+            if order is not None:
+                hits = lam * hits.double() + (1.0 - lam) * (predicted == y[order]).sum().double()
             correct.add_(hits)
             loss_sum.add_(loss.detach().float() * n)
             seen += n
             step += 1
+            if hooks.keeps_window:
+                window.append((hits, n))
             if (
-                step_check is not None
-                and step % check_every == 0
-                and step_check(clock() - start - callback_s)
+                hooks.check_every
+                and step % hooks.check_every == 0
+                and hooks.on_step(StepInfo(step, clock() - start - callback_s, window_accuracy))
             ):
                 interrupted = True
-                result.stopped = "step_check"
+                result.stopped = "step_callback"
                 break
-            if window_check is not None:
-                window.append((hits, n))
-                if step % window_every == 0 and step >= steps_per_epoch:
-                    hit_sum = torch.stack([h for h, _ in window]).sum().item()
-                    if window_check(hit_sum / sum(k for _, k in window)):
-                        interrupted = True
-                        result.stopped = "window_check"
-                        break
         if interrupted:
             break
         # The single host sync of the epoch (it also makes the epoch time exact on CUDA).
-        accuracy = correct.item() / max(seen, 1)
+        accuracy = float(correct.item()) / max(seen, 1)
         mean_loss = loss_sum.item() / max(seen, 1)
         now = clock()
         stats = EpochStats(
@@ -285,23 +422,26 @@ def train(
             lr_last=lr,
         )
         result.epochs.append(stats)
-        if on_epoch is not None:
-            stop = on_epoch(stats)
-            callback_s += clock() - now
-            if stop:
-                result.stopped = "epoch_callback"
-                break
-    if uses_cuda_fast_path(device):
+        stop = hooks.on_epoch(stats)
+        callback_s += clock() - now
+        if stop:
+            result.stopped = "epoch_callback"
+            break
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
     result.seconds = clock() - start - callback_s
     result.steps = step
-    result.final_lr = cosine_lr(sgd.lr, step, total_steps)
+    result.final_lr = scheduled_lr(sgd, options.schedule, step, steps_per_epoch, horizon)
     return result
 
 
 @torch.inference_mode()
 def evaluate_batches(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    precision: Precision = "bf16",
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalStats:
     """Top-1 and mean cross-entropy in eval mode over ``batches``; one host sync at the end."""
     was_training = model.training
@@ -309,13 +449,16 @@ def evaluate_batches(
     correct = torch.zeros((), dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     seen = 0
-    channels_last = uses_cuda_fast_path(device)
+    channels_last = uses_fast_path(device, precision)
     for x, y in batches:
+        if transform is not None:
+            x = transform(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
-            logits, _ = _split_outputs(model(x))
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        with _autocast(device, precision):
+            output, _ = _split_outputs(model(x))
+            logits = output.float()
+            loss = F.cross_entropy(logits, y, reduction="sum")
         correct.add_((logits.argmax(dim=1) == y).sum())
         loss_sum.add_(loss.float())
         seen += y.shape[0]
@@ -325,34 +468,33 @@ def evaluate_batches(
     return EvalStats(accuracy=correct.item() / seen, loss=loss_sum.item() / seen, samples=seen)
 
 
-def evaluate(model: nn.Module, data: DeviceDataset, batch_size: int = 1024) -> EvalStats:
-    """Test top-1 of ``model`` on the dataset's test split (no augmentation)."""
+def evaluate(
+    model: nn.Module,
+    data: DeviceDataset,
+    batch_size: int = 1024,
+    *,
+    precision: Precision = "bf16",
+    normalize: bool = True,
+) -> EvalStats:
+    """Test top-1 of ``model`` on the dataset's test split (no augmentation; raw [0, 1] inputs
+    when ``normalize`` is false, as in training)."""
     device = next(model.parameters()).device
-    return evaluate_batches(model, data.test_batches(batch_size), device)
+    transform = None if normalize else raw_inputs(data, device)
+    return evaluate_batches(model, data.test_batches(batch_size), device, precision, transform)
 
 
 # ---------------------------------------------------------------------------------------------
 # Plumbing shared by the training methods
 
 
-# Builder options per space (the builders reject keys that do not apply to them).
-_BUILDER_KEYS: dict[str, tuple[str, ...]] = {
-    "nb201": ("C", "N"),
-    "nats_sss": (),
-    "darts": ("C", "layers", "auxiliary", "drop_path"),
-    "nb301": ("C", "layers", "auxiliary", "drop_path"),
-}
-
-
-def builder_options(space: str, network: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``network`` block as builder options: unset knobs (None) are left to the
-    space's defaults; the aux loss weight is a training setting, not a builder one."""
-    keys = _BUILDER_KEYS.get(space, ())
-    return {k: network[k] for k in keys if network.get(k) is not None}
-
-
 def build_network(
-    space: str, genotype: str, network: dict[str, Any], data: DeviceDataset, seed: int, device: torch.device
+    space: str,
+    genotype: str,
+    network: NetworkOptions,
+    data: DeviceDataset,
+    seed: int,
+    device: torch.device,
+    precision: Precision = "bf16",
 ) -> nn.Module:
     """Build the network with seeded initialisation (on CPU, so CPU and CUDA runs start alike)."""
     from worker.spaces import build
@@ -364,27 +506,10 @@ def build_network(
         genotype=genotype,
         num_classes=data.num_classes,
         input_size=data.input_size,
-        options=builder_options(space, network),
+        options=get_space_spec(space).builder_options(network),
     )
-    return prepare_model(build(spec), device)
+    return prepare_model(build(spec), device, precision)
 
 
-def aux_weight_of(network: dict[str, Any]) -> float:
-    return float(network.get("auxiliary_weight") or 0.0) if network.get("auxiliary") else 0.0
-
-
-def sgd_from(config: dict[str, Any], prefix: str = "") -> SgdConfig:
-    """``SgdConfig`` from flat config keys (``stage1_lr`` ... or ``lr`` ...)."""
-    return SgdConfig(
-        lr=config[f"{prefix}lr"],
-        momentum=config[f"{prefix}momentum"],
-        nesterov=config[f"{prefix}nesterov"],
-        weight_decay=config[f"{prefix}weight_decay"],
-        grad_clip=config[f"{prefix}grad_clip"],
-    )
-
-
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
+def aux_weight_of(network: NetworkOptions) -> float:
+    return float(network.auxiliary_weight or 0.0) if network.auxiliary else 0.0

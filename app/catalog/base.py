@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Family = Literal["training", "zero_cost", "static"]
+Schedule = Literal["per_iteration", "per_epoch"]
+Precision = Literal["fp32", "bf16"]
 
 # The mark of a config field added after results were stored (``json_schema_extra``): left at its
 # default it is left out of the config hash, so evaluations stored before the field existed are
@@ -61,7 +63,36 @@ class DataOptions(StrictModel):
     subset_seed: int = Field(0, ge=0, description="seed choosing the subsets")
     augment: bool = Field(True, description="the dataset's standard train augmentation (none for synthetic)")
     cutout: int = Field(0, ge=0, le=32, description="cutout side length in pixels; 0 = off")
-    synthetic: SyntheticOptions = Field(default_factory=SyntheticOptions)
+    normalize: bool = Field(
+        True,
+        description=(
+            "per-channel mean/std normalisation of the dataset; false = raw [0, 1] inputs (the FEAR "
+            "authors' ImageNet16-120 provider)"
+        ),
+        json_schema_extra=HASH_OMITS_DEFAULT,
+    )
+    synthetic: SyntheticOptions = Field(default_factory=lambda: SyntheticOptions.model_validate({}))
+
+
+@dataclass(frozen=True)
+class SgdOptions:
+    """One optimiser's settings, as the training loop takes them."""
+
+    lr: float
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float | None = 5.0  # max global L2 norm of the gradients; None = no clipping
+    lr_min: float = 0.0  # cosine floor (eta_min)
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """One training stage: its length (also its cosine horizon), batch size and optimiser."""
+
+    epochs: int
+    batch_size: int
+    sgd: SgdOptions
 
 
 @dataclass(frozen=True)

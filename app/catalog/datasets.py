@@ -45,7 +45,9 @@ class DatasetInfo:
             "input_size": self.input_size,
             "train_size": self.train_size,
             "test_size": self.test_size,
-            "normalisation": None if self.mean is None else {"mean": list(self.mean), "std": list(self.std)},
+            "normalisation": None
+            if self.mean is None or self.std is None
+            else {"mean": list(self.mean), "std": list(self.std)},
             "augmentation": {
                 "crop": None
                 if self.crop_padding == 0

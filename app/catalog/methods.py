@@ -73,17 +73,28 @@ def check_data_sizes(dataset: str, config: dict[str, Any]) -> tuple[list[str | i
     return None
 
 
+def hashed_form(config: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``config`` without the fields added after results were stored that are left at their
+    default (``HASH_OMITS_DEFAULT``), at every nesting level: the form the identity hash reads."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            out[key] = value
+            continue
+        if (field.json_schema_extra or {}) == HASH_OMITS_DEFAULT and value == field.default:
+            continue
+        nested = field.annotation
+        if isinstance(value, dict) and isinstance(nested, type) and issubclass(nested, BaseModel):
+            out[key] = hashed_form(value, nested)
+        else:
+            out[key] = value
+    return out
+
+
 def config_hash(method: str, config: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     if model is not None:
-        config = {
-            key: value
-            for key, value in config.items()
-            if not (
-                key in model.model_fields
-                and (model.model_fields[key].json_schema_extra or {}) == HASH_OMITS_DEFAULT
-                and value == model.model_fields[key].default
-            )
-        }
+        config = hashed_form(config, model)
     blob = json.dumps({"method": method, "config": config}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

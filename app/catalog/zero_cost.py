@@ -11,22 +11,15 @@ measures (params, flops) read no data. Presets:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
-from app.catalog.base import DataOptions, MethodInfo, NetworkOptions, StrictModel
+from app.catalog.base import HASH_OMITS_DEFAULT, DataOptions, Family, MethodInfo, NetworkOptions, StrictModel
 from app.catalog.training import check_network, fear_cpu, fear_tiny
 
-DEFAULT_BATCH_SIZE: dict[str, int] = {
-    "grad_norm": 64,
-    "snip": 64,
-    "grasp": 64,
-    "fisher": 64,
-    "plain": 64,
-    "jacob_cov": 64,
-    "naswot": 128,
-}
 MIN_BATCH, MAX_BATCH = 2, 1024
 
 
@@ -56,14 +49,17 @@ def _batch_size(default: int) -> Any:
 
 def _data() -> Any:
     return Field(
-        default_factory=DataOptions,
+        default_factory=lambda: DataOptions.model_validate({}),
         description="which dataset variant the batch is drawn from (subset, synthetic sizes); "
         "augment and cutout do not apply: the fixed batch is never augmented",
     )
 
 
 def _network() -> Any:
-    return Field(default_factory=ScoredNetworkOptions, description="network size; null = benchmark default")
+    return Field(
+        default_factory=lambda: ScoredNetworkOptions.model_validate({}),
+        description="network size; null = benchmark default",
+    )
 
 
 class _StaticConfig(StrictModel):
@@ -76,6 +72,22 @@ class _ShapeConfig(_StaticConfig):
 
 class _BatchConfig(_ShapeConfig):
     batch_size: int = _batch_size(64)
+    batch_augment: bool = Field(
+        False,
+        description=(
+            "draw the batch with the dataset's train augmentation (Samsung's reference code); "
+            "false = one fixed un-augmented batch"
+        ),
+        json_schema_extra=HASH_OMITS_DEFAULT,
+    )
+    batch_per_architecture: bool = Field(
+        False,
+        description=(
+            "a different random batch per architecture (seeded by seed and genotype; Samsung's code); "
+            "false = the same batch for every architecture of the comparison"
+        ),
+        json_schema_extra=HASH_OMITS_DEFAULT,
+    )
 
 
 class GradNormConfig(_BatchConfig):
@@ -105,7 +117,7 @@ class JacobCovConfig(_BatchConfig):
 class NaswotConfig(_BatchConfig):
     """naswot: log|det K| of the ReLU activation-code agreement kernel."""
 
-    batch_size: int = _batch_size(DEFAULT_BATCH_SIZE["naswot"])
+    batch_size: int = _batch_size(128)
 
 
 class SynflowConfig(_ShapeConfig):
@@ -125,16 +137,52 @@ class FlopsConfig(_StaticConfig):
 
 
 Preset = Callable[[str, str], dict[str, Any]]
+# "batch": a real minibatch of ``batch_size`` images; "shape": only the image shape is read (synflow
+# feeds one all-ones image, flops one image); "none": no data at all.
+InputKind = Literal["batch", "shape", "none"]
 
 
-def _preset(name: str, like: Callable[[str, str], dict[str, Any]] | None) -> Preset:
+@dataclass(frozen=True)
+class MeasureSpec:
+    """Everything about a measure except its arithmetic (that is ``worker/methods/zero_cost/<name>.py``)."""
+
+    name: str
+    summary: str
+    input: InputKind
+    needs_labels: bool = False
+    removes_batchnorm: bool = False  # scores a copy of the network with BatchNorm replaced by identity
+    default_batch_size: int = 64  # images in the fixed batch (input "batch" only)
+    config_model: type[StrictModel] | None = None  # None = the standard config of its input kind
+
+    @property
+    def family(self) -> Family:
+        return "static" if self.input == "none" or self.name == "flops" else "zero_cost"
+
+    def config(self) -> type[StrictModel]:
+        if self.config_model is not None:
+            return self.config_model
+        if self.input == "batch":
+            return _batch_config(self.name, self.default_batch_size)
+        return _ShapeConfig if self.input == "shape" else _StaticConfig
+
+
+@lru_cache
+def _batch_config(name: str, batch_size: int) -> type[StrictModel]:
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{name.title().replace('_', '')}Config",
+        __base__=_BatchConfig,
+        batch_size=(int, _batch_size(batch_size)),
+    )
+
+
+def _preset(spec: MeasureSpec, like: Preset | None) -> Preset:
     """A preset with the measure's default batch, and the network/data of a training preset."""
-    model = CONFIGS[name]
+    model = spec.config()
 
     def preset(space: str, dataset: str) -> dict[str, Any]:
         values: dict[str, Any] = {}
         if "batch_size" in model.model_fields:
-            values["batch_size"] = DEFAULT_BATCH_SIZE[name]
+            values["batch_size"] = spec.default_batch_size
         if like is not None:
             training = like(space, dataset)
             values["network"] = dict(training.get("network", {}))
@@ -149,52 +197,101 @@ def _check(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[str |
     return check_network(space, dataset, config.get("network") or {})
 
 
-CONFIGS: dict[str, type[StrictModel]] = {
-    "grad_norm": GradNormConfig,
-    "snip": SnipConfig,
-    "grasp": GraspConfig,
-    "fisher": FisherConfig,
-    "plain": PlainConfig,
-    "jacob_cov": JacobCovConfig,
-    "naswot": NaswotConfig,
-    "synflow": SynflowConfig,
-    "synflow_bn": SynflowBnConfig,
-    "params": ParamsConfig,
-    "flops": FlopsConfig,
-}
+# The one list of measures. Adding one: an entry here and its implementation file in
+# worker/methods/zero_cost/ (docs/zero_cost.md walks through an example).
+MEASURE_SPECS: tuple[MeasureSpec, ...] = (
+    MeasureSpec(
+        "grad_norm",
+        "sum over Conv/Linear layers of the norm of the loss gradient, at initialisation",
+        "batch",
+        needs_labels=True,
+        config_model=GradNormConfig,
+    ),
+    MeasureSpec(
+        "snip",
+        "sum of |weight x loss gradient| (connection sensitivity), at initialisation",
+        "batch",
+        needs_labels=True,
+        config_model=SnipConfig,
+    ),
+    MeasureSpec(
+        "grasp",
+        "sum of -weight x (Hessian x gradient) (gradient-signal preservation), at initialisation",
+        "batch",
+        needs_labels=True,
+        config_model=GraspConfig,
+    ),
+    MeasureSpec(
+        "fisher",
+        "channel-wise Fisher information of the activations, fan-in weighted, at initialisation",
+        "batch",
+        needs_labels=True,
+        config_model=FisherConfig,
+    ),
+    MeasureSpec(
+        "plain",
+        "signed sum of weight x loss gradient (correlates negatively on NB201; reported as is)",
+        "batch",
+        needs_labels=True,
+        config_model=PlainConfig,
+    ),
+    MeasureSpec(
+        "jacob_cov",
+        "spread of the correlation spectrum of per-image input Jacobians, at initialisation",
+        "batch",
+        config_model=JacobCovConfig,
+    ),
+    MeasureSpec(
+        "naswot",
+        "log-determinant of the ReLU activation-pattern agreement kernel over one batch",
+        "batch",
+        default_batch_size=128,
+        config_model=NaswotConfig,
+    ),
+    MeasureSpec(
+        "synflow",
+        "synaptic flow of the sign-free network on an all-ones image (float64, BatchNorm removed)",
+        "shape",
+        removes_batchnorm=True,
+        config_model=SynflowConfig,
+    ),
+    MeasureSpec(
+        "synflow_bn",
+        "synaptic flow of the sign-free network on an all-ones image (float64, BatchNorm kept)",
+        "shape",
+        config_model=SynflowBnConfig,
+    ),
+    MeasureSpec("params", "number of parameters of the network", "none", config_model=ParamsConfig),
+    MeasureSpec(
+        "flops",
+        "multiply-adds of the conv and linear layers for one image",
+        "shape",
+        config_model=FlopsConfig,
+    ),
+)
+MEASURE_SPEC: dict[str, MeasureSpec] = {spec.name: spec for spec in MEASURE_SPECS}
 
-_SUMMARIES: dict[str, str] = {
-    "grad_norm": "sum over Conv/Linear layers of the norm of the loss gradient, at initialisation",
-    "snip": "sum of |weight x loss gradient| (connection sensitivity), at initialisation",
-    "grasp": "sum of -weight x (Hessian x gradient) (gradient-signal preservation), at initialisation",
-    "fisher": "channel-wise Fisher information of the activations, fan-in weighted, at initialisation",
-    "plain": "signed sum of weight x loss gradient (correlates negatively on NB201; reported as is)",
-    "jacob_cov": "spread of the correlation spectrum of per-image input Jacobians, at initialisation",
-    "naswot": "log-determinant of the ReLU activation-pattern agreement kernel over one batch",
-    "synflow": "synaptic flow of the sign-free network on an all-ones image (float64, BatchNorm removed)",
-    "synflow_bn": "synaptic flow of the sign-free network on an all-ones image (float64, BatchNorm kept)",
-    "params": "number of parameters of the network",
-    "flops": "multiply-adds of the conv and linear layers for one image",
-}
 
-
-def _info(name: str) -> MethodInfo:
+def _info(spec: MeasureSpec) -> MethodInfo:
     return MethodInfo(
-        name=name,
-        family="static" if name in ("params", "flops") else "zero_cost",
-        summary=_SUMMARIES[name],
+        name=spec.name,
+        family=spec.family,
+        summary=spec.summary,
         # Every score ranks "higher first" by its own convention, plain included: its negative
         # correlation is a finding the report shows, not a reason to flip the sign silently.
         higher_is_better=True,
-        config_model=CONFIGS[name],
+        config_model=spec.config(),
         presets={
-            "default": _preset(name, None),
-            "cpu": _preset(name, fear_cpu),
-            "tiny": _preset(name, fear_tiny),
+            "default": _preset(spec, None),
+            "cpu": _preset(spec, fear_cpu),
+            "tiny": _preset(spec, fear_tiny),
         },
         default_preset="default",
         check=_check,
     )
 
 
-MEASURES: dict[str, MethodInfo] = {name: _info(name) for name in CONFIGS}
+MEASURES: dict[str, MethodInfo] = {spec.name: _info(spec) for spec in MEASURE_SPECS}
+
+# The config model of every measure by name (for callers that build configs directly).
+CONFIGS: dict[str, type[StrictModel]] = {spec.name: spec.config() for spec in MEASURE_SPECS}

@@ -17,7 +17,7 @@ import ast
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from app.genotypes._text import is_int, show, type_name
 from app.genotypes.base import GenotypeError, ParsedArch
@@ -128,7 +128,7 @@ def _literal(node: ast.AST, where: str, allow_range: bool) -> Any:
         and is_int(node.operand.value)
     ):
         # Kept as a number so validation can say "negative" instead of "not a literal".
-        return -node.operand.value
+        return -cast(int, node.operand.value)
     if (
         allow_range
         and isinstance(node, ast.Call)

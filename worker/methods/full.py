@@ -12,10 +12,10 @@ from worker.training import Clock, evaluate
 
 
 def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
-    config = FullConfig.model_validate(request.config).model_dump(mode="json")
+    config = FullConfig.model_validate(request.config)
     regular = train_regular(request, ctx, config, clock)
     test_start = clock()
-    test = evaluate(regular.model, regular.data)
+    test = evaluate(regular.model, regular.data, precision=config.precision, normalize=config.data.normalize)
     test_s = clock() - test_start
     train_s = regular.result.seconds
     regular.info.update(test_loss=test.loss, test_samples=test.samples)

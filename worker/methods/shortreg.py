@@ -14,13 +14,11 @@ from worker.data.base import DeviceDataset
 from worker.methods.base import EvalRequest, MethodResult, RunContext
 from worker.training import (
     Clock,
-    EpochStats,
+    ReportProgress,
+    TrainOptions,
     TrainResult,
-    aux_weight_of,
     build_network,
-    device_label,
     make_generator,
-    sgd_from,
     train,
 )
 
@@ -34,30 +32,19 @@ class RegularRun:
 
 
 def train_regular(
-    request: EvalRequest, ctx: RunContext, config: dict[str, Any], clock: Clock = time.perf_counter
+    request: EvalRequest, ctx: RunContext, config: ShortregConfig, clock: Clock = time.perf_counter
 ) -> RegularRun:
-    """Build, then train the whole network for ``config['epochs']`` epochs (shared with ``full``)."""
-    data = ctx.dataset(request.dataset, config["data"])
-    network = config["network"]
-    model = build_network(request.space, request.genotype, network, data, request.seed, ctx.device)
-    epochs = config["epochs"]
-
-    def after_epoch(stats: EpochStats) -> bool:
-        ctx.progress(phase="train", epoch=stats.epoch, epochs=epochs, train_acc=stats.train_acc)
-        return False
-
+    """Build, then train the whole network for ``config.epochs`` epochs (shared with ``full``)."""
+    data = ctx.dataset(request.dataset, config.data.model_dump(mode="json"))
+    model = build_network(
+        request.space, request.genotype, config.network, data, request.seed, ctx.device, config.precision
+    )
     result = train(
         model,
         data,
-        epochs=epochs,
-        batch_size=config["batch_size"],
-        sgd=sgd_from(config),
-        generator=make_generator(request.seed),
-        augment=config["data"]["augment"],
-        cutout=config["data"]["cutout"],
-        aux_weight=aux_weight_of(network),
-        drop_path=network["drop_path"],
-        on_epoch=after_epoch,
+        TrainOptions.of_stage(config.stage, config),
+        make_generator(request.seed),
+        ReportProgress(ctx.progress, "train", config.epochs),
         clock=clock,
     )
     info = {
@@ -65,13 +52,12 @@ def train_regular(
         "train": {"acc": result.accuracies, "loss": result.losses},
         "final_train_acc": result.accuracies[-1],
         "final_train_loss": result.losses[-1],
-        "device": device_label(ctx.device),
     }
     return RegularRun(model, data, result, info)
 
 
 def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
-    config = ShortregConfig.model_validate(request.config).model_dump(mode="json")
+    config = ShortregConfig.model_validate(request.config)
     regular = train_regular(request, ctx, config, clock)
     accuracies = regular.result.accuracies
     score = max(accuracies)

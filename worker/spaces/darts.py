@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from app.genotypes import darts as darts_genotype
+from app.spaces.darts import DEFAULT_C, DEFAULT_LAYERS
 from worker.spaces.ops import FactorizedReduce, ReLUConvBN, darts_op, drop_path
 
-DEFAULT_C = 32  # NB301's training setup (the DARTS paper's evaluation used C=36, 20 layers)
-DEFAULT_LAYERS = 8
 STEM_MULTIPLIER = 3
 AUX_RESOLUTION = 8  # the auxiliary head's layers assume 8x8 feature maps
 
@@ -165,16 +164,6 @@ def build(
         raise ValueError(f"unknown darts option(s) {sorted(opts)}; allowed: C, layers, auxiliary, drop_path")
     parsed = darts_genotype.parse_genotype(genotype, nb301=nb301)
     return NetworkCIFAR(parsed, num_classes, C, layers, auxiliary, input_size, float(drop))
-
-
-def unfreeze_identifiers(options: dict | None = None) -> list[str]:
-    """FEAR stage-2 identifiers: every cell after the first reduction cell, and the classifier.
-
-    With 8 layers that is ``cells.3``..``cells.7``, the authors' list (the spec's "last third").
-    """
-    layers = _positive_int((options or {}).get("layers", DEFAULT_LAYERS), "layers")
-    start = min(layers // 3 + 1, layers - 1)
-    return [f"cells.{i}" for i in range(start, layers)] + ["classifier"]
 
 
 def _positive_int(value: object, name: str) -> int:

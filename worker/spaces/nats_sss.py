@@ -22,8 +22,3 @@ def build(genotype: str, num_classes: int, options: dict | None = None) -> CellN
     channels = list(sss_genotype.parse_channels(genotype))
     cell_ops = nb201_genotype.parse_ops(sss_genotype.CELL)
     return CellNetwork(cell_ops, channels[0], channels, _REDUCTIONS, num_classes)
-
-
-def unfreeze_identifiers(options: dict | None = None) -> list[str]:
-    """FEAR stage-2 identifiers: the last cell (the only cell of the final stage), lastact, classifier."""
-    return [f"cells.{len(_REDUCTIONS) - 1}", "lastact", "classifier"]

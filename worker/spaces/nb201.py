@@ -10,10 +10,8 @@ import torch
 from torch import nn
 
 from app.genotypes import nb201 as nb201_genotype
+from app.spaces.nb201 import DEFAULT_C, DEFAULT_N
 from worker.spaces.ops import ResidualReduction, nb201_op
-
-DEFAULT_C = 16
-DEFAULT_N = 5
 
 
 class TopologyCell(nn.Module):
@@ -39,10 +37,11 @@ class TopologyCell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [x]
         for inputs in self._plan:
-            total = None
+            total: torch.Tensor | None = None
             for k, source in inputs:
                 out = self.edges[k](states[source])
                 total = out if total is None else total + out
+            assert total is not None  # every node has at least one incoming edge
             states.append(total)
         return states[-1]
 
@@ -104,15 +103,6 @@ def build(genotype: str, num_classes: int, options: dict | None = None) -> CellN
     if opts:
         raise ValueError(f"unknown nb201 option(s) {sorted(opts)}; allowed: C, N")
     return build_tiny_network(nb201_genotype.parse_ops(genotype), num_classes, C=C, N=N)
-
-
-def unfreeze_identifiers(options: dict | None = None) -> list[str]:
-    """FEAR stage-2 identifiers: the last round(4N/5) cells of the final stage (at least one),
-    lastact and classifier. N=5 gives the authors' ``cells.13``..``cells.16``."""
-    N = _positive_int((options or {}).get("N", DEFAULT_N), "N")
-    total = 3 * N + 2
-    count = min(N, max(1, round(4 * N / 5)))
-    return [f"cells.{i}" for i in range(total - count, total)] + ["lastact", "classifier"]
 
 
 def _positive_int(value: object, name: str) -> int:

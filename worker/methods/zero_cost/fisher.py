@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients, total
+from worker.methods.zero_cost.registry import implements
 
 
 def fisher_from(grads: LossGradients) -> Score:
@@ -18,5 +19,6 @@ def fisher_from(grads: LossGradients) -> Score:
     return Score(total(contributions))
 
 
+@implements("fisher", from_gradients=fisher_from)
 def fisher(model: nn.Module, batch: Batch) -> Score:
     return fisher_from(loss_gradients(model, batch))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from worker.methods.zero_cost.common import Batch, Score
+from worker.methods.zero_cost.registry import implements
 
 
+@implements("flops")
 def flops(model: nn.Module, batch: Batch) -> Score:
     from worker.spaces.counting import count_flops
 

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 
 from worker.methods.zero_cost.common import Batch, Score, batch_loss, total, weight_layers
+from worker.methods.zero_cost.registry import implements
 
 
+@implements("grasp")
 def grasp(model: nn.Module, batch: Batch) -> Score:
     weights = [layer.weight for layer in weight_layers(model)]
     loss = batch_loss(model, batch)

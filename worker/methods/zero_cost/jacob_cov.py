@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from worker.methods.zero_cost.common import Batch, Score, logits_of
+from worker.methods.zero_cost.registry import implements
 
 EPSILON = 1e-5
 NO_PATH = "no path from input to output: constant Jacobian (correlation undefined)"
@@ -34,16 +35,19 @@ def correlation_score(jacobian: Tensor) -> Score:
     if n_constant == rows.shape[0]:
         return Score(math.nan, NO_PATH, {"constant_rows": n_constant})
     if n_constant:
-        reason = f"{n_constant} of {rows.shape[0]} Jacobian rows are constant: their correlation is undefined"
-        return Score(math.nan, reason, {"constant_rows": n_constant})
+        undefined = (
+            f"{n_constant} of {rows.shape[0]} Jacobian rows are constant: their correlation is undefined"
+        )
+        return Score(math.nan, undefined, {"constant_rows": n_constant})
     eigenvalues = torch.linalg.eigvalsh(torch.corrcoef(rows))
     shifted = eigenvalues + EPSILON
     value = float(-(torch.log(shifted) + 1.0 / shifted).sum())
-    reason = None
+    reason: str | None = None
     if not math.isfinite(value):
         reason = f"eigenvalue {float(eigenvalues.min()):.3g} of the correlation matrix is below -{EPSILON}"
     return Score(value, reason, {"min_eigenvalue": float(eigenvalues.min())})
 
 
+@implements("jacob_cov")
 def jacob_cov(model: nn.Module, batch: Batch) -> Score:
     return correlation_score(input_jacobian(model, batch[0]))

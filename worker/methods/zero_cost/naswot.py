@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from worker.methods.zero_cost.common import Batch, Score
+from worker.methods.zero_cost.registry import implements
 
 SINGULAR = "identical activation codes for two images: K is singular (log|det K| = -inf)"
 NO_RELU = "the network has no ReLU: K = 0"
@@ -66,6 +67,7 @@ def log_abs_det(kernel: Tensor, relu_calls: int) -> Score:
     return Score(value, None if math.isfinite(value) else "K is singular (log|det K| = -inf)", info)
 
 
+@implements("naswot")
 def naswot(model: nn.Module, batch: Batch) -> Score:
     kernel, calls = activation_kernel(model, batch[0])
     return log_abs_det(kernel, calls)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients, total
+from worker.methods.zero_cost.registry import implements
 
 
 def plain_from(grads: LossGradients) -> Score:
@@ -13,5 +14,6 @@ def plain_from(grads: LossGradients) -> Score:
     return Score(total([(w * g).sum() for w, g in pairs]))
 
 
+@implements("plain", from_gradients=plain_from)
 def plain(model: nn.Module, batch: Batch) -> Score:
     return plain_from(loss_gradients(model, batch))

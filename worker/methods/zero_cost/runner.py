@@ -3,23 +3,27 @@ give every measure its own fresh copy of the initial weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from torch import nn
 
 from app.catalog.datasets import get_dataset
+from app.catalog.zero_cost import ScoredNetworkOptions
+from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
-from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext
+from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext, json_safe
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients
-from worker.methods.zero_cost.registry import MEASURES, Measure
+from worker.methods.zero_cost.registry import Measure, measures
 from worker.methods.zero_cost.state import InitialState
 from worker.spaces.base import NetworkSpec
+from worker.training import make_generator, set_float32_numerics
 
 Builder = Callable[[NetworkSpec], nn.Module]
 
@@ -41,36 +45,29 @@ def _key(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True)
 
 
-def _json_safe(value: Any) -> Any:
-    # inf/NaN are not JSON: keep them readable as strings in the stored info.
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
-
-
-# The knobs each space's builder takes (it rejects any other key). ``auxiliary_weight`` is a loss
-# weight, never a builder knob; the zero-cost configs forbid the auxiliary head anyway.
-_BUILDER_KNOBS: dict[str, tuple[str, ...]] = {
-    "nb201": ("C", "N"),
-    "nats_sss": (),
-    "darts": ("C", "layers", "auxiliary", "drop_path"),
-    "nb301": ("C", "layers", "auxiliary", "drop_path"),
-}
-_UNSET = (None, False, 0, 0.0)
-
-
 def network_options(space: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The builder's options from a config's ``network`` block. Unset knobs (None) mean the space
-    default and are left out; a knob set for a space that has no use for it is an error (the API's
-    check rejects it first), never silently dropped."""
-    network = {k: v for k, v in (config.get("network") or {}).items() if v is not None}
-    knobs = _BUILDER_KNOBS.get(space)
-    if knobs is None:  # a space this table does not know: hand everything to its builder
-        return network
-    for key, value in network.items():
-        if key not in knobs and key != "auxiliary_weight" and value not in _UNSET:
-            raise ValueError(f"network.{key}={value!r} does not apply to space {space!r}")
-    return {k: v for k, v in network.items() if k in knobs}
+    """The builder's options from a config's ``network`` block (the space spec decides which apply;
+    a knob set for a space that has no use for it is an error, never silently dropped)."""
+    network = ScoredNetworkOptions.model_validate(config.get("network") or {})
+    return get_space_spec(space).builder_options(network)
+
+
+def batch_size_of(measure: Measure, config: dict[str, Any]) -> int | None:
+    if measure.input != "batch":
+        return None
+    return int(config.get("batch_size") or measure.spec.default_batch_size)
+
+
+def architecture_seed(seed: int, genotype: str) -> int:
+    """A batch seed of its own for every architecture (stable across processes, unlike hash())."""
+    digest = hashlib.sha256(f"{seed}:{genotype}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def first_train_batch(dataset: DeviceDataset, size: int, seed: int) -> Batch:
+    """The first minibatch of a seeded, shuffled, augmented train epoch."""
+    batches = dataset.train_batches(size, make_generator(seed), augment=True, cutout=0)
+    return next(iter(batches))
 
 
 class _Shared:
@@ -85,9 +82,9 @@ class _Shared:
         configs = [r.config["data"] for r in requests if "data" in r.config]
         self.fallback_data = configs[0] if configs else {}
         self._datasets: dict[str, DeviceDataset] = {}
-        self._batches: dict[tuple[str, int], Batch] = {}
+        self._batches: dict[tuple[str, int, bool, bool], Batch] = {}
         self.dataset_s = 0.0
-        self.batch_s: dict[tuple[str, int], float] = {}
+        self.batch_s: dict[tuple[str, int, bool, bool], float] = {}
 
     def data_config(self, request: EvalRequest) -> dict[str, Any]:
         return request.config.get("data", self.fallback_data)
@@ -102,12 +99,20 @@ class _Shared:
         return self._datasets[key]
 
     def batch(self, request: EvalRequest, size: int) -> tuple[Batch, float]:
-        """The fixed batch of ``size`` images and the seconds it took to load (once per size)."""
-        key = (_key(self.data_config(request)), size)
+        """The batch of ``size`` images and the seconds it took to load (once per size and kind):
+        by default the fixed, un-augmented batch of the seed; optionally (Samsung's convention) an
+        augmented one and/or one drawn per architecture."""
+        augment = bool(request.config.get("batch_augment"))
+        per_architecture = bool(request.config.get("batch_per_architecture"))
+        key = (_key(self.data_config(request)), size, augment, per_architecture)
         if key not in self._batches:
             dataset = self.dataset(request)
+            seed = architecture_seed(self.seed, request.genotype) if per_architecture else self.seed
             start = _clock(self.ctx.device)
-            self._batches[key] = dataset.fixed_batch(size, self.seed)
+            if augment:
+                self._batches[key] = first_train_batch(dataset, size, seed)
+            else:
+                self._batches[key] = dataset.fixed_batch(size, seed)
             self.batch_s[key] = _clock(self.ctx.device) - start
         return self._batches[key], self.batch_s[key]
 
@@ -128,8 +133,9 @@ def _check_one_architecture(requests: list[EvalRequest]) -> None:
                 "run_zero_cost takes the requests of one architecture: space, genotype, dataset and seed "
                 f"must agree (evaluation {request.evaluation_id} differs from {first.evaluation_id})"
             )
-        if request.method not in MEASURES:
-            raise ValueError(f"unknown zero-cost measure {request.method!r}; known: {', '.join(MEASURES)}")
+        if request.method not in measures():
+            known = ", ".join(measures())
+            raise ValueError(f"unknown zero-cost measure {request.method!r}; known: {known}")
 
 
 def _result(
@@ -148,7 +154,7 @@ def _result(
         "seed": request.seed,
         "batch_size": batch_size,
         "batchnorm_removed": measure.removes_batchnorm,
-        **{k: _json_safe(v) for k, v in score.info.items()},
+        **json_safe(score.info),
     }
     if measure.from_gradients is not None:
         info["gradients_reused"] = shared_gradients
@@ -199,6 +205,8 @@ def run_zero_cost(
     if not requests:
         return []
     _check_one_architecture(requests)
+    # Measures run in float32 with TF32 off, always: several are sums over many small terms.
+    set_float32_numerics(ctx.device, "fp32")
     build = builder or _default_builder()
     shared = _Shared(ctx, requests)
     first = requests[0]
@@ -224,12 +232,12 @@ def run_zero_cost(
 
         for index in indices:
             request = requests[index]
-            measure = MEASURES[request.method]
+            measure = measures()[request.method]
             ctx.progress(phase="zero_cost", measure=measure.name, done=done, total=len(requests))
-            batch_size = measure.batch_size(request.config)
+            batch_size = batch_size_of(measure, request.config)
             batch: Batch | None = None
             batch_s = 0.0
-            if measure.input == "batch":
+            if batch_size is not None:
                 batch, batch_s = shared.batch(request, batch_size)
             elif measure.input == "shape":
                 batch, batch_s = shared.shape_batch(request)
@@ -272,7 +280,8 @@ def _run_measure(
         start = _clock(device)
         fresh = arch.fresh()
         restored = _clock(device)
-        score = measure.compute(fresh, batch)
+        # Only params reads no data at all; its implementation ignores the batch argument.
+        score = measure.compute(fresh, cast(Batch, batch))
         finished = _clock(device)
         timings.update(restore_s=restored - start, measure_s=finished - restored)
         cost_s = finished - start

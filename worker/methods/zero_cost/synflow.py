@@ -17,14 +17,17 @@ import torch
 from torch import nn
 
 from worker.methods.zero_cost.common import Batch, Score, logits_of, remove_batchnorm, total, weight_layers
+from worker.methods.zero_cost.registry import implements
 
 OVERFLOW = "overflow: the float64 synaptic flow exceeds the largest float (ranks as the largest score)"
 
 
+@implements("synflow")
 def synflow(model: nn.Module, batch: Batch) -> Score:
     return synaptic_flow(model, batch, keep_batchnorm=False)
 
 
+@implements("synflow_bn")
 def synflow_bn(model: nn.Module, batch: Batch) -> Score:
     return synaptic_flow(model, batch, keep_batchnorm=True)
 
