@@ -1,0 +1,310 @@
+"""The client's operations, written once for both the sync and the async client.
+
+Each operation is a generator that yields the HTTP calls it needs (``Call``) and receives each
+answer's decoded body; the sync client drives it with blocking requests, the async client with
+awaited ones. So paging, splitting and merging logic exists exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastarchrank.models import (
+    BatchCreated,
+    BatchStatus,
+    GroundTruthStored,
+    Health,
+    Ranking,
+    RankingItem,
+    Report,
+    Score,
+)
+
+Decode = Literal["json", "text", "bytes"]
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    params: Any = None
+    json: Any = None
+    headers: dict[str, str] | None = None
+    decode: Decode = "json"
+
+
+Op = Generator[Call, Any, Any]
+
+Item = str | int | Mapping[str, Any]
+MethodArg = str | Mapping[str, Any]
+PLOTS = {
+    "score_vs_ground_truth": "score_vs_ground_truth.png",
+    "cost_vs_spearman": "cost_vs_spearman.png",
+}
+_ITEM_KEYS = {"genotype", "nb201_index", "index", "label", "ground_truth"}
+
+
+def item_body(item: Item, space: str) -> dict[str, Any]:
+    """One request item from a genotype string, a benchmark index or a dict (label/ground truth)."""
+    if isinstance(item, bool):
+        raise TypeError("an item is a genotype string, an int index or a dict, not a bool")
+    if isinstance(item, str):
+        return {"genotype": item}
+    if isinstance(item, int):
+        return {"nb201_index": item} if space == "nb201" else {"index": item}
+    if isinstance(item, Mapping):
+        unknown = set(item) - _ITEM_KEYS
+        if unknown:
+            raise ValueError(f"unknown item keys {sorted(unknown)}; allowed: {sorted(_ITEM_KEYS)}")
+        return {k: v for k, v in item.items() if v is not None}
+    raise TypeError(f"an item is a genotype string, an int index or a dict, not {type(item).__name__}")
+
+
+def method_body(method: MethodArg) -> dict[str, Any]:
+    if isinstance(method, str):
+        return {"name": method}
+    return {k: v for k, v in method.items() if v is not None}
+
+
+def part_key(key: str, part: int, parts: int) -> str:
+    """Idempotency key of one part of a split submission: stable for the same logical key."""
+    return key if parts == 1 else f"{key[:100]}.p{part + 1}of{parts}"
+
+
+def limits_op() -> Op:
+    """The server's ``max_items_per_batch``: from /v1/health's limits when it states them, else the
+    ``maxItems`` of ``BatchCreate.items`` in the OpenAPI schema; None when neither says."""
+    health = Health.model_validate((yield Call("GET", "/v1/health")))
+    if health.limits.get("max_items_per_batch"):
+        return int(health.limits["max_items_per_batch"])
+    spec = yield Call("GET", "/openapi.json")
+    schema = spec.get("components", {}).get("schemas", {}).get("BatchCreate", {})
+    limit = schema.get("properties", {}).get("items", {}).get("maxItems")
+    return int(limit) if limit else None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One server batch of a (possibly split) logical batch: its id and its items' offset."""
+
+    batch_id: str
+    offset: int
+    items: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    created: BatchCreated | None = field(default=None, repr=False)
+
+
+def submit_op(body: dict[str, Any], items: list[dict[str, Any]], key: str, max_items: int | None) -> Op:
+    size = max_items if max_items and max_items > 0 else max(1, len(items))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+    parts: list[Part] = []
+    for n, chunk in enumerate(chunks):
+        created = BatchCreated.model_validate(
+            (
+                yield Call(
+                    "POST",
+                    "/v1/batches",
+                    json={**body, "items": chunk},
+                    headers={"Idempotency-Key": part_key(key, n, len(chunks))},
+                )
+            )
+        )
+        parts.append(Part(created.batch_id, n * size, tuple(chunk), created))
+    return parts
+
+
+def status_op(parts: Sequence[Part]) -> Op:
+    out = []
+    for part in parts:
+        out.append(BatchStatus.model_validate((yield Call("GET", f"/v1/batches/{part.batch_id}"))))
+    return out
+
+
+def _average_ranks(items: list[RankingItem], higher_is_better: bool) -> list[RankingItem]:
+    """Re-rank rows merged from several server batches the way the server ranks one: usable scores
+    by direction, ties share the average rank, everything else unranked after them."""
+    usable = [r for r in items if r.usable]
+    rest = [r for r in items if not r.usable]
+    usable.sort(key=lambda r: (-(r.score or 0.0) if higher_is_better else (r.score or 0.0), r.position))
+    ranked: list[RankingItem] = []
+    i = 0
+    while i < len(usable):
+        j = i
+        while j + 1 < len(usable) and usable[j + 1].score == usable[i].score:
+            j += 1
+        rank = (i + j) / 2 + 1
+        ranked.extend(r.model_copy(update={"rank": rank}) for r in usable[i : j + 1])
+        i = j + 1
+    return ranked + [r.model_copy(update={"rank": None}) for r in rest]
+
+
+def ranking_op(parts: Sequence[Part], method: str | None, page: int = 1000) -> Op:
+    """Every row of one method's ranking over every part (all pages), best first."""
+    rows: list[RankingItem] = []
+    first: Ranking | None = None
+    for part in parts:
+        got = 0
+        while True:
+            params: dict[str, Any] = {"limit": page, "offset": got}
+            if method:
+                params["method"] = method
+            ranking = Ranking.model_validate(
+                (yield Call("GET", f"/v1/batches/{part.batch_id}/ranking", params=params))
+            )
+            first = first or ranking
+            rows.extend(r.model_copy(update={"position": r.position + part.offset}) for r in ranking.items)
+            got += len(ranking.items)
+            if not ranking.items or got >= ranking.total:
+                break
+    assert first is not None
+    if len(parts) > 1:
+        rows = _average_ranks(rows, first.higher_is_better)
+    return Ranking(
+        batch_id=",".join(p.batch_id for p in parts),
+        method=first.method,
+        higher_is_better=first.higher_is_better,
+        items=rows,
+        total=len(rows),
+        limit=len(rows),
+        offset=0,
+    )
+
+
+def score_of(row: RankingItem) -> Score:
+    reason = row.reason
+    value = row.score
+    if row.status == "done" and (value is None or not math.isfinite(value)):
+        value = None
+        reason = reason or f"non-finite score ({row.score_repr or 'nan'})"
+    elif row.status != "done":
+        value = None
+        reason = reason or row.status
+    return Score(
+        position=row.position,
+        label=row.label,
+        genotype=row.genotype,
+        score=value,
+        status=row.status,
+        reason=reason,
+        cost_s=row.cost_s,
+    )
+
+
+def scores_op(parts: Sequence[Part], method: str | None) -> Op:
+    ranking: Ranking = yield from ranking_op(parts, method)
+    return [score_of(r) for r in sorted(ranking.items, key=lambda r: r.position)]
+
+
+def records_op(parts: Sequence[Part]) -> Op:
+    statuses: list[BatchStatus] = yield from status_op(parts)
+    records: list[dict[str, Any]] = []
+    for alias in statuses[0].aliases:
+        ranking: Ranking = yield from ranking_op(parts, alias)
+        for r in sorted(ranking.items, key=lambda r: r.position):
+            s = score_of(r)
+            records.append(
+                {
+                    "position": r.position,
+                    "label": r.label,
+                    "genotype": r.genotype,
+                    "index": r.index,
+                    "method": ranking.method,
+                    "status": r.status,
+                    "score": s.score,
+                    "rank": r.rank,
+                    "reason": s.reason,
+                    "cost_s": r.cost_s,
+                    "ground_truth": r.ground_truth,
+                    "architecture_key": r.architecture_key,
+                    "evaluation_id": r.evaluation_id,
+                }
+            )
+    return records
+
+
+def report_op(
+    parts: Sequence[Part], ground_truth: str | None, methods: Sequence[str] | None, markdown: bool
+) -> Op:
+    fmt = "markdown" if markdown else "json"
+    if len(parts) == 1:
+        params: dict[str, Any] = {"format": fmt}
+        if ground_truth:
+            params["ground_truth"] = ground_truth
+        if methods:
+            params["method"] = list(methods)
+        call = Call("GET", f"/v1/batches/{parts[0].batch_id}/report", params=params, decode="text")
+    else:
+        body: dict[str, Any] = {"batch_ids": [p.batch_id for p in parts]}
+        if ground_truth:
+            body["ground_truth"] = ground_truth
+        if methods:
+            body["methods"] = list(methods)
+        call = Call("POST", "/v1/reports", params={"format": fmt}, json=body, decode="text")
+    text: str = yield call
+    return text if markdown else Report.model_validate_json(text)
+
+
+def plot_op(part: Part, name: str, params: Mapping[str, Any]) -> Op:
+    if name not in PLOTS:
+        raise ValueError(f"unknown plot {name!r}; choose one of {sorted(PLOTS)}")
+    path = f"/v1/batches/{part.batch_id}/plots/{PLOTS[name]}"
+    png: bytes = yield Call("GET", path, params=dict(params) or None, decode="bytes")
+    return png
+
+
+def ground_truth_items(
+    values: Mapping[Any, float] | Iterable[Mapping[str, Any]], space: str
+) -> list[dict[str, Any]]:
+    """Request items from ``{genotype or index: value}`` or from dicts naming genotype/index/label
+    and ``value``."""
+    out: list[dict[str, Any]] = []
+    if isinstance(values, Mapping):
+        for key, value in values.items():
+            ident = item_body(key, space)
+            out.append({**ident, "value": float(value)})
+        return out
+    for entry in values:
+        unknown = set(entry) - {"genotype", "nb201_index", "index", "label", "value"}
+        if unknown:
+            raise ValueError(f"unknown ground-truth keys {sorted(unknown)}")
+        out.append({k: v for k, v in entry.items() if v is not None})
+    return out
+
+
+def _identity(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
+    for k in ("genotype", "nb201_index", "index", "label"):
+        if entry.get(k) is not None:
+            value = entry[k]
+            return (k, value if not isinstance(value, dict) else repr(sorted(value.items())))
+    return None
+
+
+def put_ground_truth_op(parts: Sequence[Part], set_name: str, items: list[dict[str, Any]]) -> Op:
+    """PUT the values of one set; with several parts each value goes to the part(s) that hold its
+    item (the server refuses architectures a batch does not contain)."""
+    routed: list[list[dict[str, Any]]] = [[] for _ in parts]
+    if len(parts) == 1:
+        routed[0] = items
+    else:
+        where: dict[tuple[str, Any], list[int]] = {}
+        for n, part in enumerate(parts):
+            for it in part.items:
+                ident = _identity(it)
+                if ident is not None:
+                    where.setdefault(ident, []).append(n)
+                if it.get("label") is not None:
+                    where.setdefault(("label", it["label"]), []).append(n)
+        for entry in items:
+            ident = _identity(entry)
+            for n in sorted(set(where.get(ident, [0]) if ident else [0])):
+                routed[n].append(entry)
+    out = []
+    for part, chunk in zip(parts, routed, strict=True):
+        if chunk:
+            answer = yield Call(
+                "PUT", f"/v1/batches/{part.batch_id}/ground_truth/{set_name}", json={"items": chunk}
+            )
+            out.append(GroundTruthStored.model_validate(answer))
+    return out
