@@ -15,6 +15,8 @@ from typing import Any, Literal
 from fastarchrank.models import (
     BatchCreated,
     BatchStatus,
+    Export,
+    ExportRow,
     GroundTruthStored,
     Health,
     Ranking,
@@ -154,13 +156,17 @@ def ranking_op(parts: Sequence[Part], method: str | None, page: int = 1000) -> O
                 (yield Call("GET", f"/v1/batches/{part.batch_id}/ranking", params=params))
             )
             first = first or ranking
-            rows.extend(r.model_copy(update={"position": r.position + part.offset}) for r in ranking.items)
+            rows.extend(ranking.items)
             got += len(ranking.items)
             if not ranking.items or got >= ranking.total:
                 break
     assert first is not None
     if len(parts) > 1:
-        rows = _average_ranks(rows, first.higher_is_better)
+        # ``position`` is the place in the listing: renumber it over the merged listing.
+        rows = [
+            r.model_copy(update={"position": n})
+            for n, r in enumerate(_average_ranks(rows, first.higher_is_better), start=1)
+        ]
     return Ranking(
         batch_id=",".join(p.batch_id for p in parts),
         method=first.method,
@@ -172,56 +178,74 @@ def ranking_op(parts: Sequence[Part], method: str | None, page: int = 1000) -> O
     )
 
 
-def score_of(row: RankingItem) -> Score:
-    reason = row.reason
+def score_of(row: ExportRow, offset: int = 0) -> Score:
+    reason = row.reason or row.error
     value = row.score
-    if row.status == "done" and (value is None or not math.isfinite(value)):
+    if row.status == "done" and (value is None or not math.isfinite(value) or row.finite is False):
         value = None
-        reason = reason or f"non-finite score ({row.score_repr or 'nan'})"
+        reason = reason or f"non-finite score ({row.score_kind or 'nan'})"
     elif row.status != "done":
         value = None
         reason = reason or row.status
     return Score(
-        position=row.position,
+        position=row.item_position + offset,
         label=row.label,
         genotype=row.genotype,
         score=value,
         status=row.status,
         reason=reason,
         cost_s=row.cost_s,
+        evaluation_id=row.evaluation_id,
+        architecture_key=row.architecture_key,
     )
 
 
+def export_op(parts: Sequence[Part]) -> Op:
+    out = []
+    for part in parts:
+        out.append(Export.model_validate((yield Call("GET", f"/v1/batches/{part.batch_id}/export.json"))))
+    return out
+
+
 def scores_op(parts: Sequence[Part], method: str | None) -> Op:
-    ranking: Ranking = yield from ranking_op(parts, method)
-    return [score_of(r) for r in sorted(ranking.items, key=lambda r: r.position)]
+    """Every item's score under ``method`` (default: the batch's first), in submission order."""
+    exports: list[Export] = yield from export_op(parts)
+    alias = method or exports[0].aliases[0]
+    if alias not in exports[0].aliases:
+        raise ValueError(f"method {alias!r} is not in this batch; it has {', '.join(exports[0].aliases)}")
+    out = [
+        score_of(row, part.offset)
+        for part, export in zip(parts, exports, strict=True)
+        for row in export.rows
+        if row.method == alias
+    ]
+    return sorted(out, key=lambda s: s.position)
 
 
 def records_op(parts: Sequence[Part]) -> Op:
-    statuses: list[BatchStatus] = yield from status_op(parts)
+    exports: list[Export] = yield from export_op(parts)
     records: list[dict[str, Any]] = []
-    for alias in statuses[0].aliases:
-        ranking: Ranking = yield from ranking_op(parts, alias)
-        for r in sorted(ranking.items, key=lambda r: r.position):
-            s = score_of(r)
+    for part, export in zip(parts, exports, strict=True):
+        for row in export.rows:
+            s = score_of(row, part.offset)
             records.append(
                 {
-                    "position": r.position,
-                    "label": r.label,
-                    "genotype": r.genotype,
-                    "index": r.index,
-                    "method": ranking.method,
-                    "status": r.status,
+                    "position": s.position,
+                    "label": row.label,
+                    "genotype": row.genotype,
+                    "index": row.index,
+                    "method": row.method,
+                    "status": row.status,
                     "score": s.score,
-                    "rank": r.rank,
                     "reason": s.reason,
-                    "cost_s": r.cost_s,
-                    "ground_truth": r.ground_truth,
-                    "architecture_key": r.architecture_key,
-                    "evaluation_id": r.evaluation_id,
+                    "cost_s": row.cost_s,
+                    "ground_truth": row.ground_truth,
+                    "architecture_key": row.architecture_key,
+                    "evaluation_id": row.evaluation_id,
+                    "batch_id": export.batch_id,
                 }
             )
-    return records
+    return sorted(records, key=lambda r: (r["position"], r["method"]))
 
 
 def report_op(

@@ -18,8 +18,8 @@ from fastarchrank._transport import RETRYABLE_ERRORS, RetryPolicy, should_retry
 from fastarchrank.errors import FastArchRankError, WaitTimeout, unreachable
 from fastarchrank.evaluator import SearchSpec, _key
 from fastarchrank.models import (
-    FINAL_STATUSES,
     BatchStatus,
+    Export,
     GroundTruthStored,
     Health,
     Ranking,
@@ -85,6 +85,10 @@ class AsyncClient:
 
     async def health(self) -> Health:
         return Health.model_validate(await self._send(Call("GET", "/v1/health")))
+
+    async def methods(self, space: str = "nb201", dataset: str = "cifar10") -> dict[str, Any]:
+        """GET /v1/methods: every method with its direction, presets and config schema."""
+        return dict(await self._send(Call("GET", "/v1/methods", params={"space": space, "dataset": dataset})))
 
     async def openapi(self) -> dict[str, Any]:
         return dict(await self._send(Call("GET", "/openapi.json")))
@@ -208,6 +212,9 @@ class AsyncBatch:
         items = _ops.ground_truth_items(values, self.space)
         return list(await self.client._run(_ops.put_ground_truth_op(self.parts, set_name, items)))
 
+    async def export(self) -> list[Export]:
+        return list(await self.client._run(_ops.export_op(self.parts)))
+
     async def to_records(self) -> list[dict[str, Any]]:
         return list(await self.client._run(_ops.records_op(self.parts)))
 
@@ -242,14 +249,13 @@ class AsyncEvaluator(SearchSpec):
                 yield self.cache[key]
         if not todo:
             return
+        if self.higher_is_better is None:
+            self.direction(await self.client.methods(self.space, self.dataset))
         batch = await self._submit(todo)
         pending = set(range(len(todo)))
         while pending:
-            ranking = await batch.ranking()
-            for row in ranking.items:
-                if row.position in pending and row.status in FINAL_STATUSES:
-                    pending.discard(row.position)
-                    yield self.result(todo[row.position], row, batch.id, ranking.higher_is_better)
+            for result in self.finished(todo, await batch.scores(), pending, batch.id):
+                yield result
             if pending:
                 await asyncio.sleep(self.client.config.poll_s)
 

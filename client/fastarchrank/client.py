@@ -14,7 +14,7 @@ from fastarchrank._base import DEFAULT_TIMEOUT_S, ClientConfig, decode, new_key,
 from fastarchrank._ops import Call, Item, MethodArg, Op, Part
 from fastarchrank._transport import RETRYABLE_ERRORS, RetryPolicy, should_retry
 from fastarchrank.errors import FastArchRankError, WaitTimeout, unreachable
-from fastarchrank.models import BatchStatus, GroundTruthStored, Health, Ranking, Report, Score
+from fastarchrank.models import BatchStatus, Export, GroundTruthStored, Health, Ranking, Report, Score
 from fastarchrank.progress import Progress, combined, format_duration
 
 if TYPE_CHECKING:
@@ -81,6 +81,11 @@ class Client:
     # --- service-wide reads -------------------------------------------------------------------
     def health(self) -> Health:
         return Health.model_validate(self._run(_single(Call("GET", "/v1/health"))))
+
+    def methods(self, space: str = "nb201", dataset: str = "cifar10") -> dict[str, Any]:
+        """GET /v1/methods: every method with its direction, presets and config schema."""
+        params = {"space": space, "dataset": dataset}
+        return dict(self._run(_single(Call("GET", "/v1/methods", params=params))))
 
     def openapi(self) -> dict[str, Any]:
         return dict(self._run(_single(Call("GET", "/openapi.json"))))
@@ -247,6 +252,10 @@ class Batch:
         ``genotype`` / ``nb201_index`` / ``index`` / ``label`` and ``value``."""
         items = _ops.ground_truth_items(values, self.space)
         return list(self.client._run(_ops.put_ground_truth_op(self.parts, set_name, items)))
+
+    def export(self) -> list[Export]:
+        """Every (item, method) row of every part, as the service stores it (export.json)."""
+        return list(self.client._run(_ops.export_op(self.parts)))
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per (item, method), items in submission order."""

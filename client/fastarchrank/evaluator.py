@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from fastarchrank._ops import Item, score_of
+from fastarchrank._ops import Item
 from fastarchrank.errors import FastArchRankError
-from fastarchrank.models import FINAL_STATUSES, RankingItem, Result
+from fastarchrank.models import FINAL_STATUSES, Result, Score
 
 if TYPE_CHECKING:
     from fastarchrank.client import Batch, Client
@@ -53,6 +53,7 @@ class SearchSpec:
         # Only a capped search needs the server to know which batches belong together.
         self.send_search_id = ratio_to_fastest is not None
         self.cache: dict[Hashable, Result] = {}
+        self.higher_is_better: bool | None = None
         self.batch_ids: list[str] = []
         self._costs: dict[int, float] = {}
 
@@ -87,24 +88,42 @@ class SearchSpec:
         distinct = list(dict.fromkeys(_key(i) for i in items))
         return distinct, [k for k in distinct if k not in self.cache]
 
-    def result(self, key: Hashable, row: RankingItem, batch_id: str, higher_is_better: bool) -> Result:
-        s = score_of(row)
+    def direction(self, catalogue: Mapping[str, Any]) -> bool:
+        """Whether a larger score is better for this search's method, from GET /v1/methods."""
+        for m in catalogue.get("items", []):
+            if m.get("name") == self.method:
+                self.higher_is_better = bool(m.get("higher_is_better", True))
+                return self.higher_is_better
+        raise ValueError(f"the service has no method {self.method!r}")
+
+    def finished(
+        self, todo: list[Hashable], scores: list[Score], pending: set[int], batch_id: str
+    ) -> list[Result]:
+        """Results for the pending positions whose evaluation is final now."""
+        out = []
+        for s in scores:
+            if s.position in pending and s.status in FINAL_STATUSES:
+                pending.discard(s.position)
+                out.append(self.result(todo[s.position], s, batch_id))
+        return out
+
+    def result(self, key: Hashable, s: Score, batch_id: str) -> Result:
         res = Result(
             genotype=str(key),
-            canonical=row.genotype,
-            architecture_key=row.architecture_key,
+            canonical=s.genotype,
+            architecture_key=s.architecture_key or s.genotype,
             method=self.method,
-            status=row.status,
+            status=s.status,
             score=s.score,
             reason=s.reason,
-            cost_s=row.cost_s,
-            evaluation_id=row.evaluation_id,
+            cost_s=s.cost_s,
+            evaluation_id=s.evaluation_id or 0,
             batch_id=batch_id,
-            higher_is_better=higher_is_better,
+            higher_is_better=self.higher_is_better is not False,
         )
         self.cache[key] = res
-        if row.cost_s is not None:
-            self._costs[row.evaluation_id] = float(row.cost_s)
+        if s.cost_s is not None and s.evaluation_id is not None:
+            self._costs[s.evaluation_id] = float(s.cost_s)
         return res
 
     @property
@@ -163,14 +182,12 @@ class Evaluator(SearchSpec):
                 yield self.cache[key]
         if not todo:
             return
+        if self.higher_is_better is None:
+            self.direction(self.client.methods(self.space, self.dataset))
         batch = self._submit(todo)
         pending = set(range(len(todo)))
         while pending:
-            ranking = batch.ranking()
-            for row in ranking.items:
-                if row.position in pending and row.status in FINAL_STATUSES:
-                    pending.discard(row.position)
-                    yield self.result(todo[row.position], row, batch.id, ranking.higher_is_better)
+            yield from self.finished(todo, batch.scores(), pending, batch.id)
             if pending:
                 time.sleep(self.client.config.poll_s)
 

@@ -119,6 +119,41 @@ class Ranking(_Model):
     offset: int = 0
 
 
+class ExportRow(_Model):
+    """One (item, method) pair of ``export.json``: the submitted item's position and its evaluation."""
+
+    item_position: int
+    label: str | None = None
+    ground_truth: float | None = None
+    method: str
+    method_name: str | None = None
+    evaluation_id: int
+    genotype: str
+    architecture_key: str
+    index: int | None = None
+    status: str
+    score: float | None = None
+    score_kind: str | None = None
+    finite: bool | None = None
+    reason: str | None = None
+    error: str | None = None
+    cost_s: float | None = None
+
+
+class Export(_Model):
+    batch_id: str
+    space: str
+    dataset: str
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+    methods: list[dict[str, Any]] = Field(default_factory=list)
+    rows: list[ExportRow]
+
+    @property
+    def aliases(self) -> list[str]:
+        return [str(m.get("alias") or m.get("name")) for m in self.methods]
+
+
 class GroundTruthStored(_Model):
     batch_id: str
     set_name: str
@@ -161,6 +196,8 @@ class Score(_Model):
     status: str
     reason: str | None
     cost_s: float | None
+    evaluation_id: int | None = None
+    architecture_key: str | None = None
 
 
 class Result(_Model):
