@@ -87,6 +87,21 @@ class Client:
         params = {"space": space, "dataset": dataset}
         return dict(self._run(_single(Call("GET", "/v1/methods", params=params))))
 
+    def datasets(self) -> list[dict[str, Any]]:
+        """GET /v1/datasets: each dataset with whether its files are present for the workers."""
+        body = self._run(_single(Call("GET", "/v1/datasets")))
+        return list(body["items"] if isinstance(body, dict) else body)
+
+    # Escape hatches for endpoints without a typed method (same retries and errors).
+    def get_json(self, path: str, **params: Any) -> Any:
+        return self._run(_single(Call("GET", path, params=params or None)))
+
+    def get_text(self, path: str, **params: Any) -> str:
+        return str(self._run(_single(Call("GET", path, params=params or None, decode="text"))))
+
+    def get_bytes(self, path: str, **params: Any) -> bytes:
+        return bytes(self._run(_single(Call("GET", path, params=params or None, decode="bytes"))))
+
     def openapi(self) -> dict[str, Any]:
         return dict(self._run(_single(Call("GET", "/openapi.json"))))
 
