@@ -3,7 +3,7 @@
     python -m bench.harness run --experiment synthetic/tiny [--url URL] [--n-archs N] [--out DIR]
                                [--datasets-dir DIR] [--seed S]
     python -m bench.harness list
-    fastarchrank bench run --experiment cifar10/cpu --datasets-dir /tmp/fastarchrank-datasets
+    python -m bench.harness run --experiment cifar10/cpu --datasets-dir /tmp/fastarchrank-datasets
 
 Without ``--url`` the harness starts its own embedded service (`python -m app.cli serve`) on a fresh
 data directory inside the results folder and stops it at the end. The results folder receives
@@ -319,7 +319,7 @@ def run_experiment(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastarchrank bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment through the service")
     run.add_argument("--experiment", required=True, choices=sorted(EXPERIMENTS))
