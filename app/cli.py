@@ -231,16 +231,20 @@ def service_url(url: str | None) -> str:
 
 
 def _client(url: str | None) -> Client:
-    from fastarchrank import Client
-    from fastarchrank._transport import RetryPolicy
+    try:
+        from fastarchrank import Client
+        from fastarchrank._transport import RetryPolicy
+    except ImportError as exc:
+        raise SystemExit("this command needs the Python client: pip install ./client") from exc
 
     return Client(service_url(url), retry=RetryPolicy(attempts=3, backoff_s=1.0))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    client = _client(args.url)
     from fastarchrank import FastArchRankError
 
-    with _client(args.url) as client:
+    with client:
         try:
             text = client.batch(args.batch_id).report_markdown(args.ground_truth)
         except FastArchRankError as exc:
@@ -251,15 +255,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ground_truth_put(args: argparse.Namespace) -> int:
+    client = _client(args.url)
     from fastarchrank import FastArchRankError
     from fastarchrank.ground_truth import GroundTruthCsvError, read_csv
 
-    try:
-        values = read_csv(Path(args.csv), args.value_column)
-    except GroundTruthCsvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with _client(args.url) as client:
+    with client:
+        try:
+            values = read_csv(Path(args.csv), args.value_column)
+        except GroundTruthCsvError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         try:
             stored = client.batch(args.batch_id).put_ground_truth(args.set, values)
         except FastArchRankError as exc:
