@@ -66,8 +66,9 @@ def test_regularized_evolution_improves_on_its_first_population(embedded_url: st
             seed=0,
         )
     assert out.best is not None and len(out.history) == 6 + 8
-    first = max(fitness(r) or float("-inf") for r in out.history[:6])
-    assert fitness(out.best) is not None and fitness(out.best) >= first
+    first = max(f for f in (fitness(r) for r in out.history[:6]) if f is not None)
+    best = fitness(out.best)
+    assert best is not None and best >= first
     assert out.total_cost_s > 0 and out.best.canonical.count("~") == 6
 
 
