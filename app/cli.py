@@ -153,8 +153,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # keep nohup's choice
+        signal.signal(signal.SIGHUP, _exit_on_signal)
     upgrade(settings.effective_database_url)
     worker: EmbeddedWorker | None = None
     if not args.no_worker:

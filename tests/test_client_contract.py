@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastarchrank import Client, models
+from fastarchrank import Client, FastArchRankError, models
 from pydantic import BaseModel
 
 from tests.conftest import WorkerProcess
@@ -68,6 +68,28 @@ def test_live_answers_parse_with_the_client_models(live_url: str, worker: Worker
         stored = batch.put_ground_truth("pub", [{"nb201_index": 200, "value": 50.0}])
         assert stored[0].set_name == "pub" and stored[0].created == 1
         assert {m["name"] for m in client.methods("nb201", "synthetic_cifar10")["items"]} >= {"params", "flops"}
+
+
+def test_unfinished_items_score_none_with_their_status_as_reason(live_url: str) -> None:
+    # No worker yet: everything stays queued. One starts at the end so nothing is left on the queue.
+    with Client(live_url, poll_s=0.3) as client:
+        batch = client.submit("nb201", "synthetic_cifar10", ["params"], [3001, 3002], seed=77)
+        scores = batch.scores()
+        assert [(s.position, s.score, s.status, s.reason) for s in scores] == [
+            (0, None, "queued", "queued"),
+            (1, None, "queued", "queued"),
+        ]
+        (status,) = batch.status()
+        assert not status.finished and status.counts.queued == 2
+        with pytest.raises(FastArchRankError) as err:
+            batch.wait(progress=False, timeout=0.5, poll_s=0.1)
+        assert err.value.code == "timeout" and "0/2" in str(err.value)
+        drain = WorkerProcess().start()
+        try:
+            batch.wait(progress=False, timeout=180)
+        finally:
+            drain.stop()
+        assert all(s.score is not None and s.reason is None for s in batch.scores())
 
 
 def _schemas(client: Client) -> dict[str, Any]:
