@@ -3,6 +3,7 @@ after Retry-After, 4xx never retried, item and ground-truth bodies, non-finite s
 
 from __future__ import annotations
 
+import json
 import random
 
 import httpx
@@ -123,3 +124,27 @@ def test_nb201_cells_round_trip_and_mutation_changes_one_edge() -> None:
     assert len(EDGES) == 6 and len(OPS) == 5
     with pytest.raises(ValueError):
         genotype(["conv"] * 6)
+
+
+def test_item_limit_comes_from_the_schema_when_health_does_not_say() -> None:
+    posts: list[tuple[str, int]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health":
+            return httpx.Response(401, json={"title": "Unauthorized", "status": 401, "code": "unauthorized"})
+        if request.url.path == "/openapi.json":
+            schema = {"BatchCreate": {"properties": {"items": {"maxItems": 2}}}}
+            return httpx.Response(200, json={"components": {"schemas": schema}})
+        body = json.loads(request.content)
+        posts.append((request.headers["idempotency-key"], len(body["items"])))
+        n = len(posts)
+        return httpx.Response(
+            201,
+            json={"batch_id": f"b{n}", "evaluations": {"new": 1, "reused": 0}, "items": 1, "architectures": 1},
+        )
+
+    with _client(server) as c:
+        batch = c.submit("nb201", "synthetic_cifar10", "params", [1, 2, 3, 4, 5], idempotency_key="k")
+    assert batch.ids == ["b1", "b2", "b3"]
+    assert posts == [("k.p1of3", 2), ("k.p2of3", 2), ("k.p3of3", 1)]
+    assert [p.offset for p in batch.parts] == [0, 2, 4]

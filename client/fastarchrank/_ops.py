@@ -12,6 +12,7 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fastarchrank.errors import FastArchRankError
 from fastarchrank.models import (
     BatchCreated,
     BatchStatus,
@@ -79,10 +80,16 @@ def part_key(key: str, part: int, parts: int) -> str:
 def limits_op() -> Op:
     """The server's ``max_items_per_batch``: from /v1/health's limits when it states them, else the
     ``maxItems`` of ``BatchCreate.items`` in the OpenAPI schema; None when neither says."""
-    health = Health.model_validate((yield Call("GET", "/v1/health")))
-    if health.limits.get("max_items_per_batch"):
-        return int(health.limits["max_items_per_batch"])
-    spec = yield Call("GET", "/openapi.json")
+    try:
+        health = Health.model_validate((yield Call("GET", "/v1/health")))
+        if health.limits.get("max_items_per_batch"):
+            return int(health.limits["max_items_per_batch"])
+    except FastArchRankError:
+        pass  # a health answer of 503 (degraded) or 401 still leaves the schema to ask
+    try:
+        spec = yield Call("GET", "/openapi.json")
+    except FastArchRankError:
+        return None  # no limit known: submit in one piece and let the server say if it is too big
     schema = spec.get("components", {}).get("schemas", {}).get("BatchCreate", {})
     limit = schema.get("properties", {}).get("items", {}).get("maxItems")
     return int(limit) if limit else None

@@ -76,10 +76,16 @@ class AsyncClient:
         raise AssertionError("unreachable")
 
     async def _run(self, op: Op) -> Any:
+        # Errors go back into the operation, so one that can do without an answer may catch them.
         try:
             call = next(op)
             while True:
-                call = op.send(await self._send(call))
+                try:
+                    answer = await self._send(call)
+                except FastArchRankError as exc:
+                    call = op.throw(exc)
+                    continue
+                call = op.send(answer)
         except StopIteration as stop:
             return stop.value
 

@@ -71,10 +71,16 @@ class Client:
         raise AssertionError("unreachable")
 
     def _run(self, op: Op) -> Any:
+        # Errors go back into the operation, so one that can do without an answer may catch them.
         try:
             call = next(op)
             while True:
-                call = op.send(self._send(call))
+                try:
+                    answer = self._send(call)
+                except FastArchRankError as exc:
+                    call = op.throw(exc)
+                    continue
+                call = op.send(answer)
         except StopIteration as stop:
             return stop.value
 
