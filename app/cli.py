@@ -267,16 +267,16 @@ def cmd_ground_truth_put(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         try:
-            stored = client.batch(args.batch_id).put_ground_truth(args.set, values)
+            stored = client.batch(args.batch_id).put_ground_truth(
+                args.set, values, skip_unknown=not args.strict
+            )
         except FastArchRankError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2 if exc.status is None else 1
-    created = sum(s.created for s in stored)
-    updated = sum(s.updated for s in stored)
-    unchanged = sum(s.unchanged for s in stored)
     print(
         f"ground truth {args.set!r} of batch {args.batch_id}: {len(values)} values "
-        f"({created} new, {updated} updated, {unchanged} unchanged)"
+        f"({stored.created} new, {stored.updated} updated, {stored.unchanged} unchanged, "
+        f"{stored.skipped} not in the batch)"
     )
     return 0
 
@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("--csv", required=True, help="CSV file with a nb201_index or genotype column")
     put.add_argument(
         "--value-column", default=None, help="column of accuracies in percent (default: the only other one)"
+    )
+    put.add_argument(
+        "--strict", action="store_true", help="send rows of architectures not in the batch (refused)"
     )
     put.add_argument("--url", default=None, help=url_help)
     put.set_defaults(func=cmd_ground_truth_put)

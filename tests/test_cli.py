@@ -97,9 +97,14 @@ def test_ground_truth_put_from_csv(client, db_session, capsys, api_url, tmp_path
     bad.write_text("nb201_index,acc\n10,high\n")
     assert main(["ground-truth", "put", batch_id, "--set", "x", "--csv", str(bad), "--url", api_url]) == 2
     assert "bad.csv:2: acc 'high' is not a number" in capsys.readouterr().err
-    unknown = tmp_path / "unknown.csv"
-    unknown.write_text("nb201_index,acc\n9999,50\n")
-    assert main(["ground-truth", "put", batch_id, "--set", "x", "--csv", str(unknown), "--url", api_url]) == 1
+    # A published table covers far more architectures than a batch: those are skipped and counted,
+    # unless --strict asks the server to refuse them.
+    table = tmp_path / "table.csv"
+    table.write_text("nb201_index,acc\n9999,50\n10,51\n")
+    put_table = ["ground-truth", "put", batch_id, "--set", "t", "--csv", str(table), "--url", api_url]
+    assert main(put_table) == 0
+    assert "(1 new, 0 updated, 0 unchanged, 1 not in the batch)" in capsys.readouterr().out
+    assert main([*put_table, "--strict"]) == 1
     assert "422" in capsys.readouterr().err
 
 

@@ -80,7 +80,7 @@ def test_submit_wait_scores_ranking_report_and_plot(embedded_url: str, tmp_path:
         report = batch.report()
         assert set(report.methods) == {"params", "flops"}
         stored = batch.put_ground_truth("published", {ALL_NONE: 10.0, ALL_CONV3: 94.0, NB201_EXAMPLE: 80.0})
-        assert sum(s.created + s.updated for s in stored) == 3
+        assert stored.created + stored.updated == 3 and stored.skipped == 0
         report = batch.report("published")
         assert report.spearman("params") == pytest.approx(1.0)
         assert "params" in batch.report_markdown("published")

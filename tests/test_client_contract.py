@@ -66,7 +66,7 @@ def test_live_answers_parse_with_the_client_models(live_url: str, worker: Worker
         assert set(report.methods) == {"params", "flops"}
         assert report.ground_truth is not None
         stored = batch.put_ground_truth("pub", [{"nb201_index": 200, "value": 50.0}])
-        assert stored[0].set_name == "pub" and stored[0].created == 1
+        assert stored.parts[0].set_name == "pub" and stored.created == 1
         assert {m["name"] for m in client.methods("nb201", "synthetic_cifar10")["items"]} >= {"params", "flops"}
 
 

@@ -14,6 +14,7 @@ from fastarchrank.evaluator import Evaluator, fitness
 from fastarchrank.models import (
     BatchCreated,
     BatchStatus,
+    GroundTruthPut,
     GroundTruthStored,
     Health,
     Ranking,
@@ -35,6 +36,7 @@ __all__ = [
     "Evaluator",
     "FastArchRankError",
     "FieldError",
+    "GroundTruthPut",
     "GroundTruthStored",
     "Health",
     "Ranking",

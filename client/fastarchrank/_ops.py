@@ -18,6 +18,7 @@ from fastarchrank.models import (
     BatchStatus,
     Export,
     ExportRow,
+    GroundTruthPut,
     GroundTruthStored,
     Health,
     Ranking,
@@ -304,38 +305,58 @@ def ground_truth_items(
     return out
 
 
-def _identity(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
-    for k in ("genotype", "nb201_index", "index", "label"):
+def _identities(entry: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The ways a ground-truth value or an export row names its architecture."""
+    out: list[tuple[str, Any]] = []
+    if entry.get("genotype") is not None and isinstance(entry["genotype"], str):
+        out.append(("genotype", entry["genotype"]))
+    for k in ("nb201_index", "index"):
         if entry.get(k) is not None:
-            value = entry[k]
-            return (k, value if not isinstance(value, dict) else repr(sorted(value.items())))
-    return None
+            out.append(("index", int(entry[k])))
+    if entry.get("label") is not None:
+        out.append(("label", entry["label"]))
+    return out
 
 
-def put_ground_truth_op(parts: Sequence[Part], set_name: str, items: list[dict[str, Any]]) -> Op:
-    """PUT the values of one set; with several parts each value goes to the part(s) that hold its
-    item (the server refuses architectures a batch does not contain)."""
+def put_ground_truth_op(
+    parts: Sequence[Part], set_name: str, items: list[dict[str, Any]], skip_unknown: bool
+) -> Op:
+    """PUT the values of one set. With several parts, or ``skip_unknown``, the batch's own rows say
+    which part holds each architecture (the server refuses one a batch does not contain); values
+    for architectures in no part are skipped with ``skip_unknown``, else sent so the server names them."""
     routed: list[list[dict[str, Any]]] = [[] for _ in parts]
-    if len(parts) == 1:
+    skipped = 0
+    if len(parts) == 1 and not skip_unknown:
         routed[0] = items
     else:
-        where: dict[tuple[str, Any], list[int]] = {}
-        for n, part in enumerate(parts):
-            for it in part.items:
-                ident = _identity(it)
-                if ident is not None:
-                    where.setdefault(ident, []).append(n)
-                if it.get("label") is not None:
-                    where.setdefault(("label", it["label"]), []).append(n)
+        exports: list[Export] = yield from export_op(parts)
+        where: dict[tuple[str, Any], set[int]] = {}
+        for n, export in enumerate(exports):
+            for row in export.rows:
+                ident = {"genotype": row.genotype, "index": row.index, "label": row.label}
+                for key in _identities(ident):
+                    where.setdefault(key, set()).add(n)
         for entry in items:
-            ident = _identity(entry)
-            for n in sorted(set(where.get(ident, [0]) if ident else [0])):
-                routed[n].append(entry)
-    out = []
+            homes = set().union(*(where.get(k, set()) for k in _identities(entry)))
+            if homes:
+                for n in sorted(homes):
+                    routed[n].append(entry)
+            elif skip_unknown:
+                skipped += 1
+            else:
+                routed[0].append(entry)
+    stored = []
     for part, chunk in zip(parts, routed, strict=True):
         if chunk:
             answer = yield Call(
                 "PUT", f"/v1/batches/{part.batch_id}/ground_truth/{set_name}", json={"items": chunk}
             )
-            out.append(GroundTruthStored.model_validate(answer))
-    return out
+            stored.append(GroundTruthStored.model_validate(answer))
+    return GroundTruthPut(
+        set_name=set_name,
+        created=sum(s.created for s in stored),
+        updated=sum(s.updated for s in stored),
+        unchanged=sum(s.unchanged for s in stored),
+        skipped=skipped,
+        parts=stored,
+    )

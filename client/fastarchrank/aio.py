@@ -20,7 +20,7 @@ from fastarchrank.evaluator import SearchSpec, _key
 from fastarchrank.models import (
     BatchStatus,
     Export,
-    GroundTruthStored,
+    GroundTruthPut,
     Health,
     Ranking,
     Report,
@@ -213,10 +213,15 @@ class AsyncBatch:
         return out
 
     async def put_ground_truth(
-        self, set_name: str, values: Mapping[Any, float] | Iterable[Mapping[str, Any]]
-    ) -> list[GroundTruthStored]:
+        self,
+        set_name: str,
+        values: Mapping[Any, float] | Iterable[Mapping[str, Any]],
+        *,
+        skip_unknown: bool = False,
+    ) -> GroundTruthPut:
         items = _ops.ground_truth_items(values, self.space)
-        return list(await self.client._run(_ops.put_ground_truth_op(self.parts, set_name, items)))
+        op = _ops.put_ground_truth_op(self.parts, set_name, items, skip_unknown)
+        return await self.client._run(op)  # type: ignore[no-any-return]
 
     async def export(self) -> list[Export]:
         return list(await self.client._run(_ops.export_op(self.parts)))

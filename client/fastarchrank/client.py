@@ -14,7 +14,7 @@ from fastarchrank._base import DEFAULT_TIMEOUT_S, ClientConfig, decode, new_key,
 from fastarchrank._ops import Call, Item, MethodArg, Op, Part
 from fastarchrank._transport import RETRYABLE_ERRORS, RetryPolicy, should_retry
 from fastarchrank.errors import FastArchRankError, WaitTimeout, unreachable
-from fastarchrank.models import BatchStatus, Export, GroundTruthStored, Health, Ranking, Report, Score
+from fastarchrank.models import BatchStatus, Export, GroundTruthPut, Health, Ranking, Report, Score
 from fastarchrank.progress import Progress, combined, format_duration
 
 if TYPE_CHECKING:
@@ -267,12 +267,19 @@ class Batch:
         return out
 
     def put_ground_truth(
-        self, set_name: str, values: Mapping[Any, float] | Iterable[Mapping[str, Any]]
-    ) -> list[GroundTruthStored]:
+        self,
+        set_name: str,
+        values: Mapping[Any, float] | Iterable[Mapping[str, Any]],
+        *,
+        skip_unknown: bool = False,
+    ) -> GroundTruthPut:
         """Store accuracies under ``set_name``: ``{genotype or index: value}`` or dicts naming
-        ``genotype`` / ``nb201_index`` / ``index`` / ``label`` and ``value``."""
+        ``genotype`` / ``nb201_index`` / ``index`` / ``label`` and ``value``. ``skip_unknown``: leave
+        out values for architectures this batch does not contain (e.g. a published table of many
+        more), instead of the server's 422 naming them."""
         items = _ops.ground_truth_items(values, self.space)
-        return list(self.client._run(_ops.put_ground_truth_op(self.parts, set_name, items)))
+        op = _ops.put_ground_truth_op(self.parts, set_name, items, skip_unknown)
+        return self.client._run(op)  # type: ignore[no-any-return]
 
     def export(self) -> list[Export]:
         """Every (item, method) row of every part, as the service stores it (export.json)."""

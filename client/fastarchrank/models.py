@@ -162,6 +162,17 @@ class GroundTruthStored(_Model):
     unchanged: int = 0
 
 
+class GroundTruthPut(_Model):
+    """What one ``put_ground_truth`` stored, over every part of the batch."""
+
+    set_name: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = Field(0, description="values for architectures the batch does not contain (skip_unknown)")
+    parts: list[GroundTruthStored] = Field(default_factory=list)
+
+
 class Report(_Model):
     """A correlation report (JSON form). ``methods`` maps each method alias to its statistics
     (``spearman``, ``kendall``, ``spearman_ci``, top-% table, ...); ``raw`` keeps the full answer."""
