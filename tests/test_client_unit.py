@@ -148,3 +148,32 @@ def test_item_limit_comes_from_the_schema_when_health_does_not_say() -> None:
     assert batch.ids == ["b1", "b2", "b3"]
     assert posts == [("k.p1of3", 2), ("k.p2of3", 2), ("k.p3of3", 1)]
     assert [p.offset for p in batch.parts] == [0, 2, 4]
+
+
+def test_progress_is_a_log_line_off_a_terminal(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import logging
+
+    # As in a program that has not set up logging for INFO.
+    monkeypatch.setattr(logging.getLogger("fastarchrank.client"), "level", logging.WARNING)
+
+    from fastarchrank.models import BatchStatus
+    from fastarchrank.progress import Progress
+
+    status = BatchStatus.model_validate(
+        {
+            "batch_id": "b1",
+            "status": "running",
+            "space": "nb201",
+            "dataset": "d",
+            "counts": {"done": 3, "queued": 1},
+            "eta_s": 75.0,
+        }
+    )
+    stream = io.StringIO()
+    bar = Progress(stream=stream, log_every_s=3600)
+    bar.update([status], 12.0)
+    bar.update([status], 13.0)  # within log_every_s: no second line
+    bar.close()
+    (line,) = stream.getvalue().splitlines()
+    assert "3/4 evaluations" in line and "ETA 1m15s" in line and "elapsed 12s" in line

@@ -1,5 +1,6 @@
 """Progress of a batch while ``wait`` polls it: one redrawn line on a terminal, a log line every
-``log_every_s`` otherwise (so CI logs and nohup files stay readable)."""
+``log_every_s`` otherwise (so CI logs and nohup files stay readable) — through the
+``fastarchrank.client`` logger when the program has set up logging, else on the stream."""
 
 from __future__ import annotations
 
@@ -73,7 +74,12 @@ class Progress:
         done = all(s.finished for s in statuses)
         if done or now - self._last_log >= self.log_every_s:
             self._last_log = now
-            log.info("batch %s: %s", ",".join(s.batch_id for s in statuses), line)
+            ids = ",".join(s.batch_id for s in statuses)
+            if log.hasHandlers() and log.isEnabledFor(logging.INFO):
+                log.info("batch %s: %s", ids, line)
+            else:  # logging not set up by the program: a plain line, so progress=True still shows
+                self.stream.write(f"batch {ids}: {line}\n")
+                self.stream.flush()
 
     def close(self) -> None:
         if self.interactive:
