@@ -11,8 +11,8 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
 COPY migrations ./migrations
-COPY bench ./bench
-RUN pip install . && useradd --create-home --uid 1000 fastarchrank && mkdir -p /data && chown fastarchrank /data
+COPY client ./client
+RUN pip install ./client . && useradd --create-home --uid 1000 fastarchrank && mkdir -p /data && chown fastarchrank /data
 USER fastarchrank
 VOLUME ["/data"]
 EXPOSE 8000

@@ -1,15 +1,25 @@
-"""``fastarchrank`` command line: serve, worker, migrate, report, bench."""
+"""``fastarchrank`` command line: serve, worker, migrate, report, ground-truth.
+
+Benchmarks are a client of the service, not part of it: run them with ``python -m bench.harness``
+(see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastarchrank import Client
 
 log = logging.getLogger("fastarchrank")
 
@@ -77,6 +87,65 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+# Celery warns about root on every start; the tasks accept JSON only (no pickle), so in a container
+# running as root the warning is noise. Matched by its message so no other warning is hidden.
+_ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
+
+
+class EmbeddedWorker:
+    """The worker `serve` starts, behind a guard process (``fastarchrank _guard``) in a session of
+    its own. The guard stops the worker when asked, and also when `serve` disappears without asking
+    (SIGKILL, crash): it watches its parent pid. Stopping is warm first (Celery finishes or hands
+    back its task), then a hard kill of the whole session after ``grace_s`` seconds — so no worker
+    outlives `serve` for long, and an interrupted evaluation is requeued by the service."""
+
+    def __init__(self, argv: list[str], grace_s: float) -> None:
+        self.argv = argv
+        self.grace_s = grace_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONWARNINGS"] = ",".join(w for w in (env.get("PYTHONWARNINGS"), _ROOT_WARNING_FILTER) if w)
+        guard = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "_guard",
+            "--parent",
+            str(os.getpid()),
+            "--grace",
+            str(self.grace_s),
+            "--",
+            *self.argv,
+        ]
+        self.proc = subprocess.Popen(guard, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        log.info("embedded worker started (guard pid %s)", self.proc.pid)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.grace_s + 10)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded worker did not stop in %.0f s: killing it", self.grace_s + 10)
+        # Whatever is left of the guard's session (the worker and its pool child) ends here.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    # uvicorn captures SIGTERM, shuts down, restores this handler and raises the signal again: as an
+    # exception (not the default handler, which would end the process at once) the `finally` blocks
+    # and atexit hooks that stop the worker still run.
+    raise SystemExit(128 + signum)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -84,13 +153,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # keep nohup's choice
+        signal.signal(signal.SIGHUP, _exit_on_signal)
     upgrade(settings.effective_database_url)
-    worker: subprocess.Popen[bytes] | None = None
+    worker: EmbeddedWorker | None = None
     if not args.no_worker:
-        worker = subprocess.Popen(
-            worker_argv(settings.queue, "embedded@%h", args.loglevel), preexec_fn=_die_with_parent
-        )
-        log.info("embedded worker started (pid %s)", worker.pid)
+        worker = EmbeddedWorker(worker_argv(settings.queue, "embedded@%h", args.loglevel), args.worker_grace)
+        atexit.register(worker.stop)
+        worker.start()
     broker = "embedded filesystem" if settings.embedded_broker else _redact(settings.effective_broker_url)
     print(
         f"FastArchRank on http://{args.host or settings.host}:{args.port or settings.port}  "
@@ -107,18 +178,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level=args.loglevel.lower(),
         )
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            worker.stop()
     return 0
 
 
+def cmd_guard(args: argparse.Namespace) -> int:
+    """Run the worker; stop it (warm, then hard after ``--grace`` s) on SIGTERM or when the parent
+    pid is gone. Internal to `serve`."""
+    argv = [a for a in args.argv if a != "--"]
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    child = subprocess.Popen(argv)
+    while child.poll() is None and not stop and os.getppid() == args.parent:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+    if child.poll() is not None:
+        return int(child.returncode)
+    child.send_signal(signal.SIGTERM)  # Celery's warm shutdown
+    try:
+        return int(child.wait(timeout=args.grace))
+    except subprocess.TimeoutExpired:
+        # Hard stop of the session: the worker, its pool child, and this guard last.
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    return 137
+
+
 def _die_with_parent() -> None:
-    """Linux: the embedded worker gets SIGTERM when `serve` dies, even by SIGKILL, so no orphan
-    worker keeps consuming the embedded queue. Elsewhere the `finally` in cmd_serve does it."""
+    """Linux: the guard gets SIGTERM when `serve` dies, even by SIGKILL, and stops the worker at
+    once; elsewhere it notices within half a second that its parent pid changed."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -126,34 +219,66 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    import httpx
+def service_url(url: str | None) -> str:
+    """``--url``, else FASTARCHRANK_URL, else the local `serve` at FASTARCHRANK_HOST/PORT (the
+    settings `serve` itself reads), so every command finds the same service."""
+    if url:
+        return url.rstrip("/")
+    if os.environ.get("FASTARCHRANK_URL"):
+        return os.environ["FASTARCHRANK_URL"].rstrip("/")
+    settings = _settings()
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{host}:{settings.port}"
 
-    params = {"format": "markdown"}
-    if args.ground_truth:
-        params["ground_truth"] = args.ground_truth
-    url = f"{args.url.rstrip('/')}/v1/batches/{args.batch_id}/report"
-    for _ in range(3):
+
+def _client(url: str | None) -> Client:
+    try:
+        from fastarchrank import Client
+        from fastarchrank._transport import RetryPolicy
+    except ImportError as exc:
+        raise SystemExit("this command needs the Python client: pip install ./client") from exc
+
+    return Client(service_url(url), retry=RetryPolicy(attempts=3, backoff_s=1.0))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    client = _client(args.url)
+    from fastarchrank import FastArchRankError
+
+    with client:
         try:
-            resp = httpx.get(url, params=params, timeout=60)
-            break
-        except httpx.TransportError as exc:
-            err = exc
-            time.sleep(1)
-    else:
-        print(f"cannot reach {args.url}: {err}", file=sys.stderr)
-        return 2
-    if resp.status_code != 200:
-        print(f"error {resp.status_code}: {resp.text}", file=sys.stderr)
-        return 1
-    print(resp.text)
+            text = client.batch(args.batch_id).report_markdown(args.ground_truth)
+        except FastArchRankError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2 if exc.status is None else 1
+    print(text)
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.harness import main as bench_main
+def cmd_ground_truth_put(args: argparse.Namespace) -> int:
+    client = _client(args.url)
+    from fastarchrank import FastArchRankError
+    from fastarchrank.ground_truth import GroundTruthCsvError, read_csv
 
-    return bench_main(args.rest)
+    with client:
+        try:
+            values = read_csv(Path(args.csv), args.value_column)
+        except GroundTruthCsvError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            stored = client.batch(args.batch_id).put_ground_truth(
+                args.set, values, skip_unknown=not args.strict
+            )
+        except FastArchRankError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2 if exc.status is None else 1
+    print(
+        f"ground truth {args.set!r} of batch {args.batch_id}: {len(values)} values "
+        f"({stored.created} new, {stored.updated} updated, {stored.unchanged} unchanged, "
+        f"{stored.skipped} not in the batch)"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--no-worker", action="store_true", help="run the API alone")
     s.add_argument("--loglevel", default="INFO")
+    s.add_argument(
+        "--worker-grace",
+        type=float,
+        default=30.0,
+        help="seconds the embedded worker may take to finish its task on shutdown before it is killed "
+        "(its evaluation is then requeued)",
+    )
     s.set_defaults(func=cmd_serve)
+
+    g = sub.add_parser("_guard", help=argparse.SUPPRESS)
+    g.add_argument("--parent", type=int, required=True)
+    g.add_argument("--grace", type=float, required=True)
+    g.add_argument("argv", nargs=argparse.REMAINDER)
+    g.set_defaults(func=cmd_guard)
 
     w = sub.add_parser("worker", help="a Celery worker (one per GPU; CPU if none)")
     w.add_argument(
@@ -182,18 +320,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="print a batch's correlation report (Markdown) from a running service")
     r.add_argument("batch_id")
-    r.add_argument("--url", default="http://127.0.0.1:8000")
+    url_help = "service URL (default: FASTARCHRANK_URL, else http://FASTARCHRANK_HOST:FASTARCHRANK_PORT)"
+    r.add_argument("--url", default=None, help=url_help)
     r.add_argument("--ground-truth", default=None, help="ground-truth set name, or 'full'")
     r.set_defaults(func=cmd_report)
 
-    b = sub.add_parser("bench", help="run a benchmark experiment through the API (see bench/)")
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=cmd_bench)
+    gt = sub.add_parser("ground-truth", help="ground-truth accuracies of a batch")
+    gt_sub = gt.add_subparsers(dest="ground_truth_command", required=True)
+    put = gt_sub.add_parser("put", help="store a CSV column of accuracies under a named set")
+    put.add_argument("batch_id")
+    put.add_argument("--set", required=True, help="name of the ground-truth set, e.g. nb201_test_200ep")
+    put.add_argument("--csv", required=True, help="CSV file with a nb201_index or genotype column")
+    put.add_argument(
+        "--value-column", default=None, help="column of accuracies in percent (default: the only other one)"
+    )
+    put.add_argument(
+        "--strict", action="store_true", help="send rows of architectures not in the batch (refused)"
+    )
+    put.add_argument("--url", default=None, help=url_help)
+    put.set_defaults(func=cmd_ground_truth_put)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: noise on a command's stderr.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -3,7 +3,7 @@
     python -m bench.harness run --experiment synthetic/tiny [--url URL] [--n-archs N] [--out DIR]
                                [--datasets-dir DIR] [--seed S]
     python -m bench.harness list
-    fastarchrank bench run --experiment cifar10/cpu --datasets-dir /tmp/fastarchrank-datasets
+    python -m bench.harness run --experiment cifar10/cpu --datasets-dir /tmp/fastarchrank-datasets
 
 Without ``--url`` the harness starts its own embedded service (`python -m app.cli serve`) on a fresh
 data directory inside the results folder and stops it at the end. The results folder receives
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import summary
-from bench.api_client import ProgressBar, ServiceClient, ServiceError, format_duration
+from bench.api_client import FastArchRankError, ServiceClient, ServiceError, format_duration
 from bench.embedded import REPO_ROOT, EmbeddedService
 from bench.experiments import EXPERIMENTS, FEAR_ALIAS, GROUND_TRUTH_ALIAS, Experiment, get_experiment
 
@@ -289,7 +290,7 @@ def run_experiment(
         }
         (out_dir / "run.json").write_text(json.dumps(run, indent=2))
         batch_start = time.monotonic()
-        status = client.wait(batch_id, timeout_s=timeout_s, progress=ProgressBar())
+        status = client.wait(batch_id, timeout_s=timeout_s, progress=True)
         run["batch_wall_s"] = time.monotonic() - batch_start
         run["counts"] = {k: v for k, v in status["counts"].items() if v}
         report, export = fetch_outputs(client, batch_id, out_dir)
@@ -318,7 +319,7 @@ def run_experiment(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastarchrank bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment through the service")
     run.add_argument("--experiment", required=True, choices=sorted(EXPERIMENTS))
@@ -355,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The client reports progress through logging when stderr is not a terminal.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     if args.command == "list":
         for experiment in EXPERIMENTS.values():
@@ -381,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             overrides=args.set,
         )
-    except (ServiceError, ValueError) as exc:
+    except (ServiceError, FastArchRankError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

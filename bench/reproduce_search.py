@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import shutil
 import statistics
@@ -40,10 +41,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.api_client import ProgressBar, ServiceClient, ServiceError, format_duration
+from fastarchrank import Batch, Client, FastArchRankError
+from fastarchrank.progress import format_duration
+
 from bench.embedded import REPO_ROOT, EmbeddedService
 from bench.experiments import draw_archs
-from bench.harness import check_dataset, machine_description
+from bench.harness import EXTRACT_HINT, machine_description
 from bench.summary import NEAR_CHANCE_POINTS, finite
 
 NB201_SIZE = 15_625
@@ -71,8 +74,8 @@ def total_cost(rows: Sequence[dict[str, Any]]) -> float:
     return float(sum(r["cost_s"] for r in rows if finite(r.get("cost_s"))))
 
 
-def mean_std(values: Sequence[float]) -> str:
-    values = [v for v in values if finite(v)]
+def mean_std(given: Sequence[float | None]) -> str:
+    values = [float(v) for v in given if v is not None and finite(v)]
     if not values:
         return "n/a"
     if len(values) == 1:
@@ -80,8 +83,20 @@ def mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def dataset_classes(client: Client, dataset: str) -> int:
+    """The dataset's number of classes; fails early (with the fix) if its files are absent."""
+    for info in client.datasets():
+        if info["name"] == dataset:
+            availability = info.get("availability", {})
+            if info.get("source") != "generated" and not availability.get("present", False):
+                where = availability.get("path")
+                raise ValueError(f"dataset {dataset!r} is missing at {where}; {EXTRACT_HINT}")
+            return int(info["num_classes"])
+    raise ValueError(f"the service does not know dataset {dataset!r}")
+
+
 class SearchRun:
-    def __init__(self, client: ServiceClient, args: argparse.Namespace) -> None:
+    def __init__(self, client: Client, args: argparse.Namespace) -> None:
         self.client = client
         self.args = args
 
@@ -107,27 +122,28 @@ class SearchRun:
 
     def _batch(
         self, items: list[int], methods: list[dict[str, Any]], seed: int, options: dict[str, Any]
-    ) -> str:
-        body = {
-            "space": "nb201",
-            "dataset": self.args.dataset,
-            "methods": methods,
-            "seed": seed,
-            "options": options,
-            "items": [{"nb201_index": i, "label": f"nb201-{i}"} for i in items],
-        }
-        created = self.client.submit(body)
-        batch_id = created["batch_id"]
-        self.client.wait(batch_id, progress=ProgressBar(log_every_s=60))
-        return batch_id
+    ) -> Batch:
+        batch = self.client.submit(
+            "nb201",
+            self.args.dataset,
+            methods,
+            [{"nb201_index": i, "label": f"nb201-{i}"} for i in items],
+            seed=seed,
+            options=options,
+        )
+        batch.wait(progress=True)
+        return batch
+
+    def rows(self, batch: Batch, alias: str) -> list[dict[str, Any]]:
+        return [r.model_dump(mode="json") for r in batch.ranking(alias).items]
 
     def ground_truth(self, indices: list[int], seed: int) -> dict[int, float | None]:
         """Test accuracy (percent) of ``full`` at the preset for each index (None if it did not finish)."""
         methods = [{"name": "full", "alias": FULL_ALIAS, "preset": self.args.preset}]
         if self.args.full_epochs:
             methods[0]["config"] = {"epochs": self.args.full_epochs}
-        batch_id = self._batch(sorted(set(indices)), methods, seed, {})
-        rows = self.client.ranking(batch_id, FULL_ALIAS)
+        batch = self._batch(sorted(set(indices)), methods, seed, {})
+        rows = self.rows(batch, FULL_ALIAS)
         return {
             int(r["index"]): (100.0 * r["score"] if r["status"] == "done" and finite(r["score"]) else None)
             for r in rows
@@ -143,16 +159,16 @@ class SearchRun:
         candidates = sample_candidates(self.args.k, seed, pool)
         print(f"seed {seed}: {len(candidates)} candidates", file=sys.stderr, flush=True)
         train_seed = self.train_seed(seed)
-        search_id = self._batch(candidates, self.methods(), train_seed, {"ratio_to_fastest": self.args.ratio})
+        search = self._batch(candidates, self.methods(), train_seed, {"ratio_to_fastest": self.args.ratio})
         result: dict[str, Any] = {
             "seed": seed,
-            "search_batch": search_id,
+            "search_batch": search.id,
             "candidates": candidates,
             "methods": {},
         }
         picks: dict[str, int] = {}
         for alias in (FEAR_ALIAS, self.shortreg_alias):
-            rows = self.client.ranking(search_id, alias)
+            rows = self.rows(search, alias)
             pick = best_pick(rows)
             statuses: dict[str, int] = {}
             for r in rows:
@@ -298,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The client reports progress through logging when stderr is not a terminal.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
@@ -330,11 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     workers=args.workers,
                 )
                 url = stack.enter_context(service)
-            client = stack.enter_context(ServiceClient(url))
-            num_classes = int(check_dataset(client, args.dataset)["num_classes"])
+            client = stack.enter_context(Client(url, poll_s=2.0))
+            num_classes = dataset_classes(client, args.dataset)
             run = SearchRun(client, args)
             results = [run.one_seed(seed) for seed in args.seeds]
-    except ServiceError as exc:
+    except (FastArchRankError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = markdown(results, args, time.monotonic() - started, num_classes)

@@ -25,8 +25,10 @@ def test_cli_parser_has_documented_commands() -> None:
     from app.cli import build_parser
 
     parser = build_parser()
-    for command in ("serve", "worker", "migrate", "report", "bench"):
+    for command in ("serve", "worker", "migrate", "report"):
         assert (
             parser.parse_known_args([command, "x"] if command == "report" else [command])[0].command
             == command
         )
+    args = parser.parse_args(["ground-truth", "put", "b", "--set", "s", "--csv", "f.csv"])
+    assert args.command == "ground-truth" and args.ground_truth_command == "put"
