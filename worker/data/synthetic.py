@@ -201,7 +201,7 @@ def generate_synthetic(
             full = bool((counts == per_class).all())
             if full and not done_prefix:
                 draws_used = first + int(accepted.nonzero().max()) + 1
-            stopped = full or done_prefix
+            stopped = full or done_prefix or first + n >= draw_budget
             now = time.perf_counter()
             if progress is not None and (now - last_report >= PROGRESS_INTERVAL_S or stopped):
                 last_report = now
