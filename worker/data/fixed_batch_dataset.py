@@ -16,6 +16,8 @@ import torch
 
 from worker.data.device_dataset import DeviceTensorDataset
 
+_EPOCHS_REFUSED = "{name} was loaded for fixed batches only; request it without fixed_batch_only"
+
 
 class FixedBatchDataset:
     """Implements ``worker.data.base.DeviceDataset`` for ``fixed_batch``; epochs are refused."""
@@ -54,7 +56,7 @@ class FixedBatchDataset:
     def train_batches(
         self, batch_size: int, generator: torch.Generator, *, augment: bool = True, cutout: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        raise RuntimeError(f"{self.name} was loaded for fixed batches only; request it without fixed_batch_only")
+        raise RuntimeError(_EPOCHS_REFUSED.format(name=self.name))
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        raise RuntimeError(f"{self.name} was loaded for fixed batches only; request it without fixed_batch_only")
+        raise RuntimeError(_EPOCHS_REFUSED.format(name=self.name))

@@ -156,7 +156,7 @@ def generate_synthetic(
     another device's rounding with it)."""
     params = SyntheticParams(per_class, train_per_class, draw_budget, seed)
     params.check()
-    if train_prefix is not None and not 1 <= train_prefix:
+    if train_prefix is not None and train_prefix < 1:
         raise ValueError(f"train_prefix must be positive, got {train_prefix}")
     device = torch.device(compute_device or "cpu")
     chunk = draws_per_chunk or (CUDA_DRAWS_PER_CHUNK if device.type == "cuda" else CPU_DRAWS_PER_CHUNK)
@@ -224,7 +224,7 @@ def generate_synthetic(
         "draws_used": draws_used,
         "train_prefix": train_prefix,
         # Prefix: whether it holds all ``train_prefix`` images; full set: whether every class filled.
-        "complete": train_kept >= train_prefix if train_prefix is not None else bool((counts == per_class).all()),
+        "complete": bool((counts == per_class).all()) if train_prefix is None else train_kept >= train_prefix,
         "generated_train_class_counts": torch.bincount(train_y, minlength=NUM_CLASSES).tolist(),
         "generated_test_class_counts": torch.bincount(test_y, minlength=NUM_CLASSES).tolist(),
         "generation_seconds": round(time.perf_counter() - started, 3),
