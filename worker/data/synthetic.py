@@ -173,8 +173,12 @@ def generate_synthetic(
     previous_precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # TF32 errors (~1e-3) would swamp the margin
     try:
-        for first in range(0, draw_budget, chunk):
+        first = 0
+        while first < draw_budget:
             n = min(chunk, draw_budget - first)
+            if train_prefix is not None:
+                # Each draw adds at most one train image: never label more draws than could be needed.
+                n = min(n, max(train_prefix - train_kept, 16))
             images = torch.randn(n, HEIGHT, WIDTH, CHANNELS, generator=generator)
             labels, close = certified_labels(images.view(n, FEATURES), nets, scorer)
             relabelled += close
@@ -209,6 +213,7 @@ def generate_synthetic(
                 progress(GenerationProgress(wanted, tuple(counts.tolist()), per_class, drawn, draw_budget))
             if stopped:
                 break
+            first += n
     finally:
         torch.set_float32_matmul_precision(previous_precision)
 
