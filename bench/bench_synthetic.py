@@ -92,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     p = PAPER
+    paper = (p["per_class"], p["train_per_class"], p["draw_budget"], p["seed"])
     rows: list[Row] = []
     for n in (64, 128):
         rows.append(
@@ -99,7 +100,7 @@ def main() -> None:
                 f"prefix {n} train images",
                 "new",
                 device,
-                lambda n=n: generate_synthetic(*p.values(), device, train_prefix=n),
+                lambda n=n: generate_synthetic(*paper, device, train_prefix=n),
             )
         )
     # Full-set rate: the paper options with the budget cut to --draws (the same stream, stopped early).

@@ -31,29 +31,30 @@ import os
 # cuBLAS reads this when CUDA initialises: it must be set before anything touches the GPU.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import shutil  # noqa: E402
-import tarfile  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import contextlib
+import functools
+import json
+import math
+import multiprocessing as mp
+import shutil
+import tarfile
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from bench.context import OfflineRunMixin  # noqa: E402
-from worker.data.device_dataset import DeviceTensorDataset  # noqa: E402
-from worker.spaces import build  # noqa: E402
-from worker.spaces.base import NetworkSpec  # noqa: E402
+from bench.context import OfflineRunMixin
+from worker.data.device_dataset import DeviceTensorDataset
+from worker.spaces import build
+from worker.spaces.base import NetworkSpec
 
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 MEDIAN = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|"
@@ -79,18 +80,25 @@ class Sizes:
 
 FULL = Sizes({"C": 16, "N": 5}, 512, 3, (256, 1024), 30, {}, 60.0, (1, 2, 4, 8), 200, 30)
 SMOKE = Sizes(
-    {"C": 4, "N": 1},
-    64,
+    {"C": 2, "N": 1},
+    16,
     2,
-    (32,),
-    3,
-    {"threshold": 0.05, "max_stage1_epochs": 1, "stage2_epochs": 1, "stage1_batch_size": 16,
-     "stage2_batch_size": 16},
+    (8,),
+    2,
+    {
+        "threshold": 0.05,
+        "max_stage1_epochs": 1,
+        "stage2_epochs": 1,
+        "stage1_batch_size": 16,
+        "stage2_batch_size": 16,
+        "network": {"C": 2, "N": 1},
+    },
     30.0,
     (1, 2),
-    3,
+    2,
     2,
 )
+SMOKE_ZERO_COST_BATCH = 8
 
 
 @dataclass
@@ -178,7 +186,9 @@ def environment(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        facts.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1), sm=props.multi_processor_count)
+        facts.update(
+            name=props.name, memory_gib=round(props.total_memory / 2**30, 1), sm=props.multi_processor_count
+        )
     return facts
 
 
@@ -193,7 +203,7 @@ def _fp32_losses(device: torch.device, sizes: Sizes) -> list[float]:
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -218,13 +228,17 @@ def same_seed_twice(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     for _ in range(2):
         model = prepare_model(network(MEDIAN, sizes.network), device)
         data = learnable_data(device, sizes.parity_images, 16)
-        result = train(model, data, epochs=1, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0))
+        result = train(
+            model, data, epochs=1, batch_size=32, sgd=SgdConfig(lr=0.1), generator=make_generator(0)
+        )
         runs.append([result.epochs[0].train_loss, result.epochs[0].train_acc])
     return {"runs": runs, "identical": runs[0] == runs[1], "abs_diff_loss": abs(runs[0][0] - runs[1][0])}
 
 
 class FixedContext(OfflineRunMixin):
-    def __init__(self, data: DeviceTensorDataset, device: torch.device, budget_s: float | None = None) -> None:
+    def __init__(
+        self, data: DeviceTensorDataset, device: torch.device, budget_s: float | None = None
+    ) -> None:
         self.data = data
         self.device = device
         self.budget_s = budget_s
@@ -242,26 +256,29 @@ def zero_cost_parity(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     from worker.methods.zero_cost.runner import run_zero_cost
 
     def scores(where: torch.device) -> dict[str, float | None]:
-        ctx = FixedContext(learnable_data(where, 256, 16), where)
-        requests = [
-            EvalRequest(i, name, "nb201", MEDIAN, "cifar10", 0,
-                        model.model_validate({"network": sizes.network}).model_dump(mode="json"))
-            for i, (name, model) in enumerate(CONFIGS.items())
-        ]
+        ctx = FixedContext(learnable_data(where, 256 if sizes is FULL else 16, 16), where)
+        requests = []
+        for i, (name, model) in enumerate(CONFIGS.items()):
+            values: dict[str, Any] = {"network": sizes.network}
+            if sizes is SMOKE and "batch_size" in model.model_fields:
+                values["batch_size"] = SMOKE_ZERO_COST_BATCH
+            config = model.model_validate(values).model_dump(mode="json")
+            requests.append(EvalRequest(i, name, "nb201", MEDIAN, "cifar10", 0, config))
         return {r.method: res.score for r, res in zip(requests, run_zero_cost(requests, ctx), strict=True)}
 
     with deterministic_fp32():
         cpu, other = scores(torch.device("cpu")), scores(device)
-    rel = {
-        name: None if cpu[name] is None or other[name] is None
-        else abs(cpu[name] - other[name]) / max(abs(cpu[name]), 1e-12)  # type: ignore[operator]
-        for name in cpu
-    }
+    rel: dict[str, float | None] = {}
+    for name, a in cpu.items():
+        b = other[name]
+        rel[name] = None if a is None or b is None else abs(a - b) / max(abs(a), 1e-12)
     finite = [v for v in rel.values() if v is not None and math.isfinite(v)]
     return {"cpu": cpu, "device": other, "relative_diff": rel, "max_relative_diff": max(finite, default=None)}
 
 
-def _step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _step_fn(
+    model: nn.Module, optimizer: torch.optim.Optimizer, bf16: bool
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=False)  # graphs need the gradient buffers to stay put
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -293,7 +310,9 @@ def _time_steps(device: torch.device, run: Callable[[], Any], steps: int, batch:
     return out
 
 
-def _setup(device: torch.device, sizes: Sizes, batch: int) -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+def _setup(
+    device: torch.device, sizes: Sizes, batch: int
+) -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
     model = network(LARGEST, sizes.network).to(device).train()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -316,7 +335,9 @@ def throughput(device: torch.device, sizes: Sizes) -> dict[str, Any]:
             for _ in range(3):  # warm-up: autotuning, lazy kernel loading, optimizer state
                 step(x, y)
             key = f"batch{batch}_{'bf16' if bf16 else 'fp32'}"
-            out[f"{key}_eager"] = _time_steps(device, lambda: step(x, y), sizes.throughput_steps, batch)
+            out[f"{key}_eager"] = _time_steps(
+                device, functools.partial(step, x, y), sizes.throughput_steps, batch
+            )
             if device.type != "cuda":
                 out[f"{key}_graph"] = "skipped: needs CUDA"
                 continue
@@ -344,14 +365,17 @@ def compile_section(device: torch.device, sizes: Sizes) -> dict[str, Any]:
         return {"skipped": "torch.compile is only timed on CUDA"}
     torch.backends.cudnn.benchmark = True
     model, optimizer, x, y = _setup(device, sizes, 256)
-    compiled = torch.compile(model)
+    compiled: Any = torch.compile(model)
     step = _step_fn(compiled, optimizer, bf16=True)
     start = time.perf_counter()
     step(x, y)
     sync(device)
     compile_s = time.perf_counter() - start
     step(x, y)
-    return {"compile_s": compile_s, "bf16_batch256": _time_steps(device, lambda: step(x, y), sizes.compile_steps, 256)}
+    return {
+        "compile_s": compile_s,
+        "bf16_batch256": _time_steps(device, lambda: step(x, y), sizes.compile_steps, 256),
+    }
 
 
 def _extract(tar_path: Path, into: Path) -> Path:
@@ -376,16 +400,18 @@ def fear_paper_cifar10(device: torch.device, sizes: Sizes, tar_path: Path | None
         data = load_dataset(DataRequest("cifar10_folder"), device, data_dir)
         out["load_s"] = time.perf_counter() - started
         out["train_images"] = data.info.get("train_size")
-        config = FearConfig.model_validate({**fear_paper("nb201", "cifar10"), **sizes.fear_override}).model_dump(
-            mode="json"
-        )
+        config = FearConfig.model_validate(
+            {**fear_paper("nb201", "cifar10"), **sizes.fear_override}
+        ).model_dump(mode="json")
         out["config"] = config
         # Warm-up apart: autotuning and lazy kernel loading for both batch sizes of the recipe.
         started = time.perf_counter()
         for batch in (config["stage1_batch_size"], config["stage2_batch_size"]):
-            warm = prepare_model(network(LARGEST, {}), device)
+            warm = prepare_model(network(LARGEST, {} if sizes is FULL else sizes.network), device)
             small = learnable_data(device, batch * 2, 16)
-            train(warm, small, epochs=1, batch_size=batch, sgd=SgdConfig(lr=0.01), generator=make_generator(0))
+            train(
+                warm, small, epochs=1, batch_size=batch, sgd=SgdConfig(lr=0.01), generator=make_generator(0)
+            )
         sync(device)
         out["warmup_s"] = time.perf_counter() - started
         ctx = FixedContext(data, device, budget_s=sizes.fear_stage1_budget_s)  # type: ignore[arg-type]
@@ -443,7 +469,9 @@ def processes(device: torch.device, sizes: Sizes) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
-    parser.add_argument("--cifar-tar", type=Path, default=None, help="CIFAR-10 jpg tarball (image-folder layout)")
+    parser.add_argument(
+        "--cifar-tar", type=Path, default=None, help="CIFAR-10 jpg tarball (image-folder layout)"
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU only, tiny sizes")
     parser.add_argument("--budget-s", type=float, default=285.0, help="no section starts after this many s")
     args = parser.parse_args(argv)
@@ -466,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, run in sections:
         elapsed = time.perf_counter() - report.started
         if elapsed > args.budget_s:
-            report.record(name, {"skipped": f"out of time ({elapsed:.0f} s > --budget-s {args.budget_s:.0f})"})
+            report.record(
+                name, {"skipped": f"out of time ({elapsed:.0f} s > --budget-s {args.budget_s:.0f})"}
+            )
             continue
         start = time.perf_counter()
         try:

@@ -34,15 +34,29 @@ def tiny_cifar_tarball(tmp_path: Path) -> Path:
 
 def test_smoke_mode_runs_every_section_and_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "bench.gpu_check", "--smoke", "--out", str(out),
-               "--cifar-tar", str(tiny_cifar_tarball(tmp_path))]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.gpu_check",
+        "--smoke",
+        "--out",
+        str(out),
+        "--cifar-tar",
+        str(tiny_cifar_tarball(tmp_path)),
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     report = json.loads((out / "gpu_check.json").read_text())["sections"]
     errors = {name: s.get("error") for name, s in report.items() if "error" in s}
     assert done.returncode == 0 and not errors, (errors, done.stderr[-3000:])
     assert list(report) == [
-        "environment", "training_parity", "same_seed_twice", "zero_cost_parity",
-        "throughput", "fear_paper_cifar10", "processes", "compile",
+        "environment",
+        "training_parity",
+        "same_seed_twice",
+        "zero_cost_parity",
+        "throughput",
+        "fear_paper_cifar10",
+        "processes",
+        "compile",
     ]
     # CPU against itself: the comparisons are exact, so they cannot hide a broken comparison.
     assert report["training_parity"]["ok"] and report["training_parity"]["abs_diff_per_step"][0] == 0

@@ -57,7 +57,9 @@ def require_device(wanted: str) -> DeviceFacts:
     if device.type == "cpu":
         return _facts(wanted, "cpu")
     if device.type != "cuda":
-        raise DeviceUnavailable(f"device {wanted!r} is not supported by the worker; use auto, cpu, cuda or cuda:N")
+        raise DeviceUnavailable(
+            f"device {wanted!r} is not supported by the worker; use auto, cpu, cuda or cuda:N"
+        )
     facts = _facts(wanted, str(device))
     if facts.torch_cuda is None:
         raise DeviceUnavailable(
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceUnavailable as exc:
         print(f"fastarchrank worker: {exc}", file=sys.stderr)
         return 1
-    print(f"fastarchrank worker: device {facts.resolved} (torch {facts.torch_version}, CUDA {facts.torch_cuda})")
+    print(
+        f"fastarchrank worker: device {facts.resolved} (torch {facts.torch_version}, CUDA {facts.torch_cuda})"
+    )
     return 0
 
 
