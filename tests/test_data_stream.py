@@ -133,6 +133,15 @@ def test_a_fixed_batch_only_request_generates_just_the_prefix(tmp_path: Path, fu
     assert reports and reports[-1].wanted == "first 16 train images"
     order = torch.randperm(16, generator=torch.Generator().manual_seed(5))
     assert torch.equal(x, full["train_x"][:16][order]) and torch.equal(y, full["train_y"][:16][order])
+    # A later request (another evaluation) gets the cached object, reporting to its own callback.
+    later: list[GenerationProgress] = []
+    assert load_dataset(request, CPU, tmp_path, later.append) is dataset
+    dataset.fixed_batch(12, seed=5)
+    assert (
+        later
+        and later[-1].wanted == "first 12 train images"
+        and reports[-1].wanted.endswith("16 train images")
+    )
     with pytest.raises(RuntimeError, match="fixed batches only"):
         next(iter(dataset.train_batches(4, torch.Generator())))
     # Once the full set exists, the prefix is cut from it: the same batch, no new generation.

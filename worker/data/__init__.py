@@ -151,13 +151,15 @@ def _fixed_batch_dataset(
 ) -> FixedBatchDataset:
     options = SyntheticOptions(**request.synthetic)
 
-    def load_prefix(size: int) -> DeviceTensorDataset:
+    def load_prefix(size: int, progress: ProgressCallback | None) -> DeviceTensorDataset:
         with _lock:
             raw = _load_synthetic_raw(options, device, data_dir, size, progress)
         return build_device_dataset(raw, catalog, request, device)
 
     info = {"name": catalog.name, "synthetic": options.model_dump(), "reads": "train prefix per fixed batch"}
-    return FixedBatchDataset(catalog.name, catalog.num_classes, catalog.input_size, device, load_prefix, info)
+    return FixedBatchDataset(
+        catalog.name, catalog.num_classes, catalog.input_size, device, load_prefix, info, progress
+    )
 
 
 def load_dataset(
@@ -176,7 +178,10 @@ def load_dataset(
     with _lock:
         if key in _device_cache:
             _device_cache.move_to_end(key)
-            return _device_cache[key]
+            cached = _device_cache[key]
+            if isinstance(cached, FixedBatchDataset):
+                cached.progress = progress
+            return cached
         dataset: DeviceDataset
         if _reads_prefix_only(request):
             dataset = _fixed_batch_dataset(request, catalog, device, data_dir, progress)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from worker.data.base import ProgressCallback
 from worker.data.device_dataset import DeviceTensorDataset
 
 _EPOCHS_REFUSED = "{name} was loaded for fixed batches only; request it without fixed_batch_only"
@@ -28,8 +29,9 @@ class FixedBatchDataset:
         num_classes: int,
         input_size: int,
         device: torch.device,
-        load_prefix: Callable[[int], DeviceTensorDataset],
+        load_prefix: Callable[[int, ProgressCallback | None], DeviceTensorDataset],
         info: dict[str, Any],
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.name = name
         self.num_classes = num_classes
@@ -37,6 +39,9 @@ class FixedBatchDataset:
         self.device = torch.device(device)
         self.info = dict(info)
         self._load_prefix = load_prefix
+        # Replaced by ``load_dataset`` on every request: generation reports to the current caller,
+        # never to the evaluation that first created this (cached) object.
+        self.progress = progress
         self._prefixes: dict[int, DeviceTensorDataset] = {}
         self._lock = threading.Lock()
 
@@ -44,7 +49,7 @@ class FixedBatchDataset:
         """The dataset of the first ``size`` train images (generated or read once, then kept)."""
         with self._lock:
             if size not in self._prefixes:
-                self._prefixes[size] = self._load_prefix(size)
+                self._prefixes[size] = self._load_prefix(size, self.progress)
                 self.info.update(self._prefixes[size].info)
             return self._prefixes[size]
 
