@@ -1,53 +1,164 @@
-"""CUDA path check for a lent GPU (under 5 minutes); prints one JSON summary.
+"""The prepared device check: one script, about 5 minutes on one GPU, results kept section by section.
 
-    python -m bench.gpu_check            # on a CUDA machine
-    python -m bench.gpu_check --smoke    # CPU only, tiny sizes: checks that the script itself runs
+    python -m bench.gpu_check --out /tmp/gpu_check --cifar-tar ../shared/data/cifar10-jpg.tar.gz
+    python -m bench.gpu_check --out /tmp/gpu_smoke --smoke     # CPU, tiny sizes: the script itself runs
 
-1. Consistency: the same tiny FEAR run and the same tiny ``full`` run (NB201 C=8 N=1, a learnable
-   10-class 32x32 tensor dataset) on the CPU and on CUDA (bf16 autocast, channels_last). The data
-   order and augmentation come from one CPU generator on both, initial weights are identical, so
-   scores differ only through arithmetic; they must agree within ``TOLERANCE``.
-2. Throughput: ``worker.training.train`` at batch 256 on the largest NB201 network (all 3x3 convs,
-   C=16 N=5, 1.53 M params), dataset resident on the GPU, compared with a minimal fp32 loop and
-   with test-set evaluation speed.
+After EACH section ``gpu_check.json`` and ``gpu_check.md`` are rewritten in ``--out``, so a crash (or a
+killed run) keeps what ran; a section that raises is recorded with its error and the next one runs.
+A section that would start after ``--budget-s`` is recorded as skipped. Sections:
+
+1. environment: torch/CUDA/cuDNN versions, device name and memory, MPS availability.
+2. training_parity: the project's NB201 builder, one seed, the same batches on CPU and on the device,
+   plain fp32 SGD steps (TF32 off, cuDNN deterministic, deterministic algorithms): per-step losses,
+   first-step difference must be below 1e-4.
+3. same_seed_twice: ``worker.training.train`` (the service's loop, bf16 on CUDA) twice, one seed.
+4. zero_cost_parity: every zero-cost measure through the service's runner, CPU vs device.
+5. throughput: the largest NB201 network (all 3x3 convs, C=16 N=5) at batch 256 and 1024, fp32 and
+   bf16, eager vs a CUDA-graph-captured training step (static buffers); wall and CUDA-event time.
+6. fear_paper_cifar10: FEAR ``paper`` preset on real CIFAR-10 (the jpg tarball, extracted to a temp
+   dir) for the smallest, median and largest of three NB201 architectures; warm-up timed apart.
+7. processes: K = 1, 2, 4, 8 spawned processes each training one architecture; evaluations/hour and
+   peak memory per process.
+8. compile: ``torch.compile`` of the training step at batch 256 (compile time, then images/s); last,
+   because it is the most expensive.
+Not covered: the stacked-network training and the real service path (a worker child on CUDA).
 """
 
 from __future__ import annotations
 
+import os
+
+# cuBLAS reads this when CUDA initialises: it must be set before anything touches the GPU.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 import argparse
+import contextlib
+import functools
 import json
+import math
+import multiprocessing as mp
+import shutil
+import tarfile
+import tempfile
 import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.catalog.training import FearConfig, FullConfig
 from bench.context import OfflineRunMixin
 from worker.data.device_dataset import DeviceTensorDataset
-from worker.methods import fear, full
-from worker.methods.base import EvalRequest
 from worker.spaces import build
 from worker.spaces.base import NetworkSpec
-from worker.training import SgdConfig, TrainOptions, evaluate, make_generator, prepare_model, train
 
-TOLERANCE = 0.05  # absolute difference of accuracies (fractions) allowed between CPU and CUDA
-TINY_GENOTYPE = (
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-)
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+MEDIAN = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+SMALLEST = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|"
+FIRST_STEP_TOLERANCE = 1e-4  # fp32, TF32 off: CPU and CUDA differ by summation order only
 
 
-class LocalContext(OfflineRunMixin):
-    """A RunContext without a database: fixed dataset, progress discarded, no stage-1 budget."""
+@dataclass
+class Sizes:
+    """Everything that the smoke mode shrinks."""
 
-    def __init__(self, data: DeviceTensorDataset, device: torch.device) -> None:
-        self.data = data
-        self.device = device
+    network: dict[str, int]
+    parity_images: int
+    parity_steps: int
+    throughput_batches: tuple[int, ...]
+    throughput_steps: int
+    fear_override: dict[str, Any]
+    fear_stage1_budget_s: float
+    process_counts: tuple[int, ...]
+    process_steps: int
+    compile_steps: int
 
-    def dataset(self, dataset: str, data_config: dict[str, Any]) -> DeviceTensorDataset:
-        return self.data
+
+FULL = Sizes({"C": 16, "N": 5}, 512, 3, (256, 1024), 30, {}, 60.0, (1, 2, 4, 8), 200, 30)
+SMOKE = Sizes(
+    {"C": 2, "N": 1},
+    16,
+    2,
+    (8,),
+    2,
+    {
+        "threshold": 0.05,
+        "max_stage1_epochs": 1,
+        "stage2_epochs": 1,
+        "stage1_batch_size": 16,
+        "stage2_batch_size": 16,
+        "network": {"C": 2, "N": 1},
+    },
+    30.0,
+    (1, 2),
+    2,
+    2,
+)
+SMOKE_ZERO_COST_BATCH = 8
+
+
+@dataclass
+class Report:
+    """Written in full after every section."""
+
+    out: Path
+    started: float = field(default_factory=time.perf_counter)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self, name: str, result: dict[str, Any]) -> None:
+        self.sections[name] = result
+        self.out.mkdir(parents=True, exist_ok=True)
+        payload = {"elapsed_s": round(time.perf_counter() - self.started, 1), "sections": self.sections}
+        (self.out / "gpu_check.json").write_text(json.dumps(payload, indent=2, default=str))
+        (self.out / "gpu_check.md").write_text(self.markdown())
+
+    def markdown(self) -> str:
+        lines = ["# Device check (`python -m bench.gpu_check`)", ""]
+        for name, result in self.sections.items():
+            lines += [f"## {name}", "", "```json", json.dumps(result, indent=2, default=str), "```", ""]
+        return "\n".join(lines)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def deterministic_fp32() -> Iterator[None]:
+    """TF32 off, cuDNN deterministic and not autotuning, deterministic algorithms; restored after."""
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+    )
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic,
+            enabled,
+        ) = saved
+        torch.use_deterministic_algorithms(enabled)
+
+
+def network(genotype: str, options: dict[str, int], seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)  # initialised on the CPU: the same weights for every device
+    return build(NetworkSpec("nb201", genotype, 10, 32, dict(options)))
 
 
 def learnable_data(device: torch.device, train_size: int, test_size: int) -> DeviceTensorDataset:
@@ -64,143 +175,343 @@ def learnable_data(device: torch.device, train_size: int, test_size: int) -> Dev
     return DeviceTensorDataset("learnable", 10, train_x, train_y, test_x, test_y, device, flip=True)
 
 
-def consistency(device: torch.device, smoke: bool) -> dict[str, Any]:
-    network = {"C": 8, "N": 1}
-    data_options = {"cutout": 0}
-    fear_config = FearConfig.model_validate(
-        {
-            "threshold": 0.6,
-            "max_stage1_epochs": 3 if smoke else 10,
-            "stage1_batch_size": 64,
-            "stage2_epochs": 2,
-            "stage2_batch_size": 128,
-            "network": network,
-            "data": data_options,
-        }
-    ).model_dump(mode="json")
-    full_config = FullConfig.model_validate(
-        {"epochs": 2 if smoke else 4, "batch_size": 64, "network": network, "data": data_options}
-    ).model_dump(mode="json")
-    sizes = (256, 128) if smoke else (2000, 1000)
-    outcome: dict[str, Any] = {}
-    for where in ("cpu", str(device)):
-        dev = torch.device(where)
-        ctx = LocalContext(learnable_data(dev, *sizes), dev)
-        fear_result = fear.run(
-            EvalRequest(1, "fear", "nb201", TINY_GENOTYPE, "learnable", 0, fear_config), ctx
-        )
-        full_result = full.run(
-            EvalRequest(2, "full", "nb201", TINY_GENOTYPE, "learnable", 0, full_config), ctx
-        )
-        outcome[where] = {
-            "fear_status": fear_result.status,
-            "fear_score": fear_result.score,
-            "fear_stage1_epochs": fear_result.info["stage1_epochs"],
-            "fear_seconds": fear_result.cost_s,
-            "full_test_acc": full_result.score,
-            "full_seconds": full_result.cost_s,
-        }
-    cpu, other = outcome["cpu"], outcome[str(device)]
-    diffs = {
-        "fear_score": _diff(cpu["fear_score"], other["fear_score"]),
-        "full_test_acc": _diff(cpu["full_test_acc"], other["full_test_acc"]),
+def environment(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": str(device),
+        "mps_control_found": shutil.which("nvidia-cuda-mps-control") is not None,
     }
-    outcome["abs_diff"] = diffs
-    outcome["tolerance"] = TOLERANCE
-    outcome["ok"] = cpu["fear_status"] == other["fear_status"] and all(
-        d is not None and d <= TOLERANCE for d in diffs.values()
-    )
-    return outcome
-
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else abs(a - b)
-
-
-def _timed(device: torch.device, fn: Any) -> float:
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+        props = torch.cuda.get_device_properties(device)
+        facts.update(
+            name=props.name, memory_gib=round(props.total_memory / 2**30, 1), sm=props.multi_processor_count
+        )
+    return facts
 
 
-def throughput(device: torch.device, smoke: bool) -> dict[str, Any]:
-    images, batch = (512, 128) if smoke else (25_600, 256)
-    options = {"C": 4, "N": 1} if smoke else {"C": 16, "N": 5}
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    y = torch.randint(0, 10, (images,), generator=gen)
-    data = DeviceTensorDataset(
-        "random",
-        10,
-        x,
-        y,
-        x[:10_000],
-        y[:10_000],
-        device,
-        mean=(0.5,) * 3,
-        std=(0.25,) * 3,
-        crop_padding=4,
-        flip=True,
-    )
-    sgd = SgdConfig(lr=0.1)
+def _fp32_losses(device: torch.device, sizes: Sizes) -> list[float]:
+    data = learnable_data(device, sizes.parity_images, 16)
+    model = network(LARGEST, sizes.network).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    losses = []
+    batches = data.train_batches(sizes.parity_images // sizes.parity_steps, torch.Generator().manual_seed(0))
+    for _, (x, y) in zip(range(sizes.parity_steps), batches, strict=False):
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
 
-    def network() -> nn.Module:
-        torch.manual_seed(0)
-        return build(NetworkSpec("nb201", LARGEST, 10, 32, options))
 
-    ours = prepare_model(network(), device)
-    generator = make_generator(0)
-    warm = train(ours, data, TrainOptions(epochs=1, batch_size=batch, sgd=sgd), generator)  # cudnn autotune
-    timed = train(ours, data, TrainOptions(epochs=2, batch_size=batch, sgd=sgd), generator)
-    eval_s = _timed(device, lambda: evaluate(ours, data, batch_size=1024))
-
-    plain = network().to(device)
-    optimizer = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-    def minimal_epoch() -> None:
-        for xb, yb in data.train_batches(batch, make_generator(1)):
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(plain(xb), yb).backward()
-            nn.utils.clip_grad_norm_(plain.parameters(), 5.0)
-            optimizer.step()
-
-    minimal_epoch()
-    minimal_s = _timed(device, minimal_epoch)
+def training_parity(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    with deterministic_fp32():
+        cpu = _fp32_losses(torch.device("cpu"), sizes)
+        other = _fp32_losses(device, sizes)
+    diffs = [abs(a - b) for a, b in zip(cpu, other, strict=True)]
     return {
-        "network": f"nb201 {LARGEST} {options}",
-        "params": sum(p.numel() for p in ours.parameters()),
-        "batch": batch,
-        "images_per_epoch": images,
-        "warmup_epoch_s": warm.seconds,
-        "train_images_per_s": 2 * images / timed.seconds,
-        "minimal_fp32_images_per_s": images / minimal_s,
-        "eval_images_per_s": data.test_size / eval_s,
-        "max_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "cpu_losses": cpu,
+        "device_losses": other,
+        "abs_diff_per_step": diffs,
+        "tolerance_first_step": FIRST_STEP_TOLERANCE,
+        "ok": diffs[0] <= FIRST_STEP_TOLERANCE,
     }
 
 
-def main() -> None:
+def same_seed_twice(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    from worker.training import SgdConfig, TrainOptions, make_generator, prepare_model, train
+
+    runs = []
+    for _ in range(2):
+        model = prepare_model(network(MEDIAN, sizes.network), device)
+        data = learnable_data(device, sizes.parity_images, 16)
+        result = train(
+            model, data, TrainOptions(epochs=1, batch_size=32, sgd=SgdConfig(lr=0.1), precision="fp32"), make_generator(0)
+        )
+        runs.append([result.epochs[0].train_loss, result.epochs[0].train_acc])
+    return {"runs": runs, "identical": runs[0] == runs[1], "abs_diff_loss": abs(runs[0][0] - runs[1][0])}
+
+
+class FixedContext(OfflineRunMixin):
+    def __init__(
+        self, data: DeviceTensorDataset, device: torch.device, budget_s: float | None = None
+    ) -> None:
+        self.data = data
+        self.device = device
+        self.budget_s = budget_s
+
+    def dataset(self, dataset: str, data_config: dict[str, Any]) -> Any:
+        return self.data
+
+    def stage1_budget_s(self) -> float | None:
+        return self.budget_s
+
+
+def zero_cost_parity(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    from app.catalog.zero_cost import CONFIGS
+    from worker.methods.base import EvalRequest
+    from worker.methods.zero_cost.runner import run_zero_cost
+
+    def scores(where: torch.device) -> dict[str, float | None]:
+        ctx = FixedContext(learnable_data(where, 256 if sizes is FULL else 16, 16), where)
+        requests = []
+        for i, (name, model) in enumerate(CONFIGS.items()):
+            values: dict[str, Any] = {"network": sizes.network}
+            if sizes is SMOKE and "batch_size" in model.model_fields:
+                values["batch_size"] = SMOKE_ZERO_COST_BATCH
+            config = model.model_validate(values).model_dump(mode="json")
+            requests.append(EvalRequest(i, name, "nb201", MEDIAN, "cifar10", 0, config))
+        return {r.method: res.score for r, res in zip(requests, run_zero_cost(requests, ctx), strict=True)}
+
+    with deterministic_fp32():
+        cpu, other = scores(torch.device("cpu")), scores(device)
+    rel: dict[str, float | None] = {}
+    for name, a in cpu.items():
+        b = other[name]
+        rel[name] = None if a is None or b is None else abs(a - b) / max(abs(a), 1e-12)
+    finite = [v for v in rel.values() if v is not None and math.isfinite(v)]
+    return {"cpu": cpu, "device": other, "relative_diff": rel, "max_relative_diff": max(finite, default=None)}
+
+
+def _step_fn(
+    model: nn.Module, optimizer: torch.optim.Optimizer, bf16: bool
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=False)  # graphs need the gradient buffers to stay put
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def _time_steps(device: torch.device, run: Callable[[], Any], steps: int, batch: int) -> dict[str, float]:
+    sync(device)
+    events = None
+    if device.type == "cuda":
+        events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        events[0].record()
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    if events is not None:
+        events[1].record()
+    sync(device)
+    wall = time.perf_counter() - start
+    out = {"wall_s": wall, "images_per_s_wall": steps * batch / wall}
+    if events is not None:
+        gpu = events[0].elapsed_time(events[1]) / 1000
+        out.update(gpu_s=gpu, images_per_s_gpu=steps * batch / gpu)
+    return out
+
+
+def _setup(
+    device: torch.device, sizes: Sizes, batch: int
+) -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    model = network(LARGEST, sizes.network).to(device).train()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(10, (batch,), generator=gen).to(device)
+    return model, optimizer, x, y
+
+
+def throughput(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    torch.backends.cudnn.benchmark = True
+    out: dict[str, Any] = {"network": f"nb201 {LARGEST} {sizes.network}"}
+    for batch in sizes.throughput_batches:
+        for bf16 in (False, True):
+            model, optimizer, x, y = _setup(device, sizes, batch)
+            step = _step_fn(model, optimizer, bf16)
+            for _ in range(3):  # warm-up: autotuning, lazy kernel loading, optimizer state
+                step(x, y)
+            key = f"batch{batch}_{'bf16' if bf16 else 'fp32'}"
+            out[f"{key}_eager"] = _time_steps(
+                device, functools.partial(step, x, y), sizes.throughput_steps, batch
+            )
+            if device.type != "cuda":
+                out[f"{key}_graph"] = "skipped: needs CUDA"
+                continue
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    step(x, y)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            captured = time.perf_counter()
+            with torch.cuda.graph(graph):
+                step(x, y)
+            sync(device)
+            capture_s = time.perf_counter() - captured
+            timed = _time_steps(device, graph.replay, sizes.throughput_steps, batch)
+            out[f"{key}_graph"] = {**timed, "capture_s": capture_s}
+        if device.type == "cuda":
+            out[f"batch{batch}_max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def compile_section(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    if device.type != "cuda":
+        return {"skipped": "torch.compile is only timed on CUDA"}
+    torch.backends.cudnn.benchmark = True
+    model, optimizer, x, y = _setup(device, sizes, 256)
+    compiled: Any = torch.compile(model)
+    step = _step_fn(compiled, optimizer, bf16=True)
+    start = time.perf_counter()
+    step(x, y)
+    sync(device)
+    compile_s = time.perf_counter() - start
+    step(x, y)
+    return {
+        "compile_s": compile_s,
+        "bf16_batch256": _time_steps(device, lambda: step(x, y), sizes.compile_steps, 256),
+    }
+
+
+def _extract(tar_path: Path, into: Path) -> Path:
+    with tarfile.open(tar_path) as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def fear_paper_cifar10(device: torch.device, sizes: Sizes, tar_path: Path | None) -> dict[str, Any]:
+    if tar_path is None:
+        return {"skipped": "no --cifar-tar given"}
+    from app.catalog.training import FearConfig, fear_paper
+    from worker.data import DataRequest, load_dataset
+    from worker.methods import fear
+    from worker.methods.base import EvalRequest
+    from worker.training import SgdConfig, TrainOptions, make_generator, prepare_model, train
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="gpu_check_cifar_") as tmp:
+        started = time.perf_counter()
+        data_dir = _extract(tar_path, Path(tmp))
+        data = load_dataset(DataRequest("cifar10_folder"), device, data_dir)
+        out["load_s"] = time.perf_counter() - started
+        out["train_images"] = data.info.get("train_size")
+        config = FearConfig.model_validate(
+            {**fear_paper("nb201", "cifar10"), **sizes.fear_override}
+        ).model_dump(mode="json")
+        out["config"] = config
+        # Warm-up apart: autotuning and lazy kernel loading for both batch sizes of the recipe.
+        started = time.perf_counter()
+        for batch in (config["stage1_batch_size"], config["stage2_batch_size"]):
+            warm = prepare_model(network(LARGEST, {} if sizes is FULL else sizes.network), device)
+            small = learnable_data(device, batch * 2, 16)
+            train(
+                warm,
+                small,
+                TrainOptions(epochs=1, batch_size=batch, sgd=SgdConfig(lr=0.01), precision=config["precision"]),
+                make_generator(0),
+            )
+        sync(device)
+        out["warmup_s"] = time.perf_counter() - started
+        ctx = FixedContext(data, device, budget_s=sizes.fear_stage1_budget_s)  # type: ignore[arg-type]
+        for label, genotype in (("smallest", SMALLEST), ("median", MEDIAN), ("largest", LARGEST)):
+            result = fear.run(EvalRequest(1, "fear", "nb201", genotype, "cifar10_folder", 0, config), ctx)
+            out[label] = {
+                "genotype": genotype,
+                "status": result.status,
+                "score": result.score,
+                "reason": result.reason,
+                "timings": result.timings,
+                "cost_s": result.cost_s,
+                "stage1_epochs": result.info.get("stage1_epochs"),
+            }
+            out["stage1_budget_s"] = sizes.fear_stage1_budget_s
+    return out
+
+
+def _process_worker(args: tuple[str, dict[str, int], int, int]) -> dict[str, float]:
+    device_name, options, steps, batch = args
+    device = torch.device(device_name)
+    torch.backends.cudnn.benchmark = True
+    model, optimizer, x, y = _setup(device, Sizes(options, 0, 0, (), 0, {}, 0, (), 0, 0), batch)
+    step = _step_fn(model, optimizer, bf16=device.type == "cuda")
+    step(x, y)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(x, y)
+    sync(device)
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"train_s": time.perf_counter() - start, "max_memory_gib": memory or 0.0}
+
+
+def processes(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    """K spawned processes (never forked after CUDA init) each train ``process_steps`` steps of the
+    largest network at batch 256; one such run counts as one evaluation."""
+    out: dict[str, Any] = {"steps_per_evaluation": sizes.process_steps, "batch": 256}
+    context = mp.get_context("spawn")
+    for k in sizes.process_counts:
+        args = [(str(device), sizes.network, sizes.process_steps, 256 if device.type == "cuda" else 16)] * k
+        with context.Pool(k) as pool:
+            rows = pool.map(_process_worker, args)
+        slowest = max(r["train_s"] for r in rows)
+        out[f"K{k}"] = {
+            "per_process_s": [r["train_s"] for r in rows],
+            "evaluations_per_hour": k * 3600 / slowest,
+            "max_memory_gib_per_process": [r["max_memory_gib"] for r in rows],
+        }
+    base = out[f"K{sizes.process_counts[0]}"]["evaluations_per_hour"]
+    out["best_vs_K1"] = max(out[f"K{k}"]["evaluations_per_hour"] for k in sizes.process_counts) / base
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
+    parser.add_argument(
+        "--cifar-tar", type=Path, default=None, help="CIFAR-10 jpg tarball (image-folder layout)"
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU only, tiny sizes")
-    args = parser.parse_args()
+    parser.add_argument("--budget-s", type=float, default=285.0, help="no section starts after this many s")
+    args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA device; use --smoke to check the script on a CPU")
     device = torch.device("cpu" if args.smoke else "cuda")
-    started = time.perf_counter()
-    summary: dict[str, Any] = {
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu_threads": torch.get_num_threads(),
-        "consistency": consistency(device, args.smoke),
-        "throughput": throughput(device, args.smoke),
-    }
-    summary["seconds"] = time.perf_counter() - started
-    print(json.dumps(summary, indent=2))
+    sizes = SMOKE if args.smoke else FULL
+    report = Report(args.out)
+    sections: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("environment", lambda: environment(device, sizes)),
+        ("training_parity", lambda: training_parity(device, sizes)),
+        ("same_seed_twice", lambda: same_seed_twice(device, sizes)),
+        ("zero_cost_parity", lambda: zero_cost_parity(device, sizes)),
+        ("throughput", lambda: throughput(device, sizes)),
+        ("fear_paper_cifar10", lambda: fear_paper_cifar10(device, sizes, args.cifar_tar)),
+        ("processes", lambda: processes(device, sizes)),
+        ("compile", lambda: compile_section(device, sizes)),
+    ]
+    failed = 0
+    for name, run in sections:
+        elapsed = time.perf_counter() - report.started
+        if elapsed > args.budget_s:
+            report.record(
+                name, {"skipped": f"out of time ({elapsed:.0f} s > --budget-s {args.budget_s:.0f})"}
+            )
+            continue
+        start = time.perf_counter()
+        try:
+            result = run()
+        except Exception as exc:  # one broken section must not lose the others
+            failed += 1
+            result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+        result["section_s"] = round(time.perf_counter() - start, 2)
+        report.record(name, result)
+        print(f"{name}: {result['section_s']} s", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

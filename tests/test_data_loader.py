@@ -221,7 +221,7 @@ def test_synthetic_through_the_loader_is_raw_unaugmented_and_cached_on_disk(tmp_
     dataset = load_dataset(DataRequest("synthetic_cifar10", synthetic=options), CPU, tmp_path)
     assert (dataset.num_classes, dataset.input_size) == (10, 32)
     assert dataset.train_x.dtype == torch.float32 and dataset.info["normalisation"] is None
-    cache = tmp_path / "cache" / "synthetic" / cache_file_name(2, 1, 1000, 7, "cpu")
+    cache = tmp_path / "cache" / "synthetic" / cache_file_name(2, 1, 1000, 7)
     assert cache.is_file() and dataset.info["cache_file"] == str(cache)
     info = dataset.info
     assert info["complete"] and info["draws_used"] <= 1000 and info["generation_seconds"] > 0

@@ -58,20 +58,13 @@ def wants_determinism(method: str, config: dict[str, Any]) -> bool:
     return bool(getattr(info.config_model.model_validate(config), "deterministic", False))
 
 
-def load_data(dataset: str, data_config: dict[str, Any]) -> Any:
+def load_data(dataset: str, data_config: dict[str, Any], progress: Any = None) -> Any:
     """Datasets are cached per process by ``worker.data.load_dataset``."""
-    from worker.data import load_dataset
-    from worker.data.base import DataRequest
+    from worker.data import load_dataset, request_from_config
 
     settings = get_settings()
-    request = DataRequest(
-        dataset=dataset,
-        train_size=data_config.get("train_size"),
-        test_size=data_config.get("test_size"),
-        subset_seed=int(data_config.get("subset_seed", 0)),
-        synthetic=dict(data_config.get("synthetic") or {}),
-    )
-    return load_dataset(request, worker_device(), settings.effective_datasets_dir)
+    request = request_from_config(dataset, data_config)
+    return load_dataset(request, worker_device(), settings.effective_datasets_dir, progress)
 
 
 def to_request(c: Claim) -> EvalRequest:

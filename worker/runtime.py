@@ -240,7 +240,9 @@ class ServiceContext:
     def dataset(self, dataset: str, data_config: dict[str, Any]) -> Any:
         # Loading is cached per process, but a first synthetic generation can take minutes: say so.
         self.progress(phase="loading data", dataset=dataset)
-        return self._datasets(dataset, data_config)
+        return self._datasets(
+            dataset, data_config, lambda p: self.progress(phase="loading data", dataset=dataset, **p.fields())
+        )
 
     def progress(self, **fields: Any) -> None:
         from worker.methods.base import LostOwnership

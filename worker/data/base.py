@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +19,35 @@ class DataRequest:
     test_size: int | None = None
     subset_seed: int = 0
     synthetic: dict[str, Any] = field(default_factory=dict)  # per_class, train_per_class, draw_budget, seed
+    # The caller reads only ``fixed_batch`` (zero-cost measures). A generated dataset then draws just
+    # the stream prefix each fixed batch needs (see worker/data/synthetic.py) unless a train subset
+    # is asked for, which needs the whole split; file datasets are read in full as before.
+    fixed_batch_only: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationProgress:
+    """How far a synthetic generation has got; reported through a ``ProgressCallback``."""
+
+    wanted: str  # "full" or "first N train images"
+    accepted_per_class: tuple[int, ...]
+    per_class: int  # the cap each class fills up to
+    draws: int
+    draw_budget: int
+
+    def fields(self) -> dict[str, Any]:
+        """The live-progress fields (JSON) a worker stores for its evaluation."""
+        return {
+            "generating": self.wanted,
+            "accepted_per_class": list(self.accepted_per_class),
+            "per_class": self.per_class,
+            "draws": self.draws,
+            "draw_budget": self.draw_budget,
+            "draw_budget_pct": round(100.0 * self.draws / self.draw_budget, 1),
+        }
+
+
+ProgressCallback = Callable[[GenerationProgress], None]
 
 
 class DeviceDataset(Protocol):

@@ -15,10 +15,10 @@ import numpy as np
 
 try:  # numpy >= 2 moved the internals to numpy._core; old pickles still name numpy.core
     from numpy._core.multiarray import _reconstruct, scalar
-    from numpy._core.numeric import _frombuffer
+    from numpy._core.numeric import _frombuffer  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct, scalar
-    from numpy.core.numeric import _frombuffer
+    from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    from numpy.core.numeric import _frombuffer  # type: ignore[attr-defined,no-redef]
 
 _ALLOWED: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
 for _module in ("numpy.core", "numpy._core"):

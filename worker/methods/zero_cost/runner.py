@@ -94,7 +94,7 @@ class _Shared:
         key = _key(config)
         if key not in self._datasets:
             start = _clock(self.ctx.device)
-            self._datasets[key] = self.ctx.dataset(self.dataset_name, config)
+            self._datasets[key] = self.ctx.dataset(self.dataset_name, {**config, "fixed_batch_only": True})
             self.dataset_s += _clock(self.ctx.device) - start
         return self._datasets[key]
 
