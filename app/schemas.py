@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.api.models import MethodEntry, MethodTiming, ProgressEntry, UtcDateTime
 from app.settings import get_settings
 
 _settings = get_settings()
@@ -78,8 +78,22 @@ class ItemRequest(Strict):
     )
     label: str | None = Field(None, max_length=256, description="client id/label echoed in rankings")
     ground_truth: float | None = Field(
-        None, ge=0.0, le=100.0, description="trusted final accuracy in percent, e.g. from NAS-Bench-201"
+        None,
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="trusted final accuracy in percent (a finite number), e.g. from NAS-Bench-201",
     )
+
+    @field_validator("genotype")
+    @classmethod
+    def _genotype_text(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(value, str):
+            if len(value) > MAX_GENOTYPE:
+                raise ValueError(f"genotype is {len(value)} characters; the limit is {MAX_GENOTYPE}")
+            if "\x00" in value:
+                raise ValueError(f"genotype contains a NUL byte (\\x00) at position {value.index(chr(0))}")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_identity(self) -> ItemRequest:
@@ -89,8 +103,6 @@ class ItemRequest(Strict):
                 "give exactly one of 'genotype', 'nb201_index' or 'index' "
                 f"(got {', '.join(given) if given else 'none'})"
             )
-        if isinstance(self.genotype, str) and len(self.genotype) > MAX_GENOTYPE:
-            raise ValueError(f"genotype is {len(self.genotype)} characters; the limit is {MAX_GENOTYPE}")
         return self
 
 
@@ -205,13 +217,17 @@ class BatchStatus(BaseModel):
     dataset: str
     seed: int
     options: dict[str, Any]
-    created_at: datetime
+    created_at: UtcDateTime
     counts: StatusCounts
-    methods: list[dict[str, Any]]
+    methods: list[MethodEntry]
     per_method: dict[str, StatusCounts]
-    progress: list[dict[str, Any]]
-    timings: dict[str, Any]
-    eta_s: float | None
+    progress: list[ProgressEntry]
+    timings: dict[str, MethodTiming]
+    eta_s: float | None = Field(description="seconds until every evaluation is finished (estimate)")
+    eta_basis: Literal["prior", "measured", "mixed"] | None = Field(
+        None,
+        description="what the ETA rests on: the cost prior, measured costs, or both; null when done",
+    )
 
 
 class RankingItem(BaseModel):
@@ -239,6 +255,8 @@ class Ranking(BaseModel):
     batch_id: str
     method: str
     higher_is_better: bool
+    partial: bool = Field(False, description="true while evaluations of this method are queued/running")
+    n_pending: int = Field(0, description="evaluations of this method still queued or running")
     items: list[RankingItem]
     total: int
     limit: int

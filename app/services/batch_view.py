@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.catalog.methods import all_methods
 from app.errors import InputError, NotFound
 from app.models import (
     PENDING,
@@ -24,6 +25,7 @@ from app.models import (
     WorkerSeen,
     utcnow,
 )
+from app.services import eta as eta_service
 from app.settings import Settings
 
 
@@ -97,7 +99,8 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "per_method": per_method,
         "progress": progress(session, batch),
         "timings": timings,
-        "eta_s": eta,
+        "eta_s": eta.seconds,
+        "eta_basis": eta.basis,
     }
 
 
@@ -107,24 +110,26 @@ def _eta(
     per_method: dict[str, dict[str, int]],
     timings: dict[str, dict[str, Any]],
     settings: Settings,
-) -> float | None:
-    """Remaining evaluations × their method's mean cost so far, spread over the live workers.
-    None until every unfinished method has at least one finished evaluation."""
-    remaining = 0.0
-    for alias, c in per_method.items():
-        left = c["queued"] + c["running"]
-        if not left:
-            continue
-        mean = timings.get(alias, {}).get("mean_cost_s")
-        if mean is None:
-            return None
-        remaining += left * float(mean)
+) -> eta_service.Eta:
+    catalog = all_methods()
+    work = {}
+    for m in batch.methods:
+        info = catalog.get(m.name)
+        counts = per_method[m.alias]
+        mean = timings.get(m.alias, {}).get("mean_cost_s")
+        work[m.alias] = eta_service.MethodWork(
+            name=m.name,
+            family=info.family if info else "training",
+            preset=m.preset,
+            pending=counts["queued"] + counts["running"],
+            measured_mean_s=None if mean is None else float(mean),
+        )
     cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
     workers = (
         session.scalar(select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen >= cutoff))
         or 0
     )
-    return remaining / max(1, workers)
+    return eta_service.estimate(work, workers)
 
 
 def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str, Any]]:
@@ -271,8 +276,55 @@ def ground_truth_map(
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON cannot carry NaN/inf: a non-finite score is sent as null plus ``score_repr``."""
+    """JSON cannot carry NaN/inf: a non-finite score (or one the worker flagged non-finite) is sent
+    as null plus ``score_repr``. The one place where stored scores are encoded for clients."""
     score = row.get("score")
     if score is not None and not math.isfinite(score):
         return {**row, "score": None, "score_repr": str(score)}
+    if score is not None and row.get("finite") is False:
+        return {**row, "score": None, "score_repr": "non-finite"}
     return {**row, "score_repr": None}
+
+
+def ranking_page(
+    session: Session, batch: Batch, alias: str | None, cache: Any, limit: int, offset: int
+) -> dict[str, Any]:
+    """One page of the ranking of ``batch`` under method ``alias`` (the finished listing is cached)."""
+    from app.services.ranking_cache import fingerprint
+    from app.services.reports.ranking import rank_rows
+
+    entry = method_by_alias(batch, alias)
+    info = all_methods().get(entry.name)
+    higher = info.higher_is_better if info else True
+    key = (batch.id, entry.id)
+    fp = fingerprint(session, batch.id, entry.id)
+    listing = cache.get(key, fp)
+    if listing is None:
+        rows = method_rows(session, batch, entry)
+        for r in rows:
+            r["detail"] = r.pop("reason")
+        listing = rank_rows(rows, higher_is_better=higher)
+        cache.put(key, fp, listing)
+    n_pending = 0 if fp is not None else sum(1 for r in listing if r["pending"])
+    # Copies: the cached listing is shared between requests.
+    page = [dict(r) for r in listing[offset : offset + limit]]
+    gt_set = batch.options.get("ground_truth_set", "client")
+    gt = ground_truth_map(session, batch, gt_set, {r["architecture_key"] for r in page})
+    attach_details(session, page)
+    items = []
+    for r in page:
+        r["ground_truth"] = gt.get(r["architecture_key"])
+        detail = r.get("detail")
+        r["reason"] = r["reason"] if r["reason"] is None or not detail else f"{r['reason']} ({detail})"
+        items.append(public(r))
+    return {
+        "batch_id": batch.id,
+        "method": entry.alias,
+        "higher_is_better": higher,
+        "partial": n_pending > 0,
+        "n_pending": n_pending,
+        "items": items,
+        "total": len(listing),
+        "limit": limit,
+        "offset": offset,
+    }

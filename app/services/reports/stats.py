@@ -162,6 +162,10 @@ def top_percent_table(
         if k == 0:
             row["note"] = f"k = floor({n}·{percent}/100) = 0; nothing to compare"
             continue
+        if not method_order:
+            # nothing computed yet (or nothing finite): "0 in common" would read as a final result
+            row["note"] = "no finite score yet; nothing to compare"
+            continue
         top = gt_order[:k]
         spe = correlation([truth[key] for key in top], [method_scores[key] for key in top])
         row["spe"], row["n_spe"], row["note"] = spe["spearman"], spe["n_used"], spe["note"]
