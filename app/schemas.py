@@ -116,7 +116,7 @@ class BatchCreate(Strict):
                     "dataset": "synthetic_cifar10",
                     "methods": [
                         {"name": "fear", "preset": "tiny"},
-                        {"name": "synflow"},
+                        {"name": "synflow", "preset": "tiny"},
                         {"name": "params"},
                     ],
                     "seed": 0,
@@ -128,20 +128,20 @@ class BatchCreate(Strict):
                 },
                 {
                     "space": "nats_sss",
-                    "dataset": "cifar10",
-                    "methods": [{"name": "fear", "preset": "paper"}, {"name": "params"}],
+                    "dataset": "synthetic_cifar10",
+                    "methods": [{"name": "fear", "preset": "tiny"}, {"name": "params"}],
                     "items": [{"genotype": "64:32:48:16:64", "label": "s1"}, {"index": 32767}],
                 },
                 {
                     "space": "darts",
-                    "dataset": "cifar10",
-                    "methods": [{"name": "synflow"}, {"name": "flops"}],
+                    "dataset": "synthetic_cifar10",
+                    "methods": [{"name": "synflow", "preset": "tiny"}, {"name": "flops"}],
                     "items": [{"genotype": DARTS_V2, "label": "DARTS_V2"}],
                 },
                 {
                     "space": "nb301",
-                    "dataset": "cifar10",
-                    "methods": [{"name": "naswot"}],
+                    "dataset": "synthetic_cifar10",
+                    "methods": [{"name": "naswot", "preset": "tiny"}],
                     "items": [
                         {
                             "genotype": {

@@ -61,7 +61,9 @@ def test_chunked_over_limit_body_is_413(client) -> None:  # type: ignore[no-unty
 
 
 def test_non_json_content_type_is_415_and_named(client) -> None:  # type: ignore[no-untyped-def]
-    resp = client.post("/v1/batches", content=json.dumps(batch_body()), headers={"content-type": "text/plain"})
+    resp = client.post(
+        "/v1/batches", content=json.dumps(batch_body()), headers={"content-type": "text/plain"}
+    )
     body = assert_problem(resp, 415, "unsupported_media_type")
     assert "text/plain" in body["detail"] and "application/json" in body["detail"]
 
@@ -129,10 +131,14 @@ def _batch(client, seed: int) -> str:  # type: ignore[no-untyped-def]
 def test_ground_truth_set_names_and_items_are_checked(client) -> None:  # type: ignore[no-untyped-def]
     bid = _batch(client, 702)
     good = {"items": [{"genotype": NB201_A, "value": 90.0}]}
-    body = assert_problem(client.put(f"/v1/batches/{bid}/ground_truth/a%20b", json=good), 422, "validation_error")
+    body = assert_problem(
+        client.put(f"/v1/batches/{bid}/ground_truth/a%20b", json=good), 422, "validation_error"
+    )
     assert body["errors"][0]["loc"] == ["path", "set_name"]
     both = {"items": [{"genotype": NB201_A, "nb201_index": 1462, "value": 90.0}]}
-    body = assert_problem(client.put(f"/v1/batches/{bid}/ground_truth/mine", json=both), 422, "validation_error")
+    body = assert_problem(
+        client.put(f"/v1/batches/{bid}/ground_truth/mine", json=both), 422, "validation_error"
+    )
     assert "exactly one" in body["errors"][0]["msg"]
     nan = '{"items": [{"genotype": "%s", "value": NaN}]}' % NB201_A
     resp = client.put(
@@ -158,7 +164,9 @@ def _unreachable_db_app() -> Any:
     from app.api.deps import get_session
     from app.main import create_app
 
-    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/none", connect_args={"connect_timeout": 2})
+    engine = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:9/none", connect_args={"connect_timeout": 2}
+    )
     maker = sessionmaker(bind=engine)
 
     def dead_session() -> Iterator[Any]:

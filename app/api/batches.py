@@ -28,7 +28,10 @@ router = APIRouter(tags=["batches"])
     response_model=BatchCreated,
     summary="Submit a batch of genotypes to evaluate with one or more methods",
     responses={
-        200: {"description": "replay of an earlier request with the same Idempotency-Key and body"},
+        200: {
+            "model": BatchCreated,
+            "description": "replay of an earlier request with the same key and body",
+        },
         **problem_responses(400, 409, 413, 415, 422, 503),
     },
 )
