@@ -56,6 +56,7 @@ def problem(status: int, detail: str, errors: Sequence[FieldError] = (), code: s
     except ValueError:
         title = "Error"
     return Problem(
+        type="about:blank",
         title=title, status=status, detail=detail, code=code or code_for(status), errors=list(errors)
     )
 

@@ -31,7 +31,7 @@ def get_health(session: SessionDep, settings: SettingsDep, response: Response) -
         db = {"ok": False, "error": type(exc).__name__}
     b_ok, b_detail = broker_ok(settings)
     workers: list[dict[str, Any]] = []
-    pending = {"queued": None, "running": None}
+    pending: dict[str, int | None] = {"queued": None, "running": None}
     if db["ok"]:
         cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
         workers = [

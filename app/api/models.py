@@ -288,10 +288,12 @@ class Report(BaseModel):
     costs: dict[str, CostEntry]
 
 
-MARKDOWN_OR_JSON = {
+MARKDOWN_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/markdown": {"schema": {"type": "string"}}}, "description": "the report"}
 }
-PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}}
-CSV = {
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+}
+CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "one row per evaluation"}
 }

@@ -107,7 +107,7 @@ def install(app: FastAPI) -> None:
 
     for cls in _outage_classes():
 
-        @app.exception_handler(cls)
+        @app.exception_handler(cls)  # type: ignore[arg-type]
         async def _outage(request: Request, exc: Exception) -> JSONResponse:
             which = dependency_of(exc)
             log.warning("%s unavailable on %s %s: %s", which, request.method, request.url.path, exc)
