@@ -57,7 +57,11 @@ def problem(status: int, detail: str, errors: Sequence[FieldError] = (), code: s
         title = "Error"
     return Problem(
         type="about:blank",
-        title=title, status=status, detail=detail, code=code or code_for(status), errors=list(errors)
+        title=title,
+        status=status,
+        detail=detail,
+        code=code or code_for(status),
+        errors=list(errors),
     )
 
 

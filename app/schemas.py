@@ -178,7 +178,9 @@ class BatchCreate(Strict):
     space: SpaceName = Field(..., description="search space of every item")
     dataset: str = Field(..., max_length=64, description="dataset name, see GET /v1/datasets")
     methods: list[MethodRequest] = Field(..., min_length=1, max_length=MAX_METHODS)
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for weights, data order and augmentation")
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, strict=True, description="seed for weights, data order and augmentation"
+    )
     options: BatchOptions = Field(default_factory=BatchOptions)
     owner: str | None = Field(None, max_length=128)
     items: list[ItemRequest] = Field(..., min_length=1, max_length=MAX_ITEMS)

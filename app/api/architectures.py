@@ -33,7 +33,8 @@ def get_architecture(
     if arch is None:
         # Accept the genotype in any spelling, or the benchmark index, as well as the stored key.
         try:
-            parsed = SPACES[space].from_index(int(key)) if key.isdigit() else SPACES[space].parse(key)
+            by_index = key.isdigit() and SPACES[space].has_index and len(key) <= 12
+            parsed = SPACES[space].from_index(int(key)) if by_index else SPACES[space].parse(key)
         except GenotypeError as exc:
             hint = "" if space != "nb201" else "; for another space add ?space=<name>"
             raise NotFound(f"architecture {key!r} in space {space!r} ({exc}{hint})") from None

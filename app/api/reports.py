@@ -53,12 +53,24 @@ FormatQuery = Annotated[Literal["json", "markdown"], Query(description="json, or
 Accuracy = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
 
+_IDENTITIES = ("genotype", "index", "nb201_index", "label")
+
+
 class GroundTruthItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    genotype: str | dict[str, Any] | None = None
-    index: int | None = Field(None, ge=0)
-    nb201_index: int | None = Field(None, ge=0, le=15624)
-    label: str | None = Field(None, max_length=256)
+    # the schema states the "exactly one identity" rule too, so schema-valid bodies are accepted
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "not": {"anyOf": [{"required": [o]} for o in _IDENTITIES if o != name]}}
+                for name in _IDENTITIES
+            ]
+        },
+    )
+    genotype: str | dict[str, Any] | None = Field(None, json_schema_extra={"not": {"type": "null"}})
+    index: int | None = Field(None, ge=0, json_schema_extra={"not": {"type": "null"}})
+    nb201_index: int | None = Field(None, ge=0, le=15624, json_schema_extra={"not": {"type": "null"}})
+    label: str | None = Field(None, max_length=256, json_schema_extra={"not": {"type": "null"}})
     value: Accuracy = Field(..., description="accuracy in percent, a finite number in [0, 100]")
 
     @model_validator(mode="after")
