@@ -140,7 +140,7 @@ def test_ground_truth_set_names_and_items_are_checked(client) -> None:  # type: 
         client.put(f"/v1/batches/{bid}/ground_truth/mine", json=both), 422, "validation_error"
     )
     assert "exactly one" in body["errors"][0]["msg"]
-    nan = '{"items": [{"genotype": "%s", "value": NaN}]}' % NB201_A
+    nan = json.dumps({"items": [{"genotype": NB201_A, "value": float("nan")}]})
     resp = client.put(
         f"/v1/batches/{bid}/ground_truth/mine", content=nan, headers={"content-type": "application/json"}
     )
