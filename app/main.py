@@ -7,7 +7,7 @@ from fastapi.routing import APIRoute
 
 from app.api import architectures, batches, catalog, health, problems, reports
 from app.api.middleware import RequestGuard
-from app.services.ranking_cache import RankingCache
+from app.services.ranking_cache import PageCache, RankingCache
 from app.settings import get_settings
 
 
@@ -43,5 +43,6 @@ def create_app() -> FastAPI:
     app.include_router(health.router, prefix="/v1")
 
     app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)
+    app.state.page_cache = PageCache(settings.ranking_page_cache_entries)
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
     return app

@@ -141,3 +141,16 @@ def test_csv_export_neutralises_formulas(client) -> None:  # type: ignore[no-unt
     rows = client.get(f"/v1/batches/{bid}/export.json").json()["rows"]
     assert rows[0]["label"] == evil[0]  # JSON keeps the value as given
     _aware(rows[0]["created_at"])
+
+
+def test_status_and_report_answer_304_when_unchanged(client) -> None:  # type: ignore[no-untyped-def]
+    bid = _new_batch(client, seed=805)
+    for path in (f"/v1/batches/{bid}", f"/v1/batches/{bid}/report"):
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["ETag"]
+        again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304, path
+    other = client.get(
+        f"/v1/batches/{bid}/report", params={"percents": "10,50"}, headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert other.status_code == 200 and other.headers["ETag"] != first.headers["ETag"]

@@ -7,13 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import BatchId, MethodQuery, RankingCacheDep, SessionDep, SettingsDep
+from app.api.conditional import conditional_model
+from app.api.deps import BatchId, MethodQuery, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
 from app.api.models import READ_ERRORS, problem_responses
 from app.db import session_scope
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_view
 from app.services.queue import enqueue
+from app.services.ranking_cache import etag_of, fingerprint, ground_truth_fingerprint, matches
 from app.services.submission import submit
 
 # printable ASCII without spaces at the ends: keys are compared byte for byte and echoed in logs
@@ -70,30 +72,53 @@ def create_batch(
 @router.get(
     "/batches/{batch_id}",
     response_model=BatchStatus,
-    summary="Status counts, live progress, timings, ETA",
-    responses=problem_responses(*READ_ERRORS),
+    summary="Status counts, live progress, timings, ETA (ETag: If-None-Match → 304)",
+    responses={304: {"description": "not modified since the ETag given"}, **problem_responses(*READ_ERRORS)},
 )
-def get_batch(batch_id: BatchId, session: SessionDep, settings: SettingsDep) -> Any:
+def get_batch(
+    batch_id: BatchId,
+    session: SessionDep,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Any:
     batch = batch_view.get_batch(session, batch_id)
-    return batch_view.status(session, batch, settings)
+    return conditional_model(BatchStatus, batch_view.status(session, batch, settings), if_none_match)
 
 
 @router.get(
     "/batches/{batch_id}/ranking",
     response_model=Ranking,
-    summary="Ranking of the batch under one method",
-    responses=problem_responses(*READ_ERRORS),
+    summary="Ranking of the batch under one method (finished rankings carry an ETag: If-None-Match → 304)",
+    responses={304: {"description": "not modified since the ETag given"}, **problem_responses(*READ_ERRORS)},
 )
 def get_ranking(
     batch_id: BatchId,
     session: SessionDep,
     settings: SettingsDep,
     cache: RankingCacheDep,
+    pages: PageCacheDep,
     method: MethodQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
     batch = batch_view.get_batch(session, batch_id)
-    return batch_view.ranking_page(session, batch, method, cache, limit, offset)
+    entry = batch_view.method_by_alias(batch, method)
+    fp = fingerprint(session, batch.id, entry.id)
+    if fp is None:  # still running: every poll may differ, nothing to cache
+        return batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
+    # Finished: the page is a function of the evaluations' and the ground truth's state, so two cheap
+    # aggregate queries decide between 304, a rendered page from memory, and building it.
+    gt_set = batch.options.get("ground_truth_set", "client")
+    etag = etag_of(batch.id, entry.id, fp, ground_truth_fingerprint(session, batch.id, gt_set), limit, offset)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    body = pages.get(etag)
+    if body is None:
+        page = batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
+        body = Ranking.model_validate(page).model_dump_json().encode()
+        pages.put(etag, body)
+    return Response(body, media_type="application/json", headers=headers)

@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.services.ranking_cache import RankingCache
+from app.services.ranking_cache import PageCache, RankingCache
 from app.settings import Settings, get_settings
 
 
@@ -28,6 +28,13 @@ def get_ranking_cache(request: Request) -> RankingCache:
 
 
 RankingCacheDep = Annotated[RankingCache, Depends(get_ranking_cache)]
+
+
+def get_page_cache(request: Request) -> PageCache:
+    return request.app.state.page_cache  # type: ignore[no-any-return]
+
+
+PageCacheDep = Annotated[PageCache, Depends(get_page_cache)]
 
 
 # Path/query values declared with patterns so that schema-valid requests are never rejected by the

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.api.conditional import conditional, conditional_model
 from app.api.deps import BatchId, SessionDep
 from app.api.models import (
     CSV,
@@ -134,17 +134,24 @@ def list_ground_truth(batch_id: BatchId, session: SessionDep) -> Any:
     }
 
 
-def _respond(result: dict[str, Any], fmt: str) -> Any:
+def _respond(result: dict[str, Any], fmt: str, if_none_match: str | None = None) -> Response:
     if fmt == "markdown":
-        return PlainTextResponse(report_markdown(result), media_type="text/markdown")
-    return result
+        return conditional(report_markdown(result).encode(), "text/markdown; charset=utf-8", if_none_match)
+    return conditional_model(Report, result, if_none_match, volatile=_VOLATILE)
+
+
+_VOLATILE = frozenset({"generated_at"})
 
 
 @router.get(
     "/batches/{batch_id}/report",
     response_model=Report,
-    summary="Spearman/Kendall, top-% table, method matrix, costs",
-    responses={**MARKDOWN_OR_JSON, **problem_responses(*READ_ERRORS)},
+    summary="Spearman/Kendall, top-% table, method matrix, costs (ETag: If-None-Match → 304)",
+    responses={
+        **MARKDOWN_OR_JSON,
+        304: {"description": "not modified since the ETag given"},
+        **problem_responses(*READ_ERRORS),
+    },
 )
 def get_report(
     batch_id: BatchId,
@@ -154,12 +161,13 @@ def get_report(
     percents: PercentsQuery = None,
     bootstrap: Annotated[int, Query(ge=0, le=10_000, description="bootstrap resamples for the CI")] = 1000,
     format: FormatQuery = "json",
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     batch = batch_view.get_batch(session, batch_id)
     result = report_view.report(
         session, [batch], ground_truth, method, report_view.parse_percents(percents), bootstrap
     )
-    return _respond(result, format)
+    return _respond(result, format, if_none_match)
 
 
 @router.post(

@@ -26,6 +26,7 @@ from app.models import (
     utcnow,
 )
 from app.services import eta as eta_service
+from app.services.ranking_cache import Fingerprint, RankingCache
 from app.settings import Settings
 
 
@@ -287,17 +288,21 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def ranking_page(
-    session: Session, batch: Batch, alias: str | None, cache: Any, limit: int, offset: int
+    session: Session,
+    batch: Batch,
+    entry: BatchMethod,
+    cache: RankingCache,
+    limit: int,
+    offset: int,
+    fp: Fingerprint | None,
 ) -> dict[str, Any]:
-    """One page of the ranking of ``batch`` under method ``alias`` (the finished listing is cached)."""
-    from app.services.ranking_cache import fingerprint
+    """One page of the ranking of ``batch`` under method ``entry``; ``fp`` is the state fingerprint of
+    its evaluations (None while any is pending), under which the finished listing is cached."""
     from app.services.reports.ranking import rank_rows
 
-    entry = method_by_alias(batch, alias)
     info = all_methods().get(entry.name)
     higher = info.higher_is_better if info else True
     key = (batch.id, entry.id)
-    fp = fingerprint(session, batch.id, entry.id)
     listing = cache.get(key, fp)
     if listing is None:
         rows = method_rows(session, batch, entry)
