@@ -216,19 +216,34 @@ def attach_details(session: Session, rows: list[dict[str, Any]]) -> None:
         r["timings"] = timings or {}
 
 
-def batch_items(session: Session, batch: Batch) -> list[tuple[BatchItem, Architecture]]:
-    """The batch's items with their architectures, in submission order."""
+def batch_items(session: Session, batch: Batch) -> list[tuple[Any, Any]]:
+    """The batch's items with their architectures, in submission order, as (item, architecture)
+    pairs of plain rows (one row serves as both: a 20,000-item batch is read without building
+    40,000 ORM objects). Item fields: ``label``, ``position``; architecture fields: ``id``, ``key``,
+    ``canonical``, ``index``, ``degenerate``, ``space``, ``iso_key``."""
     rows = session.execute(
-        select(BatchItem, Architecture)
+        select(
+            BatchItem.label,
+            BatchItem.position,
+            Architecture.id,
+            Architecture.key,
+            Architecture.canonical,
+            Architecture.index,
+            Architecture.degenerate,
+            Architecture.space,
+            Architecture.iso_key,
+        )
         .join(Architecture, Architecture.id == BatchItem.architecture_id)
         .where(BatchItem.batch_id == batch.id)
         .order_by(BatchItem.position)
     ).all()
-    return [(item, arch) for item, arch in rows]
+    return [(row, row) for row in rows]
 
 
-def evaluation_row(ev: Any, arch: Architecture, item: BatchItem | None = None) -> dict[str, Any]:
-    """A plain row from an ``Evaluation`` (or a row of its light columns) and its architecture."""
+def evaluation_row(ev: Any, arch: Any, item: Any = None) -> dict[str, Any]:
+    """The one builder of result rows (rankings, reports, exports, architecture views): from an
+    ``Evaluation`` (or a row of its light columns), its ``Architecture`` (or a row with its columns)
+    and optionally the batch item (label, position). Non-finite scores are decoded here, once."""
     value = float(ev.score_kind) if ev.score_kind in ("nan", "inf", "-inf") else ev.score
     row = {
         "key": arch.key,

@@ -96,7 +96,7 @@ def _wants_log_scale(values: Sequence[float]) -> bool:
     """Positive scores spanning more than LOG_SCALE_SPAN (exact zeros ignored: synflow's all-`none`
     cell scores 0, and one such point must not force the other 19 onto a linear axis)."""
     positive = [v for v in values if v > 0]
-    if len(positive) < 2 or len(positive) != len([v for v in values if v >= 0]):
+    if len(positive) < 2 or any(v < 0 for v in values):
         return False
     return max(positive) / min(positive) > LOG_SCALE_SPAN
 
@@ -120,6 +120,16 @@ def _apply_score_scale(axes: Axes, ys: Sequence[float]) -> None:
         fontsize=8,
         color="0.4",
     )
+
+
+def panel_title(name: str, rho: float | None, n: int, pending: int, dropped: int) -> str:
+    """``pending``: not finished yet; ``dropped``: finished without a usable score (or ground truth)."""
+    title = f"{name}: ρ = {'n/a' if rho is None else f'{rho:.3f}'} (n = {n})"
+    if pending:
+        title += f", {pending} pending"
+    if dropped:
+        title += f", {dropped} dropped"
+    return title
 
 
 def score_vs_ground_truth_png(
@@ -154,12 +164,7 @@ def score_vs_ground_truth_png(
             rho = spearman_by_method[name]
         else:
             rho = correlation(xs, ys)["spearman"]
-        title = f"{name}: ρ = {'n/a' if rho is None else f'{rho:.3f}'} (n = {len(xs)})"
-        pending = (pending_by_method or {}).get(name, 0)
-        if pending:
-            title += f", {pending} pending"
-        if dropped:
-            title += f", {dropped} dropped"
+        title = panel_title(name, rho, len(xs), (pending_by_method or {}).get(name, 0), dropped)
         if not xs:
             _empty_panel(axes, title)
             continue
