@@ -317,17 +317,23 @@ def ranking_page(
 
     info = all_methods().get(entry.name)
     higher = info.higher_is_better if info else True
-    key = (batch.id, entry.id)
-    listing = cache.get(key, fp)
-    if listing is None:
-        rows = method_rows(session, batch, entry)
-        for r in rows:
-            r["detail"] = r.pop("reason")
-        listing = rank_rows(rows, higher_is_better=higher)
-        cache.put(key, fp, listing)
-    n_pending = 0 if fp is not None else sum(1 for r in listing if r["pending"])
-    # Copies: the cached listing is shared between requests.
-    page = [dict(r) for r in listing[offset : offset + limit]]
+    if fp is None:
+        # live: the database ranks every row and returns the page only
+        from app.services.ranking_sql import live_page
+
+        page, total, n_pending = live_page(session, batch, entry, higher, limit, offset)
+    else:
+        key = (batch.id, entry.id)
+        listing = cache.get(key, fp)
+        if listing is None:
+            rows = method_rows(session, batch, entry)
+            for r in rows:
+                r["detail"] = r.pop("reason")
+            listing = rank_rows(rows, higher_is_better=higher)
+            cache.put(key, fp, listing)
+        # Copies: the cached listing is shared between requests.
+        page = [dict(r) for r in listing[offset : offset + limit]]
+        total, n_pending = len(listing), 0
     gt_set = batch.options.get("ground_truth_set", "client")
     gt = ground_truth_map(session, batch, gt_set, {r["architecture_key"] for r in page})
     attach_details(session, page)
@@ -344,7 +350,7 @@ def ranking_page(
         "partial": n_pending > 0,
         "n_pending": n_pending,
         "items": items,
-        "total": len(listing),
+        "total": total,
         "limit": limit,
         "offset": offset,
     }
