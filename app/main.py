@@ -43,6 +43,6 @@ def create_app() -> FastAPI:
     app.include_router(health.router, prefix="/v1")
 
     app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)
-    app.state.page_cache = PageCache(settings.ranking_page_cache_entries)
+    app.state.page_cache = PageCache(settings.ranking_cache_rows)
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
     return app

@@ -44,11 +44,6 @@ class Settings(BaseSettings):
         ge=0,
         description="rows of finished rankings each API process keeps in memory (~2 KB each); 0 = no cache",
     )
-    ranking_page_cache_entries: int = Field(
-        512,
-        ge=0,
-        description="rendered pages of finished rankings each API process keeps, by ETag; 0 = none",
-    )
 
     # --- task execution ------------------------------------------------------------------------
     task_soft_time_limit_s: int = Field(6 * 3600, ge=10, description="soft limit of one task, seconds")

@@ -8,8 +8,8 @@ what is measured). A finished batch of ``--finished-items`` NB201 cells x ``para
 with random scores by SQL; a pending batch of ``--pending-items`` NATS size-space indices x ``params``
 stays queued. Two API processes (uvicorn via ``fastarchrank serve --no-worker``) run on the same rows:
 one as configured (rendered pages cached by ETag), one with the page cache off
-(``FASTARCHRANK_RANKING_PAGE_CACHE_ENTRIES=0``, the previous path: every request cuts the page from
-the cached listing and renders it), so the ratio is measured in one run. Conditional polls
+(``FASTARCHRANK_RANKING_CACHE_ROWS=0``: every request reads and ranks the rows, the path before any
+cache), so the ratio is measured in one run. Conditional polls
 (If-None-Match → 304) are timed too. Everything scratch is removed at the end.
 """
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             baseline_env = {
                 **env,
                 "FASTARCHRANK_DATA_DIR": str(data_dir / "nopages"),
-                "FASTARCHRANK_RANKING_PAGE_CACHE_ENTRIES": "0",
+                "FASTARCHRANK_RANKING_CACHE_ROWS": "0",
             }
             with (
                 EmbeddedService(data_dir, env=env, workers=0) as url,
@@ -123,9 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for warm in (url, base_url):  # first-use imports and the listing cache's fill
                     _hammer(warm, 2, 10, finished_page)
                 results = {
-                    "finished_16_no_page_cache": _hammer(
-                        base_url, args.clients, args.requests, finished_page
-                    ),
+                    "finished_16_no_cache": _hammer(base_url, args.clients, args.requests, finished_page),
                     "finished_16": _hammer(url, args.clients, args.requests, finished_page),
                     "finished_16_if_none_match": _hammer(url, args.clients, args.requests, conditional_page),
                     "finished_1": _hammer(url, 1, args.requests, finished_page),

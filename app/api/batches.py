@@ -120,5 +120,5 @@ def get_ranking(
     if body is None:
         page = batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
         body = Ranking.model_validate(page).model_dump_json().encode()
-        pages.put(etag, body)
+        pages.put(etag, body, len(page["items"]))
     return Response(body, media_type="application/json", headers=headers)

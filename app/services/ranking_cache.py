@@ -111,26 +111,34 @@ def matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class PageCache:
-    """LRU of rendered response bodies by ETag (``max_entries``; 0 disables). A finished ranking page
-    is served from here without touching the rows or the response model again."""
+    """LRU of rendered response bodies by ETag, bounded like the listing cache by the rows they hold
+    (``max_rows``; 0 disables). A finished ranking page is served from here without touching the rows
+    or the response model again."""
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, bytes] = OrderedDict()
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self._entries: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._rows = 0
         self._lock = threading.Lock()
 
     def get(self, etag: str) -> bytes | None:
         with self._lock:
-            body = self._entries.get(etag)
-            if body is not None:
-                self._entries.move_to_end(etag)
-            return body
+            entry = self._entries.get(etag)
+            if entry is None:
+                return None
+            self._entries.move_to_end(etag)
+            return entry[1]
 
-    def put(self, etag: str, body: bytes) -> None:
-        if self.max_entries <= 0:
+    def put(self, etag: str, body: bytes, rows: int) -> None:
+        rows = max(1, rows)
+        if rows > self.max_rows:
             return
         with self._lock:
-            self._entries[etag] = body
-            self._entries.move_to_end(etag)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            old = self._entries.pop(etag, None)
+            if old is not None:
+                self._rows -= old[0]
+            self._entries[etag] = (rows, body)
+            self._rows += rows
+            while self._rows > self.max_rows:
+                _, (evicted, _) = self._entries.popitem(last=False)
+                self._rows -= evicted
