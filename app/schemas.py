@@ -181,7 +181,7 @@ class BatchCreate(Strict):
     seed: int = Field(
         0, ge=0, le=2**31 - 1, strict=True, description="seed for weights, data order and augmentation"
     )
-    options: BatchOptions = Field(default_factory=BatchOptions)
+    options: BatchOptions = Field(default_factory=BatchOptions)  # type: ignore[arg-type]
     owner: str | None = Field(None, max_length=128)
     items: list[ItemRequest] = Field(..., min_length=1, max_length=MAX_ITEMS)
 

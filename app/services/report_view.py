@@ -149,7 +149,7 @@ def report(
     # the cost reference is the FEAR entry, chosen by method name (an alias is the client's free text)
     fear = [alias for alias, name in name_of.items() if name == "fear"]
     result = build_report(
-        rows_by_method,
+        rows_by_method,  # type: ignore[arg-type]  # plain dicts carrying the EvaluationRow keys
         truth,
         higher_is_better=direction,
         percents=percents,
@@ -225,7 +225,7 @@ def put_ground_truth(
             .where(BatchItem.batch_id == batch.id)
         )
     }
-    by_label: dict[str, int] = {
+    by_label: dict[str | None, int] = {
         label: aid
         for label, aid in session.execute(
             select(BatchItem.label, BatchItem.architecture_id).where(
@@ -246,9 +246,8 @@ def put_ground_truth(
                 if item.get("genotype") is not None:
                     parsed = space.parse(item["genotype"])
                 elif item.get("index") is not None or item.get("nb201_index") is not None:
-                    parsed = space.from_index(
-                        int(item.get("index") if item.get("index") is not None else item["nb201_index"])
-                    )
+                    index = item.get("index")
+                    parsed = space.from_index(int(index if index is not None else item["nb201_index"]))
                 else:
                     raise InputError(loc, "give one of 'genotype', 'index', 'nb201_index' or 'label'")
                 aid = in_batch.get(parsed.key)
