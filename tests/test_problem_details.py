@@ -207,3 +207,26 @@ def test_broker_outage_shows_in_health(database: str) -> None:
         health = c.get("/v1/health")
         assert health.status_code == 503, health.text
         assert health.json()["down"] == ["broker"] and health.headers["Retry-After"]
+
+
+def test_submit_during_a_database_outage_is_503(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    import app.db
+
+    app_ = _unreachable_db_app()
+    dead = sessionmaker(
+        bind=create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:9/none", connect_args={"connect_timeout": 2}
+        )
+    )
+    before = table_counts()
+    with TestClient(app_, raise_server_exceptions=False) as c:
+        monkeypatch.setattr(app.db, "get_sessionmaker", lambda: dead)
+        resp = c.post("/v1/batches", json=batch_body(seed=705))
+        monkeypatch.undo()
+        assert_problem(resp, 503, "service_unavailable")
+        assert resp.headers["Retry-After"]
+    assert table_counts() == before
