@@ -151,6 +151,22 @@ def test_status_and_report_answer_304_when_unchanged(client) -> None:  # type: i
         again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
         assert again.status_code == 304, path
     other = client.get(
-        f"/v1/batches/{bid}/report", params={"percents": "10,50"}, headers={"If-None-Match": first.headers["ETag"]}
+        f"/v1/batches/{bid}/report",
+        params={"percents": "10,50"},
+        headers={"If-None-Match": first.headers["ETag"]},
     )
     assert other.status_code == 200 and other.headers["ETag"] != first.headers["ETag"]
+
+
+def test_naive_timestamps_leave_as_utc_with_an_offset() -> None:
+    """SQLite hands back naive datetimes: they still leave the API as RFC 3339 UTC."""
+    from datetime import UTC, timedelta, timezone
+
+    from app.api.models import WorkerSeenOut
+
+    naive = datetime(2026, 12, 2, 1, 2, 3)
+    out = WorkerSeenOut(name="w", device="cpu", queue="q", last_seen=naive).model_dump(mode="json")
+    assert out["last_seen"] == "2026-12-02T01:02:03Z" or out["last_seen"] == "2026-12-02T01:02:03+00:00"
+    plus_two = datetime(2026, 12, 2, 3, 2, 3, tzinfo=timezone(timedelta(hours=2)))
+    again = WorkerSeenOut(name="w", device=None, queue=None, last_seen=plus_two)
+    assert again.last_seen == naive.replace(tzinfo=UTC) and again.last_seen.utcoffset() == timedelta(0)
