@@ -49,7 +49,44 @@ def live_page(
     # ascending sort key: rank 1 is the best score in the method's direction
     key = Evaluation.score if not higher_is_better else -Evaluation.score
     ranked_key = case((category == -1, key), else_=None)
+    # Narrow inner query: the sort and the windows carry ids and keys only; the wide columns
+    # (genotype strings, reasons) are joined for the page's rows alone.
     inner = (
+        select(
+            BatchItem.id.label("item_id"),
+            Evaluation.id.label("evaluation_id"),
+            category,
+            func.row_number()
+            .over(order_by=(category, ranked_key.asc().nulls_last(), BatchItem.position))
+            .label("list_position"),
+            # average rank over ties: first place of the tie group + (group size - 1) / 2
+            (
+                func.rank().over(partition_by=category, order_by=ranked_key)
+                + (func.count().over(partition_by=(category, ranked_key)) - 1) / literal(2.0)
+            ).label("avg_rank"),
+            func.count().over().label("total"),
+            func.sum(case((Evaluation.status.in_(PENDING), 1), else_=0)).over().label("n_pending"),
+        )
+        .select_from(BatchItem)
+        .join(
+            BatchEvaluation,
+            and_(
+                BatchEvaluation.batch_id == BatchItem.batch_id, BatchEvaluation.batch_method_id == method.id
+            ),
+        )
+        .join(
+            Evaluation,
+            and_(
+                Evaluation.id == BatchEvaluation.evaluation_id,
+                Evaluation.architecture_id == BatchItem.architecture_id,
+            ),
+        )
+        .where(BatchItem.batch_id == batch.id)
+    ).subquery()
+    page_ids = (
+        select(inner).where(inner.c.list_position > offset, inner.c.list_position <= offset + limit)
+    ).subquery()
+    rows = session.execute(
         select(
             Evaluation.id,
             Evaluation.method,
@@ -72,39 +109,17 @@ def live_page(
             Architecture.degenerate,
             BatchItem.label,
             BatchItem.position,
-            category,
-            func.row_number()
-            .over(order_by=(category, ranked_key.asc().nulls_last(), BatchItem.position))
-            .label("list_position"),
-            # average rank over ties: first place of the tie group + (group size - 1) / 2
-            (
-                func.rank().over(partition_by=category, order_by=ranked_key)
-                + (func.count().over(partition_by=(category, ranked_key)) - 1) / literal(2.0)
-            ).label("avg_rank"),
-            func.count().over().label("total"),
-            func.sum(case((Evaluation.status.in_(PENDING), 1), else_=0)).over().label("n_pending"),
+            page_ids.c.category,
+            page_ids.c.list_position,
+            page_ids.c.avg_rank,
+            page_ids.c.total,
+            page_ids.c.n_pending,
         )
-        .select_from(BatchItem)
+        .select_from(page_ids)
+        .join(BatchItem, BatchItem.id == page_ids.c.item_id)
+        .join(Evaluation, Evaluation.id == page_ids.c.evaluation_id)
         .join(Architecture, Architecture.id == BatchItem.architecture_id)
-        .join(
-            BatchEvaluation,
-            and_(
-                BatchEvaluation.batch_id == BatchItem.batch_id, BatchEvaluation.batch_method_id == method.id
-            ),
-        )
-        .join(
-            Evaluation,
-            and_(
-                Evaluation.id == BatchEvaluation.evaluation_id,
-                Evaluation.architecture_id == BatchItem.architecture_id,
-            ),
-        )
-        .where(BatchItem.batch_id == batch.id)
-    ).subquery()
-    rows = session.execute(
-        select(inner)
-        .where(inner.c.list_position > offset, inner.c.list_position <= offset + limit)
-        .order_by(inner.c.list_position)
+        .order_by(page_ids.c.list_position)
     ).all()
     if rows:
         total, pending = int(rows[0].total), int(rows[0].n_pending or 0)
