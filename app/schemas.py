@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.api.models import MethodEntry, MethodTiming, ProgressEntry, UtcDateTime
 from app.settings import get_settings
 from app.spaces import SpaceName  # the one list of spaces (re-exported)
 
@@ -78,8 +78,22 @@ class ItemRequest(Strict):
     )
     label: str | None = Field(None, max_length=256, description="client id/label echoed in rankings")
     ground_truth: float | None = Field(
-        None, ge=0.0, le=100.0, description="trusted final accuracy in percent, e.g. from NAS-Bench-201"
+        None,
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="trusted final accuracy in percent (a finite number), e.g. from NAS-Bench-201",
     )
+
+    @field_validator("genotype")
+    @classmethod
+    def _genotype_text(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(value, str):
+            if len(value) > MAX_GENOTYPE:
+                raise ValueError(f"genotype is {len(value)} characters; the limit is {MAX_GENOTYPE}")
+            if "\x00" in value:
+                raise ValueError(f"genotype contains a NUL byte (\\x00) at position {value.index(chr(0))}")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_identity(self) -> ItemRequest:
@@ -89,8 +103,6 @@ class ItemRequest(Strict):
                 "give exactly one of 'genotype', 'nb201_index' or 'index' "
                 f"(got {', '.join(given) if given else 'none'})"
             )
-        if isinstance(self.genotype, str) and len(self.genotype) > MAX_GENOTYPE:
-            raise ValueError(f"genotype is {len(self.genotype)} characters; the limit is {MAX_GENOTYPE}")
         return self
 
 
@@ -104,7 +116,7 @@ class BatchCreate(Strict):
                     "dataset": "synthetic_cifar10",
                     "methods": [
                         {"name": "fear", "preset": "tiny"},
-                        {"name": "synflow"},
+                        {"name": "synflow", "preset": "tiny"},
                         {"name": "params"},
                     ],
                     "seed": 0,
@@ -116,20 +128,20 @@ class BatchCreate(Strict):
                 },
                 {
                     "space": "nats_sss",
-                    "dataset": "cifar10",
-                    "methods": [{"name": "fear", "preset": "paper"}, {"name": "params"}],
+                    "dataset": "synthetic_cifar10",
+                    "methods": [{"name": "fear", "preset": "tiny"}, {"name": "params"}],
                     "items": [{"genotype": "64:32:48:16:64", "label": "s1"}, {"index": 32767}],
                 },
                 {
                     "space": "darts",
-                    "dataset": "cifar10",
-                    "methods": [{"name": "synflow"}, {"name": "flops"}],
+                    "dataset": "synthetic_cifar10",
+                    "methods": [{"name": "synflow", "preset": "tiny"}, {"name": "flops"}],
                     "items": [{"genotype": DARTS_V2, "label": "DARTS_V2"}],
                 },
                 {
                     "space": "nb301",
-                    "dataset": "cifar10",
-                    "methods": [{"name": "naswot"}],
+                    "dataset": "synthetic_cifar10",
+                    "methods": [{"name": "naswot", "preset": "tiny"}],
                     "items": [
                         {
                             "genotype": {
@@ -166,8 +178,10 @@ class BatchCreate(Strict):
     space: SpaceName = Field(..., description="search space of every item")
     dataset: str = Field(..., max_length=64, description="dataset name, see GET /v1/datasets")
     methods: list[MethodRequest] = Field(..., min_length=1, max_length=MAX_METHODS)
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for weights, data order and augmentation")
-    options: BatchOptions = Field(default_factory=BatchOptions)
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, strict=True, description="seed for weights, data order and augmentation"
+    )
+    options: BatchOptions = Field(default_factory=BatchOptions)  # type: ignore[arg-type]
     owner: str | None = Field(None, max_length=128)
     items: list[ItemRequest] = Field(..., min_length=1, max_length=MAX_ITEMS)
 
@@ -205,13 +219,17 @@ class BatchStatus(BaseModel):
     dataset: str
     seed: int
     options: dict[str, Any]
-    created_at: datetime
+    created_at: UtcDateTime
     counts: StatusCounts
-    methods: list[dict[str, Any]]
+    methods: list[MethodEntry]
     per_method: dict[str, StatusCounts]
-    progress: list[dict[str, Any]]
-    timings: dict[str, Any]
-    eta_s: float | None
+    progress: list[ProgressEntry]
+    timings: dict[str, MethodTiming]
+    eta_s: float | None = Field(description="seconds until every evaluation is finished (estimate)")
+    eta_basis: Literal["prior", "measured", "mixed"] | None = Field(
+        None,
+        description="what the ETA rests on: the cost prior, measured costs, or both; null when done",
+    )
 
 
 class RankingItem(BaseModel):
@@ -239,6 +257,8 @@ class Ranking(BaseModel):
     batch_id: str
     method: str
     higher_is_better: bool
+    partial: bool = Field(False, description="true while evaluations of this method are queued/running")
+    n_pending: int = Field(0, description="evaluations of this method still queued or running")
     items: list[RankingItem]
     total: int
     limit: int

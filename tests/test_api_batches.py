@@ -83,6 +83,7 @@ def test_idempotency_key(client) -> None:  # type: ignore[no-untyped-def]
     other = client.post("/v1/batches", json=batch_body(seed=106), headers={"Idempotency-Key": "k-105"})
     assert other.status_code == 409
     assert "Idempotency-Key" in other.json()["detail"]
+    assert other.json()["code"] == "conflict"
     assert table_counts() == before
 
 
@@ -93,9 +94,11 @@ def _assert_rejected(client, payload, status: int, loc_part, msg_part: str, raw:
     else:
         resp = client.post("/v1/batches", json=payload)
     assert resp.status_code == status, resp.text
-    detail = resp.json()["detail"]
-    assert isinstance(detail, list) and detail, detail
-    text = json.dumps(detail)
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    problem = resp.json()
+    assert problem["status"] == status and problem["code"] and problem["detail"], problem
+    detail = problem["errors"]
+    text = json.dumps(problem)
     assert msg_part in text, text
     if loc_part is not None:
         assert any(loc_part in [str(x) for x in d["loc"]] for d in detail), detail
@@ -177,8 +180,8 @@ def test_oversized_body_is_413(client) -> None:  # type: ignore[no-untyped-def]
     from app.settings import get_settings
 
     big = b'{"space": "nb201", "pad": "' + b"x" * (get_settings().max_request_bytes + 10) + b'"}'
-    detail = _assert_rejected(client, big, 413, "body", "split the items", raw=True)
-    assert detail[0]["type"] == "too_large"
+    detail = _assert_rejected(client, big, 413, None, "split the items", raw=True)
+    assert detail == []
 
 
 def test_limits_are_in_the_openapi_schema(client) -> None:  # type: ignore[no-untyped-def]

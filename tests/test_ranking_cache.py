@@ -46,9 +46,27 @@ def test_finished_ranking_is_cached_and_pages_agree(client, db_session) -> None:
     cache = client.app.state.ranking_cache
     first = _labels(client, batch_id)
     hits = cache.hits
-    assert _labels(client, batch_id) == first == ["i3", "i0", "i2", "i1"]
-    assert cache.hits == hits + 1
+    assert _labels(client, batch_id) == first == ["i3", "i0", "i2", "i1"]  # the rendered page again
     assert _labels(client, batch_id, limit=2, offset=1) == ["i0", "i2"]
+    assert cache.hits == hits + 1  # another page of the same listing is cut from the cached one
+
+
+def test_finished_ranking_has_an_etag_and_answers_304(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    batch_id = _finished_batch(client, db_session, seed=304, scores=[3.0, 1.0, 2.0])
+    first = client.get(f"/v1/batches/{batch_id}/ranking")
+    etag = first.headers["ETag"]
+    again = client.get(f"/v1/batches/{batch_id}/ranking", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["ETag"] == etag and not again.content
+    other_page = client.get(
+        f"/v1/batches/{batch_id}/ranking", params={"limit": 1}, headers={"If-None-Match": etag}
+    )
+    assert other_page.status_code == 200
+    client.put(
+        f"/v1/batches/{batch_id}/ground_truth/client", json={"items": [{"label": "i0", "value": 90.0}]}
+    )
+    changed = client.get(f"/v1/batches/{batch_id}/ranking", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert changed.json()["items"][0]["ground_truth"] == 90.0
 
 
 def test_changed_evaluation_invalidates_the_cached_ranking(client, db_session) -> None:  # type: ignore[no-untyped-def]

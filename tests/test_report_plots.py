@@ -112,3 +112,32 @@ def test_helpers_turn_rows_and_a_report_into_plot_inputs():
     assert entry["spearman"] == report["methods"]["m"]["spearman"] == pytest.approx(0.8)
     assert entry["ci_low"] == report["methods"]["m"]["spearman_ci"]["low"]
     assert _decode(cost_vs_spearman_png([entry], width_px=320, height_px=240)).size == (320, 240)
+
+
+def test_wide_scores_with_an_exact_zero_still_get_a_log_like_scale() -> None:
+    from app.services.reports.plots import _wants_log_scale
+
+    synflow = [0.0] + [10.0**e for e in range(30, 49)]
+    assert _wants_log_scale(synflow)  # one all-`none` cell must not flatten the other 19
+    assert not _wants_log_scale([0.0, 1.0, 2.0])
+    assert not _wants_log_scale([-5.0, 1.0, 1e9])  # negative scores: linear
+
+
+def test_synflow_scatter_with_a_zero_renders() -> None:
+    import io
+
+    from PIL import Image
+
+    from app.services.reports.plots import score_vs_ground_truth_png
+
+    points = [(60.0 + i, 10.0 ** (30 + i)) for i in range(19)] + [(10.0, 0.0)]
+    png = score_vs_ground_truth_png({"synflow": points}, width_px=400, height_px=300)
+    assert Image.open(io.BytesIO(png)).size == (400, 300)
+
+
+def test_pending_points_are_named_pending_not_dropped() -> None:
+    from app.services.reports.plots import panel_title
+
+    assert panel_title("fear", None, 0, 20, 0) == "fear: ρ = n/a (n = 0), 20 pending"
+    assert "dropped" not in panel_title("fear", 0.5, 3, 17, 0)
+    assert panel_title("fear", 0.5, 3, 0, 2).endswith("2 dropped")

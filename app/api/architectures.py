@@ -4,35 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
 from app.api.deps import SessionDep
-from app.errors import InputError, NotFound
+from app.api.models import READ_ERRORS, ArchitectureView, problem_responses
+from app.errors import NotFound
 from app.genotypes import SPACES, GenotypeError
 from app.models import Architecture, Evaluation
+from app.schemas import SpaceName
 from app.services.batch_view import evaluation_row, public
 
 router = APIRouter(tags=["architectures"])
 
 
 @router.get(
-    "/architectures/{key}", summary="All evaluations of one architecture (key, canonical genotype or index)"
+    "/architectures/{key}",
+    response_model=ArchitectureView,
+    summary="All evaluations of one architecture (key, canonical genotype or index)",
+    responses=problem_responses(*READ_ERRORS),
 )
 def get_architecture(
-    key: str,
+    key: Annotated[str, Path(max_length=8192, description="stored key, genotype in any spelling, or index")],
     session: SessionDep,
-    space: Annotated[str, Query(description="search space of the key")] = "nb201",
+    space: Annotated[SpaceName, Query(description="search space of the key")] = "nb201",
 ) -> Any:
-    if space not in SPACES:
-        raise InputError(["query", "space"], f"unknown space {space!r}; allowed: {', '.join(SPACES)}")
     arch = session.scalar(select(Architecture).where(Architecture.space == space, Architecture.key == key))
     if arch is None:
         # Accept the genotype in any spelling, or the benchmark index, as well as the stored key.
         try:
-            parsed = SPACES[space].from_index(int(key)) if key.isdigit() else SPACES[space].parse(key)
+            by_index = key.isdigit() and SPACES[space].has_index and len(key) <= 12
+            parsed = SPACES[space].from_index(int(key)) if by_index else SPACES[space].parse(key)
         except GenotypeError as exc:
-            raise NotFound(f"architecture {key!r} in space {space!r} ({exc})") from None
+            hint = "" if space != "nb201" else "; for another space add ?space=<name>"
+            raise NotFound(f"architecture {key!r} in space {space!r} ({exc}{hint})") from None
         arch = session.scalar(
             select(Architecture).where(Architecture.space == space, Architecture.key == parsed.key)
         )

@@ -7,16 +7,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import RankingCacheDep, SessionDep, SettingsDep
-from app.catalog.methods import all_methods
+from app.api.conditional import conditional_model
+from app.api.deps import BatchId, MethodQuery, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
+from app.api.models import READ_ERRORS, problem_responses
 from app.db import session_scope
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_view
 from app.services.queue import enqueue
-from app.services.ranking_cache import fingerprint
-from app.services.reports.ranking import rank_rows
+from app.services.ranking_cache import etag_of, fingerprint, ground_truth_fingerprint, matches
 from app.services.submission import submit
+
+# printable ASCII without spaces at the ends: keys are compared byte for byte and echoed in logs
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 
 router = APIRouter(tags=["batches"])
 
@@ -27,10 +30,11 @@ router = APIRouter(tags=["batches"])
     response_model=BatchCreated,
     summary="Submit a batch of genotypes to evaluate with one or more methods",
     responses={
-        200: {"description": "replay of an earlier request with the same Idempotency-Key and body"},
-        409: {"description": "Idempotency-Key reused with a different body"},
-        413: {"description": "request body too large"},
-        422: {"description": "invalid input; `detail[].loc` names the field, `msg` says what to change"},
+        200: {
+            "model": BatchCreated,
+            "description": "replay of an earlier request with the same key and body",
+        },
+        **problem_responses(400, 409, 413, 415, 422, 503),
     },
 )
 def create_batch(
@@ -39,7 +43,12 @@ def create_batch(
     response: Response,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=128, description="same key and body → same response; no duplicate batch"),
+        Header(
+            max_length=128,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="printable ASCII, at most 128 characters; same key and body → same response, "
+            "no duplicate batch",
+        ),
     ] = None,
 ) -> Any:
     # The session is managed here (not by the dependency) because tasks may only be enqueued
@@ -61,69 +70,55 @@ def create_batch(
 
 
 @router.get(
-    "/batches/{batch_id}", response_model=BatchStatus, summary="Status counts, live progress, timings, ETA"
+    "/batches/{batch_id}",
+    response_model=BatchStatus,
+    summary="Status counts, live progress, timings, ETA (ETag: If-None-Match → 304)",
+    responses={304: {"description": "not modified since the ETag given"}, **problem_responses(*READ_ERRORS)},
 )
-def get_batch(batch_id: str, session: SessionDep, settings: SettingsDep) -> Any:
+def get_batch(
+    batch_id: BatchId,
+    session: SessionDep,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Any:
     batch = batch_view.get_batch(session, batch_id)
-    return batch_view.status(session, batch, settings)
+    return conditional_model(BatchStatus, batch_view.status(session, batch, settings), if_none_match)
 
 
 @router.get(
-    "/batches/{batch_id}/ranking", response_model=Ranking, summary="Ranking of the batch under one method"
+    "/batches/{batch_id}/ranking",
+    response_model=Ranking,
+    summary="Ranking of the batch under one method (finished rankings carry an ETag: If-None-Match → 304)",
+    responses={304: {"description": "not modified since the ETag given"}, **problem_responses(*READ_ERRORS)},
 )
 def get_ranking(
-    batch_id: str,
+    batch_id: BatchId,
     session: SessionDep,
     settings: SettingsDep,
     cache: RankingCacheDep,
-    method: Annotated[
-        str | None, Query(max_length=64, description="method alias (see the batch's methods)")
-    ] = None,
+    pages: PageCacheDep,
+    method: MethodQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
     batch = batch_view.get_batch(session, batch_id)
     entry = batch_view.method_by_alias(batch, method)
-    info = all_methods().get(entry.name)
-    higher = info.higher_is_better if info else True
-    key = (batch.id, entry.id)
     fp = fingerprint(session, batch.id, entry.id)
-    listing = cache.get(key, fp)
-    if listing is None:
-        rows = batch_view.method_rows(session, batch, entry)
-        for r in rows:
-            r["detail"] = r.pop("reason")
-        listing = rank_rows(rows, higher_is_better=higher)
-        cache.put(key, fp, listing)
-    # Copies: the cached listing is shared between requests.
-    page = [dict(r) for r in listing[offset : offset + limit]]
+    if fp is None:  # still running: every poll may differ, nothing to cache
+        return batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
+    # Finished: the page is a function of the evaluations' and the ground truth's state, so two cheap
+    # aggregate queries decide between 304, a rendered page from memory, and building it.
     gt_set = batch.options.get("ground_truth_set", "client")
-    gt = batch_view.ground_truth_map(session, batch, gt_set, {r["architecture_key"] for r in page})
-    for r in page:
-        r["ground_truth"] = gt.get(r["architecture_key"])
-    batch_view.attach_details(session, page)
-    items = []
-    for r in page:
-        score = r["score"]
-        finite = score is not None and r.get("finite") is True
-        items.append(
-            {
-                **r,
-                "score": score if finite else None,
-                "score_repr": None if finite or score is None else str(score),
-                "reason": r["reason"]
-                if r["reason"] is None or not r.get("detail")
-                else f"{r['reason']} ({r['detail']})",
-            }
-        )
-    return {
-        "batch_id": batch.id,
-        "method": entry.alias,
-        "higher_is_better": higher,
-        "items": items,
-        "total": len(listing),
-        "limit": limit,
-        "offset": offset,
-    }
+    etag = etag_of(batch.id, entry.id, fp, ground_truth_fingerprint(session, batch.id, gt_set), limit, offset)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    body = pages.get(etag)
+    if body is None:
+        page = batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
+        body = Ranking.model_validate(page).model_dump_json().encode()
+        pages.put(etag, body, len(page["items"]))
+    return Response(body, media_type="application/json", headers=headers)

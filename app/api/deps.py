@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.services.ranking_cache import RankingCache
+from app.services.ranking_cache import PageCache, RankingCache
 from app.settings import Settings, get_settings
 
 
@@ -28,3 +28,21 @@ def get_ranking_cache(request: Request) -> RankingCache:
 
 
 RankingCacheDep = Annotated[RankingCache, Depends(get_ranking_cache)]
+
+
+def get_page_cache(request: Request) -> PageCache:
+    return request.app.state.page_cache  # type: ignore[no-any-return]
+
+
+PageCacheDep = Annotated[PageCache, Depends(get_page_cache)]
+
+
+# Path/query values declared with patterns so that schema-valid requests are never rejected by the
+# route and schema-invalid ones are rejected by validation, naming the field.
+BatchId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="batch id")]
+MethodQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64, pattern=r"^[A-Za-z0-9_.:@+#-]+$", description="method alias (see the batch's methods)"
+    ),
+]

@@ -9,14 +9,21 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select, text
 
 from app.api.deps import SessionDep, SettingsDep
+from app.api.models import Health
+from app.api.problems import OUTAGE_RETRY_AFTER_S
 from app.models import QUEUED, RUNNING, Evaluation, WorkerSeen, utcnow
 from app.services.queue import broker_ok, queue_depth
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Database, broker, workers seen recently, queue depth")
-def health(session: SessionDep, settings: SettingsDep, response: Response) -> Any:
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Database, broker, workers seen recently, queue depth",
+    responses={503: {"model": Health, "description": "a dependency is down (named in `down`)"}},
+)
+def get_health(session: SessionDep, settings: SettingsDep, response: Response) -> Any:
     try:
         session.execute(text("SELECT 1"))
         db = {"ok": True, "dialect": session.get_bind().dialect.name}
@@ -24,7 +31,7 @@ def health(session: SessionDep, settings: SettingsDep, response: Response) -> An
         db = {"ok": False, "error": type(exc).__name__}
     b_ok, b_detail = broker_ok(settings)
     workers: list[dict[str, Any]] = []
-    pending = {"queued": None, "running": None}
+    pending: dict[str, int | None] = {"queued": None, "running": None}
     if db["ok"]:
         cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
         workers = [
@@ -33,11 +40,15 @@ def health(session: SessionDep, settings: SettingsDep, response: Response) -> An
         ]
         for st in (QUEUED, RUNNING):
             pending[st] = session.query(Evaluation).filter(Evaluation.status == st).count()
-    ok = db["ok"] and b_ok
-    if not ok:
+    if not db["ok"]:
+        session.rollback()
+    down = [name for name, up in (("database", db["ok"]), ("broker", b_ok)) if not up]
+    if down:
         response.status_code = 503
+        response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER_S)
     return {
-        "status": "ok" if ok else "degraded",
+        "status": "degraded" if down else "ok",
+        "down": down,
         "database": db,
         "broker": {"ok": b_ok, "detail": b_detail, "queue_depth": queue_depth(settings) if b_ok else None},
         "workers": {"recent": len(workers), "items": workers, "window_s": settings.worker_seen_window_s},

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
-from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.api.deps import SessionDep
+from app.api.conditional import conditional, conditional_model
+from app.api.deps import BatchId, SessionDep
+from app.api.models import (
+    CSV,
+    MARKDOWN_OR_JSON,
+    PNG,
+    READ_ERRORS,
+    ExportJson,
+    GroundTruthPut,
+    GroundTruthSets,
+    Report,
+    problem_responses,
+)
 from app.errors import InputError
 from app.services import batch_view, report_view
 from app.services.reports import report_markdown
@@ -18,26 +27,61 @@ from app.services.submission import method_summary
 
 router = APIRouter(tags=["reports"])
 
+SET_NAME_PATTERN = r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.:@+-]{0,127}$"
 GroundTruthQuery = Annotated[
     str | None,
     Query(
         max_length=128,
+        pattern=r"^[A-Za-z0-9_.:@+#-]+$",
         description="ground-truth set name (default: the client's), or 'full' / 'method:<alias>' for the "
         "batch's own full-training results",
     ),
 ]
 PercentsQuery = Annotated[
-    str | None, Query(description="comma-separated p values, default 10,20,30,40,50,100")
+    str | None,
+    Query(
+        max_length=256,
+        pattern=r"^\s*[0-9.]+\s*(,\s*[0-9.]+\s*)*$",
+        description="comma-separated p values in (0, 100], default 10,20,30,40,50,100",
+    ),
 ]
+MethodsQuery = Annotated[
+    list[Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:@+#-]+$")]] | None,
+    Query(description="restrict to these method aliases"),
+]
+FormatQuery = Annotated[Literal["json", "markdown"], Query(description="json, or markdown for people")]
+Accuracy = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+_IDENTITIES = ("genotype", "index", "nb201_index", "label")
 
 
 class GroundTruthItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    genotype: str | dict[str, Any] | None = None
-    index: int | None = Field(None, ge=0)
-    nb201_index: int | None = Field(None, ge=0, le=15624)
-    label: str | None = Field(None, max_length=256)
-    value: float = Field(..., ge=0.0, le=100.0, description="accuracy in percent")
+    # the schema states the "exactly one identity" rule too, so schema-valid bodies are accepted
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "not": {"anyOf": [{"required": [o]} for o in _IDENTITIES if o != name]}}
+                for name in _IDENTITIES
+            ]
+        },
+    )
+    genotype: str | dict[str, Any] | None = Field(None, json_schema_extra={"not": {"type": "null"}})
+    index: int | None = Field(None, ge=0, json_schema_extra={"not": {"type": "null"}})
+    nb201_index: int | None = Field(None, ge=0, le=15624, json_schema_extra={"not": {"type": "null"}})
+    label: str | None = Field(None, max_length=256, json_schema_extra={"not": {"type": "null"}})
+    value: Accuracy = Field(..., description="accuracy in percent, a finite number in [0, 100]")
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> GroundTruthItem:
+        given = [n for n in ("genotype", "index", "nb201_index", "label") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'genotype', 'index', 'nb201_index' or 'label' "
+                f"(got {', '.join(given) if given else 'none'})"
+            )
+        return self
 
 
 class GroundTruthBody(BaseModel):
@@ -47,28 +91,42 @@ class GroundTruthBody(BaseModel):
 
 class CrossBatchReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    batch_ids: list[str] = Field(..., min_length=1, max_length=100)
+    batch_ids: list[Annotated[str, Field(max_length=64)]] = Field(..., min_length=1, max_length=100)
     ground_truth: str | None = Field(None, max_length=128)
-    methods: list[str] | None = None
-    percents: list[float] | None = None
+    methods: list[Annotated[str, Field(max_length=64)]] | None = None
+    percents: list[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] | None = None
+
+
+SetName = Annotated[
+    str,
+    Path(
+        pattern=SET_NAME_PATTERN,
+        description="1-128 characters of A-Z a-z 0-9 _ . : @ + -; not 'full' nor 'method:...'",
+    ),
+]
 
 
 @router.put(
     "/batches/{batch_id}/ground_truth/{set_name}",
+    response_model=GroundTruthPut,
     summary="Add or replace ground-truth accuracies under a named set (idempotent)",
+    responses=problem_responses(400, 404, 413, 415, 422, 503),
 )
-def put_ground_truth(batch_id: str, set_name: str, body: GroundTruthBody, session: SessionDep) -> Any:
-    if not set_name or len(set_name) > 128 or set_name in ("full",) or set_name.startswith("method:"):
-        raise InputError(
-            ["path", "set_name"], "set name must be 1-128 characters and not 'full' or 'method:...'"
-        )
+def put_ground_truth(batch_id: BatchId, set_name: SetName, body: GroundTruthBody, session: SessionDep) -> Any:
+    if set_name == "full" or set_name.startswith("method:"):
+        raise InputError(["path", "set_name"], "set name must not be 'full' or 'method:...' (reserved)")
     batch = batch_view.get_batch(session, batch_id)
     counts = report_view.put_ground_truth(session, batch, set_name, [i.model_dump() for i in body.items])
     return {"batch_id": batch_id, "set_name": set_name, **counts}
 
 
-@router.get("/batches/{batch_id}/ground_truth", summary="Ground-truth sets available for a batch")
-def list_ground_truth(batch_id: str, session: SessionDep) -> Any:
+@router.get(
+    "/batches/{batch_id}/ground_truth",
+    response_model=GroundTruthSets,
+    summary="Ground-truth sets available for a batch",
+    responses=problem_responses(*READ_ERRORS),
+)
+def list_ground_truth(batch_id: BatchId, session: SessionDep) -> Any:
     batch = batch_view.get_batch(session, batch_id)
     return {
         "sets": report_view.ground_truth_sets(session, batch),
@@ -76,35 +134,49 @@ def list_ground_truth(batch_id: str, session: SessionDep) -> Any:
     }
 
 
-def _respond(result: dict[str, Any], fmt: str) -> Any:
+def _respond(result: dict[str, Any], fmt: str, if_none_match: str | None = None) -> Response:
     if fmt == "markdown":
-        return PlainTextResponse(report_markdown(result), media_type="text/markdown")
-    return result
+        return conditional(report_markdown(result).encode(), "text/markdown; charset=utf-8", if_none_match)
+    return conditional_model(Report, result, if_none_match, volatile=_VOLATILE)
 
 
-@router.get("/batches/{batch_id}/report", summary="Spearman/Kendall, top-% table, method matrix, costs")
+_VOLATILE = frozenset({"generated_at"})
+
+
+@router.get(
+    "/batches/{batch_id}/report",
+    response_model=Report,
+    summary="Spearman/Kendall, top-% table, method matrix, costs (ETag: If-None-Match → 304)",
+    responses={
+        **MARKDOWN_OR_JSON,
+        304: {"description": "not modified since the ETag given"},
+        **problem_responses(*READ_ERRORS),
+    },
+)
 def get_report(
-    batch_id: str,
+    batch_id: BatchId,
     session: SessionDep,
     ground_truth: GroundTruthQuery = None,
-    method: Annotated[list[str] | None, Query(description="restrict to these method aliases")] = None,
+    method: MethodsQuery = None,
     percents: PercentsQuery = None,
     bootstrap: Annotated[int, Query(ge=0, le=10_000, description="bootstrap resamples for the CI")] = 1000,
-    format: Annotated[Literal["json", "markdown"], Query()] = "json",
+    format: FormatQuery = "json",
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     batch = batch_view.get_batch(session, batch_id)
     result = report_view.report(
         session, [batch], ground_truth, method, report_view.parse_percents(percents), bootstrap
     )
-    return _respond(result, format)
+    return _respond(result, format, if_none_match)
 
 
-@router.post("/reports", summary="One report over several batches that share ground truth")
-def cross_batch_report(
-    body: CrossBatchReport,
-    session: SessionDep,
-    format: Annotated[Literal["json", "markdown"], Query()] = "json",
-) -> Any:
+@router.post(
+    "/reports",
+    response_model=Report,
+    summary="One report over several batches that share ground truth",
+    responses={**MARKDOWN_OR_JSON, **problem_responses(400, 404, 413, 415, 422, 503)},
+)
+def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQuery = "json") -> Any:
     batches = [batch_view.get_batch(session, b) for b in body.batch_ids]
     percents = report_view.parse_percents(",".join(str(p) for p in body.percents) if body.percents else None)
     result = report_view.report(session, batches, body.ground_truth, body.methods, percents, 1000)
@@ -114,36 +186,27 @@ def cross_batch_report(
 @router.get(
     "/batches/{batch_id}/plots/score_vs_ground_truth.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={**PNG, **problem_responses(*READ_ERRORS)},
     summary="Score vs ground truth, one scatter per method (ρ in the title)",
 )
-def plot_scores(
-    batch_id: str,
+def get_plot_scores(
+    batch_id: BatchId,
     session: SessionDep,
-    method: Annotated[list[str] | None, Query()] = None,
+    method: MethodsQuery = None,
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 1200,
     height: Annotated[int | None, Query(ge=200, le=4000)] = None,
 ) -> Response:
-    from app.services.reports.plots import score_vs_ground_truth_png
+    from app.services.reports.plots import points_from_rows, score_vs_ground_truth_png
 
     batch = batch_view.get_batch(session, batch_id)
-    name, truth, gt_alias = report_view.resolve_ground_truth(session, batch, ground_truth)
-    aliases = method or [m.alias for m in batch.methods if m.alias != gt_alias]
-    points: dict[str, list[tuple[float | None, float | None]]] = {}
-    for alias in aliases:
-        entry = batch_view.method_by_alias(batch, alias)
-        seen: set[str] = set()
-        pts = []
-        for r in batch_view.method_rows(session, batch, entry):
-            if r["key"] in seen or r["key"] not in truth:
-                continue
-            seen.add(r["key"])
-            usable = r["status"] == "done" and r["score"] is not None and math.isfinite(r["score"])
-            pts.append((truth[r["key"]], r["score"] if usable else None))
-        points[alias] = pts
+    scatter = report_view.scatter_rows(session, batch, ground_truth, method)
     png = score_vs_ground_truth_png(
-        points, width_px=width, height_px=height, ground_truth_label=f"ground truth ({name})"
+        points_from_rows(scatter.rows_by_method, scatter.truth),
+        width_px=width,
+        height_px=height,
+        ground_truth_label=f"ground truth ({scatter.name})",
+        pending_by_method=scatter.pending_by_method,
     )
     return Response(png, media_type="image/png")
 
@@ -151,40 +214,31 @@ def plot_scores(
 @router.get(
     "/batches/{batch_id}/plots/cost_vs_spearman.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={**PNG, **problem_responses(*READ_ERRORS)},
     summary="Mean cost per architecture vs Spearman ρ, one point per method/setting",
 )
-def plot_cost(
-    batch_id: str,
+def get_plot_cost(
+    batch_id: BatchId,
     session: SessionDep,
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 900,
     height: Annotated[int, Query(ge=200, le=4000)] = 600,
 ) -> Response:
-    from app.services.reports.plots import cost_vs_spearman_png
+    from app.services.reports.plots import cost_vs_spearman_png, entries_from_report
 
     batch = batch_view.get_batch(session, batch_id)
     result = report_view.report(session, [batch], ground_truth, None, report_view.parse_percents(None), 200)
-    entries = []
-    for alias, m in result["methods"].items():
-        cost = result["costs"].get(alias, {}).get("mean_s")
-        ci = m.get("spearman_ci") or {}
-        entries.append(
-            {
-                "label": alias,
-                "cost_s": cost,
-                "spearman": m["spearman"],
-                "ci_low": ci.get("low"),
-                "ci_high": ci.get("high"),
-            }
-        )
-    return Response(cost_vs_spearman_png(entries, width_px=width, height_px=height), media_type="image/png")
+    png = cost_vs_spearman_png(entries_from_report(result), width_px=width, height_px=height)
+    return Response(png, media_type="image/png")
 
 
 @router.get(
-    "/batches/{batch_id}/export.csv", response_class=PlainTextResponse, summary="Every evaluation as CSV"
+    "/batches/{batch_id}/export.csv",
+    response_class=Response,
+    responses={**CSV, **problem_responses(*READ_ERRORS)},
+    summary="Every evaluation as CSV (cells that a spreadsheet would run as a formula are quoted with ')",
 )
-def export_csv(batch_id: str, session: SessionDep) -> Response:
+def export_csv(batch_id: BatchId, session: SessionDep) -> Response:
     batch = batch_view.get_batch(session, batch_id)
     body = report_view.to_csv(report_view.export_rows(session, batch))
     return Response(
@@ -194,17 +248,20 @@ def export_csv(batch_id: str, session: SessionDep) -> Response:
     )
 
 
-@router.get("/batches/{batch_id}/export.json", summary="Every evaluation as JSON")
-def export_json(batch_id: str, session: SessionDep) -> Response:
+@router.get(
+    "/batches/{batch_id}/export.json",
+    response_model=ExportJson,
+    summary="Every evaluation as JSON",
+    responses=problem_responses(*READ_ERRORS),
+)
+def export_json(batch_id: BatchId, session: SessionDep) -> Any:
     batch = batch_view.get_batch(session, batch_id)
-    rows = report_view.export_rows(session, batch)
-    payload = {
+    return {
         "batch_id": batch_id,
         "space": batch.space,
         "dataset": batch.dataset,
         "seed": batch.seed,
         "options": batch.options,
         "methods": [method_summary(m) for m in batch.methods],
-        "rows": rows,
+        "rows": report_view.export_rows(session, batch),
     }
-    return Response(json.dumps(payload, allow_nan=False, default=str), media_type="application/json")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.catalog.methods import all_methods
 from app.errors import InputError, NotFound
 from app.models import (
     PENDING,
@@ -24,6 +25,8 @@ from app.models import (
     WorkerSeen,
     utcnow,
 )
+from app.services import eta as eta_service
+from app.services.ranking_cache import Fingerprint, RankingCache
 from app.settings import Settings
 
 
@@ -97,7 +100,8 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "per_method": per_method,
         "progress": progress(session, batch),
         "timings": timings,
-        "eta_s": eta,
+        "eta_s": eta.seconds,
+        "eta_basis": eta.basis,
     }
 
 
@@ -107,24 +111,26 @@ def _eta(
     per_method: dict[str, dict[str, int]],
     timings: dict[str, dict[str, Any]],
     settings: Settings,
-) -> float | None:
-    """Remaining evaluations × their method's mean cost so far, spread over the live workers.
-    None until every unfinished method has at least one finished evaluation."""
-    remaining = 0.0
-    for alias, c in per_method.items():
-        left = c["queued"] + c["running"]
-        if not left:
-            continue
-        mean = timings.get(alias, {}).get("mean_cost_s")
-        if mean is None:
-            return None
-        remaining += left * float(mean)
+) -> eta_service.Eta:
+    catalog = all_methods()
+    work = {}
+    for m in batch.methods:
+        info = catalog.get(m.name)
+        counts = per_method[m.alias]
+        mean = timings.get(m.alias, {}).get("mean_cost_s")
+        work[m.alias] = eta_service.MethodWork(
+            name=m.name,
+            family=info.family if info else "training",
+            preset=m.preset,
+            pending=counts["queued"] + counts["running"],
+            measured_mean_s=None if mean is None else float(mean),
+        )
     cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
     workers = (
         session.scalar(select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen >= cutoff))
         or 0
     )
-    return remaining / max(1, workers)
+    return eta_service.estimate(work, workers)
 
 
 def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str, Any]]:
@@ -210,19 +216,34 @@ def attach_details(session: Session, rows: list[dict[str, Any]]) -> None:
         r["timings"] = timings or {}
 
 
-def batch_items(session: Session, batch: Batch) -> list[tuple[BatchItem, Architecture]]:
-    """The batch's items with their architectures, in submission order."""
+def batch_items(session: Session, batch: Batch) -> list[tuple[Any, Any]]:
+    """The batch's items with their architectures, in submission order, as (item, architecture)
+    pairs of plain rows (one row serves as both: a 20,000-item batch is read without building
+    40,000 ORM objects). Item fields: ``label``, ``position``; architecture fields: ``id``, ``key``,
+    ``canonical``, ``index``, ``degenerate``, ``space``, ``iso_key``."""
     rows = session.execute(
-        select(BatchItem, Architecture)
+        select(
+            BatchItem.label,
+            BatchItem.position,
+            Architecture.id,
+            Architecture.key,
+            Architecture.canonical,
+            Architecture.index,
+            Architecture.degenerate,
+            Architecture.space,
+            Architecture.iso_key,
+        )
         .join(Architecture, Architecture.id == BatchItem.architecture_id)
         .where(BatchItem.batch_id == batch.id)
         .order_by(BatchItem.position)
     ).all()
-    return [(item, arch) for item, arch in rows]
+    return [(row, row) for row in rows]
 
 
-def evaluation_row(ev: Any, arch: Architecture, item: BatchItem | None = None) -> dict[str, Any]:
-    """A plain row from an ``Evaluation`` (or a row of its light columns) and its architecture."""
+def evaluation_row(ev: Any, arch: Any, item: Any = None) -> dict[str, Any]:
+    """The one builder of result rows (rankings, reports, exports, architecture views): from an
+    ``Evaluation`` (or a row of its light columns), its ``Architecture`` (or a row with its columns)
+    and optionally the batch item (label, position). Non-finite scores are decoded here, once."""
     value = float(ev.score_kind) if ev.score_kind in ("nan", "inf", "-inf") else ev.score
     row = {
         "key": arch.key,
@@ -271,8 +292,65 @@ def ground_truth_map(
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON cannot carry NaN/inf: a non-finite score is sent as null plus ``score_repr``."""
+    """JSON cannot carry NaN/inf: a non-finite score (or one the worker flagged non-finite) is sent
+    as null plus ``score_repr``. The one place where stored scores are encoded for clients."""
     score = row.get("score")
     if score is not None and not math.isfinite(score):
         return {**row, "score": None, "score_repr": str(score)}
+    if score is not None and row.get("finite") is False:
+        return {**row, "score": None, "score_repr": "non-finite"}
     return {**row, "score_repr": None}
+
+
+def ranking_page(
+    session: Session,
+    batch: Batch,
+    entry: BatchMethod,
+    cache: RankingCache,
+    limit: int,
+    offset: int,
+    fp: Fingerprint | None,
+) -> dict[str, Any]:
+    """One page of the ranking of ``batch`` under method ``entry``; ``fp`` is the state fingerprint of
+    its evaluations (None while any is pending), under which the finished listing is cached."""
+    from app.services.reports.ranking import rank_rows
+
+    info = all_methods().get(entry.name)
+    higher = info.higher_is_better if info else True
+    if fp is None:
+        # live: the database ranks every row and returns the page only
+        from app.services.ranking_sql import live_page
+
+        page, total, n_pending = live_page(session, batch, entry, higher, limit, offset)
+    else:
+        key = (batch.id, entry.id)
+        listing = cache.get(key, fp)
+        if listing is None:
+            rows = method_rows(session, batch, entry)
+            for r in rows:
+                r["detail"] = r.pop("reason")
+            listing = rank_rows(rows, higher_is_better=higher)
+            cache.put(key, fp, listing)
+        # Copies: the cached listing is shared between requests.
+        page = [dict(r) for r in listing[offset : offset + limit]]
+        total, n_pending = len(listing), 0
+    gt_set = batch.options.get("ground_truth_set", "client")
+    gt = ground_truth_map(session, batch, gt_set, {r["architecture_key"] for r in page})
+    attach_details(session, page)
+    items = []
+    for r in page:
+        r["ground_truth"] = gt.get(r["architecture_key"])
+        detail = r.get("detail")
+        r["reason"] = r["reason"] if r["reason"] is None or not detail else f"{r['reason']} ({detail})"
+        items.append(public(r))
+    return {
+        "batch_id": batch.id,
+        "method": entry.alias,
+        "higher_is_better": higher,
+        "partial": n_pending > 0,
+        "n_pending": n_pending,
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }

@@ -11,6 +11,7 @@ invalidate across processes, since every process checks the fingerprint against 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -82,3 +83,62 @@ class RankingCache:
             while self._rows > self.max_rows:
                 _, (_, evicted) = self._entries.popitem(last=False)
                 self._rows -= len(evicted)
+
+
+def ground_truth_fingerprint(session: Session, batch_id: str, set_name: str) -> Fingerprint:
+    """What identifies a ground-truth set's state (rows, last change, sum of values)."""
+    from app.models import GroundTruth
+
+    count, last, total = session.execute(
+        select(func.count(), func.max(GroundTruth.updated_at), func.sum(GroundTruth.value)).where(
+            GroundTruth.batch_id == batch_id, GroundTruth.set_name == set_name
+        )
+    ).one()
+    return (int(count), str(last), float(total or 0.0))
+
+
+def etag_of(*parts: Any) -> str:
+    """A strong ETag (quoted) from the state a response was built from."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    return f'"{digest}"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in candidates or "*" in candidates
+
+
+class PageCache:
+    """LRU of rendered response bodies by ETag, bounded like the listing cache by the rows they hold
+    (``max_rows``; 0 disables). A finished ranking page is served from here without touching the rows
+    or the response model again."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self._entries: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def get(self, etag: str) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get(etag)
+            if entry is None:
+                return None
+            self._entries.move_to_end(etag)
+            return entry[1]
+
+    def put(self, etag: str, body: bytes, rows: int) -> None:
+        rows = max(1, rows)
+        if rows > self.max_rows:
+            return
+        with self._lock:
+            old = self._entries.pop(etag, None)
+            if old is not None:
+                self._rows -= old[0]
+            self._entries[etag] = (rows, body)
+            self._rows += rows
+            while self._rows > self.max_rows:
+                _, (evicted, _) = self._entries.popitem(last=False)
+                self._rows -= evicted

@@ -6,18 +6,31 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.models import iso_utc
 from app.catalog.methods import all_methods
 from app.errors import InputError
 from app.genotypes import GenotypeError, get_space
-from app.models import Architecture, Batch, BatchEvaluation, BatchItem, Evaluation, GroundTruth, utcnow
+from app.models import (
+    PENDING,
+    Architecture,
+    Batch,
+    BatchEvaluation,
+    BatchItem,
+    Evaluation,
+    GroundTruth,
+    utcnow,
+)
 from app.services import batch_view
-from app.services.reports import DEFAULT_PERCENTS, build_report
+from app.services.reports import DEFAULT_PERCENTS, build_report, score_is_usable
 from app.services.sql import insert_ignore
 
 MIN_ACCURACY, MAX_ACCURACY = 0.0, 100.0
@@ -103,47 +116,99 @@ def report(
     catalog = all_methods()
     rows_by_method: dict[str, list[dict[str, Any]]] = {}
     direction: dict[str, bool] = {}
+    name_of: dict[str, str] = {}
     truth: dict[str, float] = {}
     gt_name = None
-    gt_alias_all: set[str] = set()
     for batch in batches:
-        gt_name, gt_values, gt_alias = resolve_ground_truth(session, batch, ground_truth)
-        truth.update(gt_values)
-        if gt_alias:
-            gt_alias_all.add(gt_alias)
-        aliases = [m.alias for m in batch.methods]
-        wanted = methods or [a for a in aliases if a != gt_alias]
-        for alias in wanted:
-            entry = batch_view.method_by_alias(batch, alias)
-            info = catalog.get(entry.name)
-            direction[alias] = info.higher_is_better if info else True
-            rows_by_method.setdefault(alias, []).extend(
-                {
-                    "key": r["key"],
-                    "score": r["score"],
-                    "finite": bool(r["finite"]),
-                    "status": r["status"],
-                    "cost_s": r["cost_s"],
-                }
-                for r in batch_view.method_rows(session, batch, entry)
-            )
+        with _naming(batch, len(batches) > 1):
+            gt_name, gt_values, gt_alias = resolve_ground_truth(session, batch, ground_truth)
+            truth.update(gt_values)
+            aliases = [m.alias for m in batch.methods]
+            wanted = methods or [a for a in aliases if a != gt_alias]
+            if methods:
+                wanted = [a for a in methods if a in aliases] if len(batches) > 1 else methods
+            for alias in wanted:
+                entry = batch_view.method_by_alias(batch, alias)
+                info = catalog.get(entry.name)
+                direction[alias] = info.higher_is_better if info else True
+                name_of.setdefault(alias, entry.name)
+                rows_by_method.setdefault(alias, []).extend(
+                    {
+                        "key": r["key"],
+                        "score": r["score"],
+                        "finite": bool(r["finite"]),
+                        "status": r["status"],
+                        "cost_s": r["cost_s"],
+                    }
+                    for r in batch_view.method_rows(session, batch, entry)
+                )
     if methods:
         for alias in methods:
             if alias not in rows_by_method:
                 raise InputError(["query", "method"], f"no batch here ran method {alias!r}")
-    fear_like = [a for a in rows_by_method if a == "fear" or a.startswith("fear")]
+    # the cost reference is the FEAR entry, chosen by method name (an alias is the client's free text)
+    fear = [alias for alias, name in name_of.items() if name == "fear"]
     result = build_report(
-        rows_by_method,
+        rows_by_method,  # type: ignore[arg-type]  # plain dicts carrying the EvaluationRow keys
         truth,
         higher_is_better=direction,
         percents=percents,
-        reference=fear_like[0] if fear_like else next(iter(rows_by_method), "fear"),
+        reference=fear[0] if fear else next(iter(rows_by_method), "fear"),
         n_boot=n_boot,
         ground_truth_name=gt_name,
     )
+    n_pending = sum(1 for rows in rows_by_method.values() for r in rows if r["status"] in PENDING)
+    result["partial"] = n_pending > 0
+    result["n_pending"] = n_pending
     result["batch_ids"] = [b.id for b in batches]
-    result["generated_at"] = utcnow().isoformat()
+    result["generated_at"] = utcnow()
     return result
+
+
+@contextmanager
+def _naming(batch: Batch, several: bool) -> Iterator[None]:
+    """In a report over several batches, say which batch an input error is about."""
+    try:
+        yield
+    except InputError as exc:
+        if not several:
+            raise
+        for e in exc.errors:
+            e["msg"] = f"batch {batch.id!r}: {e['msg']}"
+        exc.detail = f"batch {batch.id!r}: {exc.detail}"
+        raise
+
+
+@dataclass(frozen=True)
+class ScatterRows:
+    """What the score-vs-ground-truth plot draws: rows per method, the truth, and what is pending."""
+
+    name: str
+    truth: dict[str, float]
+    rows_by_method: dict[str, list[dict[str, Any]]]
+    pending_by_method: dict[str, int]
+
+
+def scatter_rows(
+    session: Session, batch: Batch, ground_truth: str | None, methods: list[str] | None
+) -> ScatterRows:
+    name, truth, gt_alias = resolve_ground_truth(session, batch, ground_truth)
+    aliases = methods or [m.alias for m in batch.methods if m.alias != gt_alias]
+    rows_by_method: dict[str, list[dict[str, Any]]] = {}
+    pending: dict[str, int] = {}
+    for alias in aliases:
+        entry = batch_view.method_by_alias(batch, alias)
+        unique: dict[str, dict[str, Any]] = {}
+        for r in batch_view.method_rows(session, batch, entry):
+            unique.setdefault(r["key"], r)
+        rows = [
+            {"key": r["key"], "score": r["score"] if score_is_usable(r) else None}
+            for r in unique.values()
+            if not r["pending"]
+        ]
+        pending[alias] = sum(1 for r in unique.values() if r["pending"] and r["key"] in truth)
+        rows_by_method[alias] = rows
+    return ScatterRows(name, truth, rows_by_method, pending)
 
 
 def put_ground_truth(
@@ -160,7 +225,7 @@ def put_ground_truth(
             .where(BatchItem.batch_id == batch.id)
         )
     }
-    by_label: dict[str, int] = {
+    by_label: dict[str | None, int] = {
         label: aid
         for label, aid in session.execute(
             select(BatchItem.label, BatchItem.architecture_id).where(
@@ -181,9 +246,8 @@ def put_ground_truth(
                 if item.get("genotype") is not None:
                     parsed = space.parse(item["genotype"])
                 elif item.get("index") is not None or item.get("nb201_index") is not None:
-                    parsed = space.from_index(
-                        int(item.get("index") if item.get("index") is not None else item["nb201_index"])
-                    )
+                    index = item.get("index")
+                    parsed = space.from_index(int(index if index is not None else item["nb201_index"]))
                 else:
                     raise InputError(loc, "give one of 'genotype', 'index', 'nb201_index' or 'label'")
                 aid = in_batch.get(parsed.key)
@@ -279,48 +343,44 @@ def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:
     for item, arch in batch_view.batch_items(session, batch):
         for mid, m in methods.items():
             ev = evs[(mid, arch.id)]
+            row = batch_view.public(batch_view.evaluation_row(ev, arch, item))
             out.append(
                 {
+                    **{k: row.get(k) for k in EXPORT_FIELDS},
                     "batch_id": batch.id,
-                    "item_position": item.position,
-                    "label": item.label,
                     "ground_truth": gt.get(arch.key),
                     "method": m.alias,
                     "method_name": m.name,
                     "preset": m.preset,
-                    "evaluation_id": ev.id,
                     "space": arch.space,
-                    "genotype": arch.canonical,
-                    "architecture_key": arch.key,
-                    "index": arch.index,
                     "iso_key": arch.iso_key,
-                    "degenerate": arch.degenerate,
                     "dataset": ev.dataset,
-                    "seed": ev.seed,
-                    "config_hash": ev.config_hash,
-                    "status": ev.status,
-                    "score": ev.score if ev.finite else None,
                     "score_kind": ev.score_kind,
-                    "finite": ev.finite,
                     "reason": ev.reason,
-                    "cost_s": ev.cost_s,
-                    "attempts": ev.attempts,
-                    "device": ev.device,
                     "worker": ev.worker,
                     "error": ev.error,
-                    "created_at": _iso(ev.created_at),
-                    "started_at": _iso(ev.started_at),
-                    "finished_at": _iso(ev.finished_at),
-                    "timings": ev.timings,
-                    "info": {k: v for k, v in (ev.info or {}).items() if k != "traceback"},
+                    "created_at": ev.created_at,
                     "config": ev.config,
                 }
             )
     return out
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: JSON for structures, ISO 8601 UTC for times, and a text starting like a
+    formula prefixed with ' so spreadsheets show it as text. Numbers stay numbers (a negative score
+    is not a formula)."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True)
+    elif isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_LEADS):
+        return "'" + value
+    return value
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -328,7 +388,5 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for k, v in row.items()}
-        )
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()

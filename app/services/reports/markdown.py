@@ -109,6 +109,12 @@ def report_markdown(report: dict[str, Any], title: str = "Correlation report") -
     truth = report.get("ground_truth", {})
     name = truth.get("name") or "supplied ground truth"
     lines = [f"# {title}", "", f"Ground truth: {name} ({truth.get('n', 0)} architectures).", ""]
+    if report.get("partial"):
+        lines += [
+            f"**Partial results: {report.get('n_pending', 0)} evaluations are still queued or running;** "
+            f"{MISSING} marks what is not computed yet.",
+            "",
+        ]
     methods = report.get("methods", {})
     lines += ["## Correlation with ground truth", ""]
     lines += _method_table(methods) if methods else ["No methods."]

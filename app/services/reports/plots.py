@@ -93,7 +93,43 @@ def entries_from_report(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _wants_log_scale(values: Sequence[float]) -> bool:
-    return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SCALE_SPAN
+    """Positive scores spanning more than LOG_SCALE_SPAN (exact zeros ignored: synflow's all-`none`
+    cell scores 0, and one such point must not force the other 19 onto a linear axis)."""
+    positive = [v for v in values if v > 0]
+    if len(positive) < 2 or any(v < 0 for v in values):
+        return False
+    return max(positive) / min(positive) > LOG_SCALE_SPAN
+
+
+def _apply_score_scale(axes: Axes, ys: Sequence[float]) -> None:
+    """Log scale for wide positive ranges; zeros then sit on a symlog floor one decade below the
+    smallest positive score, and the axis says so."""
+    if not _wants_log_scale(ys):
+        return
+    if min(ys) > 0:
+        axes.set_yscale("log")
+        return
+    floor = min(v for v in ys if v > 0)
+    axes.set_yscale("symlog", linthresh=floor)
+    axes.axhline(0.0, color="0.6", linewidth=0.8, linestyle=":")
+    zeros = sum(1 for v in ys if v == 0)
+    axes.annotate(
+        f"{zeros} at 0 (symlog axis, linear below {floor:.2g})",
+        xy=(0.01, 0.01),
+        xycoords="axes fraction",
+        fontsize=8,
+        color="0.4",
+    )
+
+
+def panel_title(name: str, rho: float | None, n: int, pending: int, dropped: int) -> str:
+    """``pending``: not finished yet; ``dropped``: finished without a usable score (or ground truth)."""
+    title = f"{name}: ρ = {'n/a' if rho is None else f'{rho:.3f}'} (n = {n})"
+    if pending:
+        title += f", {pending} pending"
+    if dropped:
+        title += f", {dropped} dropped"
+    return title
 
 
 def score_vs_ground_truth_png(
@@ -103,12 +139,14 @@ def score_vs_ground_truth_png(
     dpi: int = 100,
     spearman_by_method: Mapping[str, float | None] | None = None,
     ground_truth_label: str = "ground-truth accuracy",
+    pending_by_method: Mapping[str, int] | None = None,
 ) -> bytes:
     """One scatter per method of (ground truth, score) pairs, ρ in each title.
 
     Pairs with a missing or non-finite value are left out and counted in the title. ρ is computed from
     the plotted pairs unless ``spearman_by_method`` gives the report's value. ``height_px`` defaults to
-    400 px per row of panels (at most 3 panels per row).
+    400 px per row of panels (at most 3 panels per row). ``pending_by_method`` counts evaluations not
+    finished yet: they are not among the points, and the title says "pending", not "dropped".
     """
     names = list(points_by_method)
     columns = max(1, min(MAX_COLUMNS, len(names)))
@@ -126,15 +164,12 @@ def score_vs_ground_truth_png(
             rho = spearman_by_method[name]
         else:
             rho = correlation(xs, ys)["spearman"]
-        title = f"{name}: ρ = {'n/a' if rho is None else f'{rho:.3f}'} (n = {len(xs)})"
-        if dropped:
-            title += f", {dropped} dropped"
+        title = panel_title(name, rho, len(xs), (pending_by_method or {}).get(name, 0), dropped)
         if not xs:
             _empty_panel(axes, title)
             continue
         axes.scatter(xs, ys, s=12, alpha=0.7, edgecolors="none")
-        if _wants_log_scale(ys):
-            axes.set_yscale("log")
+        _apply_score_scale(axes, ys)
         axes.set_title(title, fontsize=10)
         axes.set_xlabel(ground_truth_label)
         axes.set_ylabel("score")

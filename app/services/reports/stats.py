@@ -135,7 +135,11 @@ def top_percent_table(
     for percent in percents:
         if not 0 < percent <= 100:
             raise ValueError(f"percent must lie in (0, 100], got {percent}")
-    truth = {key: value for key, value in gt.items() if finite_or_none(value) is not None}
+    truth: dict[Hashable, float] = {
+        key: float(value)
+        for key, value in gt.items()
+        if value is not None and finite_or_none(value) is not None
+    }
     gt_order = sorted(truth, key=lambda key: (-float(truth[key]), str(key)))
     sign = 1.0 if higher_is_better else -1.0
     method_scores = {key: finite_or_none(scores.get(key)) for key in truth}
@@ -161,6 +165,10 @@ def top_percent_table(
         table.append(row)
         if k == 0:
             row["note"] = f"k = floor({n}·{percent}/100) = 0; nothing to compare"
+            continue
+        if not method_order:
+            # nothing computed yet (or nothing finite): "0 in common" would read as a final result
+            row["note"] = "no finite score yet; nothing to compare"
             continue
         top = gt_order[:k]
         spe = correlation([truth[key] for key in top], [method_scores[key] for key in top])
@@ -362,14 +370,18 @@ def build_report(
     architectures that have a finite ground truth and partition them together with n_used and n_missing.
     """
     direction = dict(higher_is_better or {})
-    truth = {key: float(v) for key, v in ground_truth.items() if finite_or_none(v) is not None}
+    truth: dict[Hashable, float | None] = {
+        key: float(v) for key, v in ground_truth.items() if v is not None and finite_or_none(v) is not None
+    }
     methods: dict[str, Any] = {}
-    oriented_by_method: dict[str, dict[str, float]] = {}
+    oriented_by_method: dict[str, Mapping[Hashable, float | None]] = {}
     costs_by_method: dict[str, list[float | None]] = {}
     for name, raw_rows in rows_by_method.items():
         by_key, n_duplicates = _unique_rows(raw_rows)
         sign = 1.0 if direction.get(name, True) else -1.0
-        oriented = {key: sign * float(row["score"]) for key, row in by_key.items() if score_is_usable(row)}
+        oriented: dict[Hashable, float | None] = {
+            key: sign * float(row["score"] or 0.0) for key, row in by_key.items() if score_is_usable(row)
+        }
         oriented_by_method[name] = oriented
         costs_by_method[name] = [row["cost_s"] for row in by_key.values()]
 

@@ -1,0 +1,180 @@
+"""Reads under load: ranking pages of a finished and of a still-pending batch, 16 client threads.
+
+    python -m bench.bench_reads [--finished-items 1000] [--pending-items 20000] [--clients 16]
+                                [--requests 50] [--out bench/results/bench_reads.md]
+
+One scratch Postgres database, a private Redis queue and no worker (nothing is consumed: the API is
+what is measured). A finished batch of ``--finished-items`` NB201 cells x ``params`` is marked done
+with random scores by SQL; a pending batch of ``--pending-items`` NATS size-space indices x ``params``
+stays queued. Two API processes (uvicorn via ``fastarchrank serve --no-worker``) run on the same rows:
+one as configured (rendered pages cached by ETag), one with the page cache off
+(``FASTARCHRANK_RANKING_CACHE_ROWS=0``: every request reads and ranks the rows, the path before any
+cache), so the ratio is measured in one run. Conditional polls
+(If-None-Match → 304) are timed too. Everything scratch is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.embedded import EmbeddedService
+from bench.service_overhead import _hammer, scratch_postgres
+
+
+def _post(url: str, body: dict[str, Any]) -> str:
+    with httpx.Client(base_url=url, timeout=1800) as http:
+        resp = http.post("/v1/batches", json=body)
+        resp.raise_for_status()
+        return str(resp.json()["batch_id"])
+
+
+def _mark_done(database_url: str, batch_id: str) -> None:
+    from sqlalchemy import create_engine, func, select, update
+
+    from app.models import BatchEvaluation, Evaluation
+
+    engine = create_engine(database_url)
+    ids = select(BatchEvaluation.evaluation_id).where(BatchEvaluation.batch_id == batch_id)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Evaluation)
+            .where(Evaluation.id.in_(ids))
+            .values(
+                status="done",
+                score=func.random(),
+                score_kind="finite",
+                finite=True,
+                cost_s=func.random(),
+                attempts=1,
+                finished_at=func.now(),
+            )
+        )
+    engine.dispose()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fastarchrank-bench-reads-") as tmp:
+        data_dir = Path(tmp)
+        with scratch_postgres(data_dir) as env:
+            baseline_env = {
+                **env,
+                "FASTARCHRANK_DATA_DIR": str(data_dir / "nopages"),
+                "FASTARCHRANK_RANKING_CACHE_ROWS": "0",
+            }
+            with (
+                EmbeddedService(data_dir, env=env, workers=0) as url,
+                EmbeddedService(data_dir / "nopages", env=baseline_env, workers=0) as base_url,
+            ):
+                started = time.perf_counter()
+                finished = _post(
+                    url,
+                    {
+                        "space": "nb201",
+                        "dataset": "synthetic_cifar10",
+                        "methods": [{"name": "params"}],
+                        "items": [{"nb201_index": i, "label": f"f{i}"} for i in range(args.finished_items)],
+                    },
+                )
+                _mark_done(env["FASTARCHRANK_DATABASE_URL"], finished)
+                pending = _post(
+                    url,
+                    {
+                        "space": "nats_sss",
+                        "dataset": "synthetic_cifar10",
+                        "methods": [{"name": "params"}],
+                        "items": [{"index": i} for i in range(args.pending_items)],
+                    },
+                )
+                setup_s = time.perf_counter() - started
+
+                def finished_page(http: httpx.Client, rng: random.Random) -> httpx.Response:
+                    offset = 100 * rng.randrange(max(1, args.finished_items // 100))
+                    return http.get(
+                        f"/v1/batches/{finished}/ranking", params={"limit": 100, "offset": offset}
+                    )
+
+                etags: dict[int, str] = {}
+
+                def conditional_page(http: httpx.Client, rng: random.Random) -> httpx.Response:
+                    offset = 100 * rng.randrange(max(1, args.finished_items // 100))
+                    headers = {"If-None-Match": etags[offset]} if offset in etags else {}
+                    resp = http.get(
+                        f"/v1/batches/{finished}/ranking",
+                        params={"limit": 100, "offset": offset},
+                        headers=headers,
+                    )
+                    if resp.status_code == 200:
+                        etags[offset] = resp.headers["ETag"]
+                        return resp
+                    return httpx.Response(200) if resp.status_code == 304 else resp
+
+                def pending_page(http: httpx.Client, rng: random.Random) -> httpx.Response:
+                    return http.get(f"/v1/batches/{pending}/ranking", params={"limit": 100})
+
+                for warm in (url, base_url):  # first-use imports and the listing cache's fill
+                    _hammer(warm, 2, 10, finished_page)
+                results = {
+                    "finished_16_no_cache": _hammer(base_url, args.clients, args.requests, finished_page),
+                    "finished_16": _hammer(url, args.clients, args.requests, finished_page),
+                    "finished_16_if_none_match": _hammer(url, args.clients, args.requests, conditional_page),
+                    "finished_1": _hammer(url, 1, args.requests, finished_page),
+                    "pending_1": _hammer(url, 1, args.pending_requests, pending_page),
+                    "pending_4": _hammer(url, 4, args.pending_requests, pending_page),
+                }
+    return {
+        "finished_items": args.finished_items,
+        "pending_items": args.pending_items,
+        "clients": args.clients,
+        "setup_s": setup_s,
+        **results,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# Reads under load (bench/bench_reads.py)",
+        "",
+        f"Finished batch {result['finished_items']} items, pending batch {result['pending_items']} items, "
+        "Postgres, one uvicorn API process each, no worker.",
+        "",
+        "| case | requests | errors | p50 ms | p99 ms | req/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in result.items():
+        if isinstance(r, dict):
+            lines.append(
+                f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['throughput_rps']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--finished-items", type=int, default=1000)
+    parser.add_argument("--pending-items", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    parser.add_argument("--pending-requests", type=int, default=10, help="requests per client, pending")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    result = run(args)
+    text = markdown(result)
+    print(text)
+    print(json.dumps(result, indent=2, default=str))
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
