@@ -186,6 +186,11 @@ class BatchCreated(BaseModel):
     methods: list[dict[str, Any]]
     status_url: str
     ranking_url: str
+    published: bool = Field(
+        True, description="false: the broker was down; the evaluations are stored and published later"
+    )
+    warnings: list[str] = Field(default_factory=list, description="what the client should know")
+    replayed: bool = Field(False, description="true: the stored response of an earlier request with this key")
 
 
 class StatusCounts(BaseModel):

@@ -5,18 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import RankingCacheDep, SessionDep, SettingsDep
 from app.catalog.methods import all_methods
-from app.db import session_scope
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_view
-from app.services.queue import enqueue
 from app.services.ranking_cache import fingerprint
 from app.services.reports.ranking import rank_rows
-from app.services.submission import submit
+from app.services.submission import create
 
 router = APIRouter(tags=["batches"])
 
@@ -42,21 +39,11 @@ def create_batch(
         Header(max_length=128, description="same key and body → same response; no duplicate batch"),
     ] = None,
 ) -> Any:
-    # The session is managed here (not by the dependency) because tasks may only be enqueued
-    # after the commit has succeeded.
-    try:
-        with session_scope() as session:
-            result = submit(session, body, settings, idempotency_key)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        # A concurrent request with the same key won the race: answer with its stored response.
-        with session_scope() as session:
-            result = submit(session, body, settings, idempotency_key)
+    # The submission manages its own transaction (retried on deadlocks); tasks are published
+    # only after the commit.
+    result = create(body, settings, idempotency_key)
     if result.replayed:
         response.status_code = 200
-    elif result.to_enqueue:
-        enqueue(result.to_enqueue)
     return result.response()
 
 

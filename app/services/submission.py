@@ -11,36 +11,33 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import Table, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.catalog.datasets import DATASETS, DatasetUnavailable, require_available
 from app.catalog.methods import ResolvedMethod, resolve
+from app.db import is_retryable_conflict, retrying, session_scope
 from app.errors import Conflict, InputError
 from app.genotypes import GenotypeError, ParsedArch, get_space
+from app.lifecycle import EvaluationSpec, link_or_reuse
 from app.models import (
-    FAILED,
-    LOST,
-    QUEUED,
     Architecture,
     Batch,
     BatchEvaluation,
     BatchItem,
     BatchMethod,
-    Evaluation,
     GroundTruth,
     IdempotencyRecord,
     utcnow,
 )
 from app.schemas import BatchCreate
-from app.services.sql import insert_ignore
+from app.services.sql import MAX_PARAMS, chunks, insert_ignore, insert_rows
 from app.settings import Settings, get_settings
-
-CHUNK = 500  # rows per multi-row statement: well under SQLite's bound-parameter limit
 
 
 @dataclass
@@ -63,10 +60,13 @@ class SubmissionResult:
     to_enqueue: list[list[int]]  # task payloads: lists of evaluation ids
     replayed: bool = False
     stored_response: dict[str, Any] | None = None
+    published: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     def response(self) -> dict[str, Any]:
         if self.stored_response is not None:
-            return self.stored_response
+            # The original counters, marked as a replay: summing replays must not count rows twice.
+            return {**self.stored_response, "replayed": True}
         return {
             "batch_id": self.batch_id,
             "evaluations": {"new": self.new, "reused": self.reused, "retried": self.retried},
@@ -75,6 +75,9 @@ class SubmissionResult:
             "methods": self.methods,
             "status_url": f"/v1/batches/{self.batch_id}",
             "ranking_url": f"/v1/batches/{self.batch_id}/ranking",
+            "published": self.published,
+            "warnings": list(self.warnings),
+            "replayed": False,
         }
 
 
@@ -181,33 +184,37 @@ def check_dataset(body: BatchCreate, settings: Settings) -> None:
         ) from None
 
 
-def _chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
-
-
 def _upsert_architectures(session: Session, archs: dict[str, ParsedArch], space: str) -> dict[str, int]:
+    """Insert-or-skip every architecture, then read the ids of those that existed: a few multi-row
+    statements. Rows go in key order, so concurrent overlapping submissions lock them in one order
+    (inserting in request order let two requests deadlock on each other's keys)."""
+    now = utcnow()
+    keys = sorted(archs)
     rows = [
         {
-            "space": a.space,
-            "key": a.key,
-            "canonical": a.canonical,
-            "index": a.index,
-            "iso_key": a.iso_key,
-            "degenerate": a.degenerate,
-            "created_at": utcnow(),
+            "space": archs[k].space,
+            "key": k,
+            "canonical": archs[k].canonical,
+            "index": archs[k].index,
+            "iso_key": archs[k].iso_key,
+            "degenerate": archs[k].degenerate,
+            "created_at": now,
         }
-        for a in archs.values()
+        for k in keys
     ]
     table: Table = Architecture.__table__  # type: ignore[assignment]
-    for chunk in _chunks(rows):
-        session.execute(insert_ignore(session, table, ["space", "key"]), list(chunk))
+    stmt = insert_ignore(session, table, ["space", "key"])
     ids: dict[str, int] = {}
-    keys = list(archs)
-    for chunk in _chunks(keys):
+    for rows_part in chunks(rows, MAX_PARAMS // len(rows[0]) if rows else 1):
+        for arch_id, key in session.execute(
+            stmt.values(list(rows_part)).returning(Architecture.id, Architecture.key)
+        ):
+            ids[key] = arch_id
+    missing = [k for k in keys if k not in ids]
+    for part in chunks(missing, MAX_PARAMS):
         for arch_id, key in session.execute(
             select(Architecture.id, Architecture.key).where(
-                Architecture.space == space, Architecture.key.in_(chunk)
+                Architecture.space == space, Architecture.key.in_(list(part))
             )
         ):
             ids[key] = arch_id
@@ -269,24 +276,37 @@ def submit(
     session.flush()
 
     arch_ids = _upsert_architectures(session, unique, body.space)
-    session.add_all(
-        BatchItem(
-            batch_id=batch_id,
-            position=i,
-            architecture_id=arch_ids[arch.key],
-            label=item.label,
-            ground_truth=item.ground_truth,
-        )
-        for i, (item, arch) in enumerate(zip(body.items, parsed, strict=True))
+    insert_rows(
+        session,
+        BatchItem.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "batch_id": batch_id,
+                "position": i,
+                "architecture_id": arch_ids[arch.key],
+                "label": item.label,
+                "ground_truth": item.ground_truth,
+            }
+            for i, (item, arch) in enumerate(zip(body.items, parsed, strict=True))
+        ],
     )
-    gt_set = body.options.ground_truth_set
     gt_rows: dict[int, float] = {}
     for item, arch in zip(body.items, parsed, strict=True):
         if item.ground_truth is not None:
             gt_rows[arch_ids[arch.key]] = item.ground_truth
-    session.add_all(
-        GroundTruth(batch_id=batch_id, set_name=gt_set, architecture_id=a, value=v)
-        for a, v in gt_rows.items()
+    insert_rows(
+        session,
+        GroundTruth.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "batch_id": batch_id,
+                "set_name": body.options.ground_truth_set,
+                "architecture_id": a,
+                "value": v,
+                "updated_at": now,
+            }
+            for a, v in sorted(gt_rows.items())
+        ],
     )
 
     new, reused, retried, to_enqueue = _link_evaluations(
@@ -330,84 +350,25 @@ def _link_evaluations(
     method_rows: list[BatchMethod],
     arch_ids: dict[str, int],
 ) -> tuple[int, int, int, list[list[int]]]:
-    table: Table = Evaluation.__table__  # type: ignore[assignment]
-    unique_cols = ["architecture_id", "dataset", "method", "config_hash", "seed", "scope"]
-    now = utcnow()
-    wanted: list[tuple[int, str, str, str, int, str]] = []
-    rows: list[dict[str, Any]] = []
-    for p in planned:
-        for arch_id in arch_ids.values():
-            ident = (arch_id, body.dataset, p.resolved.name, p.resolved.config_hash, body.seed, p.scope)
-            wanted.append(ident)
-            rows.append(
-                {
-                    **dict(zip(unique_cols, ident, strict=True)),
-                    "config": p.resolved.config,
-                    "status": QUEUED,
-                    "attempts": 0,
-                    "timings": {},
-                    "info": {},
-                    "progress": {},
-                    "created_at": now,
-                    "queued_at": now,
-                }
-            )
-    # Which of these exist already (reuse) — read before inserting so "new" is exact.
-    existing: dict[tuple, tuple[int, str]] = {}
-    key_cols = tuple_(*(getattr(Evaluation, c) for c in unique_cols))
-    for chunk in _chunks(wanted, 200):
-        for r in session.execute(
-            select(Evaluation.id, Evaluation.status, *(getattr(Evaluation, c) for c in unique_cols)).where(
-                key_cols.in_(list(chunk))
-            )
-        ):
-            existing[tuple(r[2:])] = (r[0], r[1])
-    fresh_rows = [row for ident, row in zip(wanted, rows, strict=True) if ident not in existing]
-    for chunk in _chunks(fresh_rows):
-        session.execute(insert_ignore(session, table, unique_cols), list(chunk))
-    ids: dict[tuple, tuple[int, str]] = dict(existing)
-    missing = [w for w in wanted if w not in ids]
-    for chunk in _chunks(missing, 200):
-        for r in session.execute(
-            select(Evaluation.id, Evaluation.status, *(getattr(Evaluation, c) for c in unique_cols)).where(
-                key_cols.in_(list(chunk))
-            )
-        ):
-            ids[tuple(r[2:])] = (r[0], r[1])
-
-    # Failed or lost evaluations are given another chance when someone asks for them again.
-    retry_ids = [eid for ident, (eid, status) in existing.items() if status in (FAILED, LOST)]
-    for chunk in _chunks(retry_ids):
-        session.execute(
-            update(Evaluation)
-            .where(Evaluation.id.in_(list(chunk)), Evaluation.status.in_([FAILED, LOST]))
-            .values(status=QUEUED, attempts=0, error=None, queued_at=now, worker=None)
-        )
-
-    links = []
-    alias_by_pos = {p.position: m for p, m in zip(planned, method_rows, strict=True)}
+    specs = [
+        EvaluationSpec(p.resolved.name, p.resolved.config_hash, p.scope, p.resolved.config) for p in planned
+    ]
+    archs = sorted(set(arch_ids.values()))
+    linked = link_or_reuse(session, body.dataset, body.seed, specs, archs)
+    links = [
+        {"batch_id": batch_id, "batch_method_id": m.id, "evaluation_id": linked.ids[(pos, a)]}
+        for pos, m in enumerate(method_rows)
+        for a in archs
+    ]
+    insert_rows(session, BatchEvaluation.__table__, links)  # type: ignore[arg-type]
     family_by_eval: dict[int, str] = {}
     arch_by_eval: dict[int, int] = {}
-    for p in planned:
-        m = alias_by_pos[p.position]
-        for arch_id in arch_ids.values():
-            ident = (arch_id, body.dataset, p.resolved.name, p.resolved.config_hash, body.seed, p.scope)
-            eid = ids[ident][0]
-            links.append({"batch_id": batch_id, "batch_method_id": m.id, "evaluation_id": eid})
-            family_by_eval[eid] = p.resolved.family
-            arch_by_eval[eid] = arch_id
-    bt: Table = BatchEvaluation.__table__  # type: ignore[assignment]
-    for chunk in _chunks(links):
-        session.execute(
-            insert_ignore(session, bt, ["batch_id", "batch_method_id", "evaluation_id"]), list(chunk)
-        )
-
-    new_ids = [ids[w][0] for w in wanted if w not in existing]
-    new_ids = list(dict.fromkeys(new_ids))
-    to_run = new_ids + retry_ids
+    for (pos, a), eid in linked.ids.items():
+        family_by_eval[eid] = planned[pos].resolved.family
+        arch_by_eval[eid] = a
+    to_run = linked.new + linked.retried
     payloads = group_payloads(to_run, family_by_eval.__getitem__, arch_by_eval.__getitem__)
-    reused = len({ids[w][0] for w in wanted if w in existing}) - len(retry_ids)
-    return len(new_ids), reused, len(retry_ids), payloads
+    return len(linked.new), len(linked.reused), len(linked.retried), payloads
 
 
 def group_payloads(
@@ -445,3 +406,36 @@ def replay(record: IdempotencyRecord) -> SubmissionResult:
         replayed=True,
         stored_response=record.response,
     )
+
+
+BROKER_DOWN_WARNING = (
+    "the broker could not be reached: the batch is stored and its evaluations are queued; "
+    "they will be published automatically once the broker is back (within about {s:.0f} s of that)"
+)
+
+
+def create(body: BatchCreate, settings: Settings, idempotency_key: str | None = None) -> SubmissionResult:
+    """Submit in its own transaction, then publish. The transaction runs again (a bounded number of
+    times) after a deadlock or serialization failure, and once after a concurrent request with the
+    same Idempotency-Key won the race (this one then answers with that request's response)."""
+
+    def once() -> SubmissionResult:
+        with session_scope() as session:
+            return submit(session, body, settings, idempotency_key)
+
+    def retryable(exc: BaseException) -> bool:
+        return is_retryable_conflict(exc) or (idempotency_key is not None and isinstance(exc, IntegrityError))
+
+    result = retrying(
+        once, settings.submit_retry_attempts, 0.05, retry_if=retryable, what="submission transaction"
+    )
+    if not result.replayed and result.to_enqueue:
+        from app.services.queue import enqueue
+
+        out = enqueue(result.to_enqueue)
+        if not out.complete:
+            result.published = False
+            result.warnings.append(
+                BROKER_DOWN_WARNING.format(s=settings.requeue_after_s + settings.sweep_interval_s)
+            )
+    return result
