@@ -15,11 +15,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Table, Update, and_, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    CursorResult,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Update,
+    and_,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.models import Architecture, Evaluation, utcnow
-from app.services.sql import MAX_PARAMS, chunks, insert_ignore
+from app.services.sql import MAX_PARAMS, chunks, constant, id_array, insert_ignore, rows_source
 from app.settings import Settings
 from app.status import OUTCOMES, PENDING, RETRYABLE, TERMINAL, EvaluationStatus
 
@@ -83,15 +98,53 @@ def _identity(spec: EvaluationSpec, dataset: str, seed: int) -> ColumnElement[bo
 def _existing(
     session: Session, spec: EvaluationSpec, dataset: str, seed: int, arch_ids: Sequence[int]
 ) -> dict[int, tuple[int, str]]:
+    if not arch_ids:
+        return {}
     found: dict[int, tuple[int, str]] = {}
-    for part in chunks(arch_ids, MAX_PARAMS):
-        for eid, arch, status in session.execute(
-            select(Evaluation.id, Evaluation.architecture_id, Evaluation.status).where(
-                _identity(spec, dataset, seed), Evaluation.architecture_id.in_(list(part))
-            )
-        ):
-            found[arch] = (eid, status)
+    for eid, arch, status in session.execute(
+        select(Evaluation.id, Evaluation.architecture_id, Evaluation.status).where(
+            _identity(spec, dataset, seed), Evaluation.architecture_id.in_(id_array(session, arch_ids))
+        )
+    ):
+        found[arch] = (eid, status)
     return found
+
+
+def _insert_new(
+    session: Session, spec: EvaluationSpec, dataset: str, seed: int, arch_ids: Sequence[int], now: datetime
+) -> dict[int, int]:
+    """One ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` for all architectures of a method
+    entry: → queued. Returns architecture id → new evaluation id (rows a concurrent request
+    inserted first are not returned)."""
+    if not arch_ids:
+        return {}
+    table: Table = Evaluation.__table__  # type: ignore[assignment]
+    (arch,) = rows_source(session, [(BigInteger(), arch_ids)])
+    ts = DateTime(timezone=True)
+    values = {
+        "architecture_id": arch,
+        "dataset": constant(session, dataset, String()),
+        "method": constant(session, spec.method, String()),
+        "config_hash": constant(session, spec.config_hash, String()),
+        "seed": constant(session, seed, BigInteger()),
+        "scope": constant(session, spec.scope, String()),
+        "config": constant(session, spec.config, JSON()),
+        "status": constant(session, Q.QUEUED.value, String()),
+        "attempts": constant(session, 0, Integer()),
+        "timings": constant(session, {}, JSON()),
+        "info": constant(session, {}, JSON()),
+        "progress": constant(session, {}, JSON()),
+        "created_at": constant(session, now, ts),
+        "queued_at": constant(session, now, ts),
+    }
+    unique_cols = ["architecture_id", "dataset", "method", "config_hash", "seed", "scope"]
+    # ``WHERE true``: SQLite would otherwise read the ON CONFLICT clause as a join condition.
+    stmt = (
+        insert_ignore(session, table, unique_cols)
+        .from_select(list(values), select(*values.values()).where(true()))
+        .returning(Evaluation.id, Evaluation.architecture_id)
+    )
+    return {a: eid for eid, a in session.execute(stmt)}
 
 
 def link_or_reuse(
@@ -102,40 +155,13 @@ def link_or_reuse(
     (in chunks under the bind-parameter limit) and one update, in architecture-id order so that
     concurrent overlapping submissions take row locks in the same order."""
     ordered = sorted(set(arch_ids))
-    table: Table = Evaluation.__table__  # type: ignore[assignment]
-    unique_cols = ["architecture_id", "dataset", "method", "config_hash", "seed", "scope"]
     linked = Linked()
     now = utcnow()
     # Method entries in one canonical order too (row locks of two requests never cross).
     for pos, spec in sorted(enumerate(specs), key=lambda x: (x[1].method, x[1].config_hash, x[1].scope)):
         existing = _existing(session, spec, dataset, seed, ordered)
         fresh = [a for a in ordered if a not in existing]
-        rows = [
-            {
-                "architecture_id": a,
-                "dataset": dataset,
-                "method": spec.method,
-                "config_hash": spec.config_hash,
-                "seed": seed,
-                "scope": spec.scope,
-                "config": spec.config,
-                "status": Q.QUEUED.value,
-                "attempts": 0,
-                "timings": {},
-                "info": {},
-                "progress": {},
-                "created_at": now,
-                "queued_at": now,
-            }
-            for a in fresh
-        ]
-        inserted: dict[int, int] = {}
-        stmt = insert_ignore(session, table, unique_cols)
-        for rows_part in chunks(rows, MAX_PARAMS // len(rows[0]) if rows else 1):
-            for eid, arch in session.execute(
-                stmt.values(list(rows_part)).returning(Evaluation.id, Evaluation.architecture_id)
-            ):
-                inserted[arch] = eid
+        inserted = _insert_new(session, spec, dataset, seed, fresh, now)
         # A concurrent submission inserted these between our lookup and our insert: reuse them.
         raced = [a for a in fresh if a not in inserted]
         if raced:

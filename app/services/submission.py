@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,7 @@ from app.models import (
     utcnow,
 )
 from app.schemas import BatchCreate
-from app.services.sql import MAX_PARAMS, chunks, insert_ignore, insert_rows
+from app.services.sql import insert_select, rows_source
 from app.settings import Settings, get_settings
 
 
@@ -185,36 +185,35 @@ def check_dataset(body: BatchCreate, settings: Settings) -> None:
 
 
 def _upsert_architectures(session: Session, archs: dict[str, ParsedArch], space: str) -> dict[str, int]:
-    """Insert-or-skip every architecture, then read the ids of those that existed: a few multi-row
-    statements. Rows go in key order, so concurrent overlapping submissions lock them in one order
-    (inserting in request order let two requests deadlock on each other's keys)."""
-    now = utcnow()
+    """Insert-or-skip every architecture in one statement, then read the ids of those that existed.
+    Rows go in key order, so concurrent overlapping submissions lock them in one order (inserting
+    in request order let two requests deadlock on each other's keys)."""
+    if not archs:
+        return {}
     keys = sorted(archs)
-    rows = [
-        {
-            "space": archs[k].space,
-            "key": k,
-            "canonical": archs[k].canonical,
-            "index": archs[k].index,
-            "iso_key": archs[k].iso_key,
-            "degenerate": archs[k].degenerate,
-            "created_at": now,
-        }
-        for k in keys
-    ]
     table: Table = Architecture.__table__  # type: ignore[assignment]
-    stmt = insert_ignore(session, table, ["space", "key"])
-    ids: dict[str, int] = {}
-    for rows_part in chunks(rows, MAX_PARAMS // len(rows[0]) if rows else 1):
-        for arch_id, key in session.execute(
-            stmt.values(list(rows_part)).returning(Architecture.id, Architecture.key)
-        ):
-            ids[key] = arch_id
+    stmt = insert_select(
+        session,
+        table,
+        {
+            "key": (String(), keys),
+            "canonical": (Text(), [archs[k].canonical for k in keys]),
+            "index": (Integer(), [archs[k].index for k in keys]),
+            "iso_key": (String(), [archs[k].iso_key for k in keys]),
+            "degenerate": (Boolean(), [bool(archs[k].degenerate) for k in keys]),
+        },
+        {"space": (String(), space), "created_at": (DateTime(timezone=True), utcnow())},
+        conflict_cols=["space", "key"],
+    )
+    ids: dict[str, int] = {
+        key: arch_id for arch_id, key in session.execute(stmt.returning(Architecture.id, Architecture.key))
+    }
     missing = [k for k in keys if k not in ids]
-    for part in chunks(missing, MAX_PARAMS):
+    if missing:
+        (key_col,) = rows_source(session, [(String(), missing)])
         for arch_id, key in session.execute(
             select(Architecture.id, Architecture.key).where(
-                Architecture.space == space, Architecture.key.in_(list(part))
+                Architecture.space == space, Architecture.key.in_(select(key_col))
             )
         ):
             ids[key] = arch_id
@@ -276,38 +275,41 @@ def submit(
     session.flush()
 
     arch_ids = _upsert_architectures(session, unique, body.space)
-    insert_rows(
-        session,
-        BatchItem.__table__,  # type: ignore[arg-type]
-        [
+    item_archs = [arch_ids[arch.key] for arch in parsed]
+    session.execute(
+        insert_select(
+            session,
+            BatchItem.__table__,  # type: ignore[arg-type]
             {
-                "batch_id": batch_id,
-                "position": i,
-                "architecture_id": arch_ids[arch.key],
-                "label": item.label,
-                "ground_truth": item.ground_truth,
-            }
-            for i, (item, arch) in enumerate(zip(body.items, parsed, strict=True))
-        ],
+                "position": (Integer(), list(range(len(parsed)))),
+                "architecture_id": (BigInteger(), item_archs),
+                "label": (String(), [item.label for item in body.items]),
+                "ground_truth": (Float(), [item.ground_truth for item in body.items]),
+            },
+            {"batch_id": (String(), batch_id)},
+        )
     )
     gt_rows: dict[int, float] = {}
-    for item, arch in zip(body.items, parsed, strict=True):
+    for item, arch_id in zip(body.items, item_archs, strict=True):
         if item.ground_truth is not None:
-            gt_rows[arch_ids[arch.key]] = item.ground_truth
-    insert_rows(
-        session,
-        GroundTruth.__table__,  # type: ignore[arg-type]
-        [
-            {
-                "batch_id": batch_id,
-                "set_name": body.options.ground_truth_set,
-                "architecture_id": a,
-                "value": v,
-                "updated_at": now,
-            }
-            for a, v in sorted(gt_rows.items())
-        ],
-    )
+            gt_rows[arch_id] = item.ground_truth
+    if gt_rows:
+        gt_archs = sorted(gt_rows)
+        session.execute(
+            insert_select(
+                session,
+                GroundTruth.__table__,  # type: ignore[arg-type]
+                {
+                    "architecture_id": (BigInteger(), gt_archs),
+                    "value": (Float(), [gt_rows[a] for a in gt_archs]),
+                },
+                {
+                    "batch_id": (String(), batch_id),
+                    "set_name": (String(), body.options.ground_truth_set),
+                    "updated_at": (DateTime(timezone=True), now),
+                },
+            )
+        )
 
     new, reused, retried, to_enqueue = _link_evaluations(
         session, batch_id, body, planned, method_rows, arch_ids
@@ -355,12 +357,18 @@ def _link_evaluations(
     ]
     archs = sorted(set(arch_ids.values()))
     linked = link_or_reuse(session, body.dataset, body.seed, specs, archs)
-    links = [
-        {"batch_id": batch_id, "batch_method_id": m.id, "evaluation_id": linked.ids[(pos, a)]}
-        for pos, m in enumerate(method_rows)
-        for a in archs
-    ]
-    insert_rows(session, BatchEvaluation.__table__, links)  # type: ignore[arg-type]
+    pairs = [(m.id, linked.ids[(pos, a)]) for pos, m in enumerate(method_rows) for a in archs]
+    session.execute(
+        insert_select(
+            session,
+            BatchEvaluation.__table__,  # type: ignore[arg-type]
+            {
+                "batch_method_id": (BigInteger(), [m for m, _ in pairs]),
+                "evaluation_id": (BigInteger(), [e for _, e in pairs]),
+            },
+            {"batch_id": (String(), batch_id)},
+        )
+    )
     family_by_eval: dict[int, str] = {}
     arch_by_eval: dict[int, int] = {}
     for (pos, a), eid in linked.ids.items():
