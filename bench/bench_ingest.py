@@ -58,7 +58,9 @@ def measure(items: int) -> dict[str, float]:
             with session_scope() as session:
                 result = submit(session, body, get_settings())
             out[label] = time.perf_counter() - start
-            out[label.replace("_s", "_evaluations")] = float(result.new if label == "all_new_s" else result.reused)
+            out[label.replace("_s", "_evaluations")] = float(
+                result.new if label == "all_new_s" else result.reused
+            )
         get_engine().dispose()
         return out
     finally:
@@ -91,7 +93,9 @@ def run_revision(rev: str, items: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--baseline", metavar="REV", help="git revision to compare against, in the same run")
     parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
@@ -104,7 +108,9 @@ def main() -> None:
     print(f"  this tree: all new {now['all_new_s']:.2f} s, all reused {now['all_reused_s']:.2f} s")
     if args.baseline:
         base = run_revision(args.baseline, args.items)
-        print(f"  {args.baseline}: all new {base['all_new_s']:.2f} s, all reused {base['all_reused_s']:.2f} s")
+        print(
+            f"  {args.baseline}: all new {base['all_new_s']:.2f} s, all reused {base['all_reused_s']:.2f} s"
+        )
         print(
             f"  speed-up: all new {base['all_new_s'] / now['all_new_s']:.1f}x, "
             f"all reused {base['all_reused_s'] / now['all_reused_s']:.1f}x"

@@ -62,7 +62,13 @@ def status_writes(source: str) -> list[int]:
                 lines.append(node.lineno)
         elif isinstance(node, ast.Call):
             func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
             if name in ("values", "Evaluation") and any(k.arg == "status" for k in node.keywords):
                 lines.append(node.lineno)
             if name == "values" and any(
@@ -105,7 +111,7 @@ def test_only_the_lifecycle_module_writes_evaluation_status() -> None:
 
 
 def test_status_sets_partition_the_enum() -> None:
-    assert PENDING | TERMINAL == set(EvaluationStatus) and not PENDING & TERMINAL
+    assert set(EvaluationStatus) == PENDING | TERMINAL and not PENDING & TERMINAL
     # stored strings are unchanged since the first schema
     assert [s.value for s in EvaluationStatus] == [
         "queued",
@@ -228,7 +234,9 @@ def test_reap_requeues_stale_then_marks_lost_and_spares_live_attempts(db_session
     db_session.commit()
     stale, exhausted, alive = claim(db_session, linked.new, "cpu", "n/1")
     old = utcnow() - timedelta(seconds=settings.stale_after_s + 5)
-    db_session.execute(update(Evaluation).where(Evaluation.id == stale.evaluation_id).values(heartbeat_at=old))
+    db_session.execute(
+        update(Evaluation).where(Evaluation.id == stale.evaluation_id).values(heartbeat_at=old)
+    )
     db_session.execute(
         update(Evaluation)
         .where(Evaluation.id == exhausted.evaluation_id)
