@@ -87,6 +87,19 @@ class Batch(Base):
     methods: Mapped[list[BatchMethod]] = relationship(back_populates="batch", order_by="BatchMethod.position")
 
 
+class Search(Base):
+    """FEAR's ratio-to-fastest cap shared by every batch submitted with one ``options.search_id`` (and
+    one ratio): their capped evaluations are scoped to the search instead of to one batch."""
+
+    __tablename__ = "searches"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # = evaluations.scope
+    search_id: Mapped[str] = mapped_column(String(128))
+    ratio_to_fastest: Mapped[float] = mapped_column(Float)
+    fastest_stage1_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class BatchMethod(Base):
     """One method entry of a batch with its resolved effective config."""
 

@@ -22,8 +22,9 @@ from sqlalchemy import select, update
 from app import lifecycle
 from app.db import retrying, session_scope
 from app.lifecycle import Claim, Outcome
-from app.models import Batch, utcnow
+from app.models import Batch, Search, utcnow
 from app.services.maintenance import owner_label
+from app.services.submission import SEARCH_SCOPE_PREFIX
 from app.settings import Settings, get_settings
 
 __all__ = ["Claim", "Heartbeat", "ServiceContext", "claim", "store_failure", "store_results", "worker_name"]
@@ -148,13 +149,22 @@ class ServiceContext:
         now = time.monotonic()
         if self._budget_cache and now - self._budget_cache[0] < 1.0:  # at most one query per second
             return self._budget_cache[1]
-        with session_scope() as session:
-            row = session.execute(
-                select(Batch.fastest_stage1_s, Batch.options).where(Batch.id == self.claim.scope)
-            ).one_or_none()
         budget = None
-        if row is not None and row[0] is not None and row[1].get("ratio_to_fastest"):
-            budget = float(row[1]["ratio_to_fastest"]) * float(row[0])
+        with session_scope() as session:
+            if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
+                found = session.execute(
+                    select(Search.fastest_stage1_s, Search.ratio_to_fastest).where(
+                        Search.scope == self.claim.scope
+                    )
+                ).one_or_none()
+                if found is not None and found[0] is not None:
+                    budget = float(found[1]) * float(found[0])
+            else:
+                row = session.execute(
+                    select(Batch.fastest_stage1_s, Batch.options).where(Batch.id == self.claim.scope)
+                ).one_or_none()
+                if row is not None and row[0] is not None and row[1].get("ratio_to_fastest"):
+                    budget = float(row[1]["ratio_to_fastest"]) * float(row[0])
         self._budget_cache = (now, budget)
         return budget
 
@@ -162,12 +172,22 @@ class ServiceContext:
         if not self.claim.scope:
             return
         with session_scope() as session:
-            session.execute(
-                update(Batch)
-                .where(
-                    Batch.id == self.claim.scope,
-                    (Batch.fastest_stage1_s.is_(None)) | (Batch.fastest_stage1_s > seconds),
+            if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
+                session.execute(
+                    update(Search)
+                    .where(
+                        Search.scope == self.claim.scope,
+                        (Search.fastest_stage1_s.is_(None)) | (Search.fastest_stage1_s > seconds),
+                    )
+                    .values(fastest_stage1_s=seconds)
                 )
-                .values(fastest_stage1_s=seconds)
-            )
+            else:
+                session.execute(
+                    update(Batch)
+                    .where(
+                        Batch.id == self.claim.scope,
+                        (Batch.fastest_stage1_s.is_(None)) | (Batch.fastest_stage1_s > seconds),
+                    )
+                    .values(fastest_stage1_s=seconds)
+                )
         self._budget_cache = None

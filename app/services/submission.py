@@ -33,10 +33,11 @@ from app.models import (
     BatchMethod,
     GroundTruth,
     IdempotencyRecord,
+    Search,
     utcnow,
 )
 from app.schemas import BatchCreate
-from app.services.sql import insert_select, rows_source
+from app.services.sql import insert_ignore, insert_select, rows_source
 from app.settings import Settings, get_settings
 
 
@@ -81,8 +82,21 @@ class SubmissionResult:
         }
 
 
+SEARCH_SCOPE_PREFIX = "search:"
+
+
+def search_scope(search_id: str, ratio: float) -> str:
+    """The evaluations.scope (32 characters) of a search's capped FEAR evaluations."""
+    digest = hashlib.sha256(f"{search_id}|{ratio!r}".encode()).hexdigest()
+    return SEARCH_SCOPE_PREFIX + digest[: 32 - len(SEARCH_SCOPE_PREFIX)]
+
+
 def request_hash(body: BatchCreate) -> str:
-    blob = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dumped = body.model_dump(mode="json")
+    if dumped["options"].get("search_id") is None:
+        # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
+        dumped["options"].pop("search_id", None)
+    blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -165,7 +179,12 @@ def plan_methods(body: BatchCreate, batch_id: str) -> list[PlannedMethod]:
         # A ratio-capped FEAR outcome depends on the other candidates of its batch, so such
         # evaluations are scoped to the batch instead of being shared across batches.
         capped = m.name == "fear" and body.options.ratio_to_fastest is not None
-        planned.append(PlannedMethod(alias, pos, resolved, batch_id if capped else ""))
+        scope = ""
+        if capped:
+            ratio = body.options.ratio_to_fastest
+            search = body.options.search_id
+            scope = search_scope(search, float(ratio)) if search and ratio is not None else batch_id
+        planned.append(PlannedMethod(alias, pos, resolved, scope))
     return planned
 
 
@@ -182,6 +201,25 @@ def check_dataset(body: BatchCreate, settings: Settings) -> None:
             f"dataset {body.dataset!r} is not available on the workers: {exc}. Place the files there "
             "(or set FASTARCHRANK_DATASETS_DIR) and submit again",
         ) from None
+
+
+def _register_search(session: Session, body: BatchCreate, planned: list[PlannedMethod]) -> None:
+    scopes = sorted({p.scope for p in planned if p.scope.startswith(SEARCH_SCOPE_PREFIX)})
+    if not scopes or body.options.search_id is None or body.options.ratio_to_fastest is None:
+        return
+    table: Table = Search.__table__  # type: ignore[assignment]
+    session.execute(
+        insert_ignore(session, table, ["scope"]),
+        [
+            {
+                "scope": s,
+                "search_id": body.options.search_id,
+                "ratio_to_fastest": body.options.ratio_to_fastest,
+                "created_at": utcnow(),
+            }
+            for s in scopes
+        ],
+    )
 
 
 def _upsert_architectures(session: Session, archs: dict[str, ParsedArch], space: str) -> dict[str, int]:
@@ -274,6 +312,7 @@ def submit(
     session.add_all(method_rows)
     session.flush()
 
+    _register_search(session, body, planned)
     arch_ids = _upsert_architectures(session, unique, body.space)
     item_archs = [arch_ids[arch.key] for arch in parsed]
     session.execute(
