@@ -43,7 +43,7 @@ FAST = {
     "FASTARCHRANK_DB_RETRY_BACKOFF_S": "0.3",
 }
 PARAMS = [{"name": "params"}, {"name": "synflow", "preset": "tiny"}]
-TRAINING = [{"name": "shortreg", "preset": "tiny", "config": {"epochs": 6}}]
+TRAINING = [{"name": "shortreg", "preset": "tiny", "config": {"epochs": 4}}]
 
 
 def _free_port() -> int:
@@ -327,13 +327,13 @@ def test_broker_down_during_submit_and_during_tasks(folder, own_queue) -> None: 
     try:
         with pointed_at(env), _client() as client:
             broker.stop()
-            down = client.post("/v1/batches", json=_body(41, PARAMS, 12))
+            down = client.post("/v1/batches", json=_body(41, PARAMS, 8))
             assert down.status_code == 201, down.text
             assert down.json()["published"] is False and down.json()["warnings"]
             broker.start()
             worker = WorkerProcess(env=env).start()
             # the sweeper publishes the first batch; a second batch goes in normally
-            up = client.post("/v1/batches", json=_body(42, PARAMS, 40))
+            up = client.post("/v1/batches", json=_body(42, PARAMS, 24))
             assert up.status_code == 201 and up.json()["published"] is True
             # the broker dies while tasks run, and comes back
             wait_for(
@@ -343,7 +343,7 @@ def test_broker_down_during_submit_and_during_tasks(folder, own_queue) -> None: 
             time.sleep(3)
             broker.start()
             ids = [down.json()["batch_id"], up.json()["batch_id"]]
-            assert_ended_once(ids, 2 * 12 + 2 * 40, timeout=180, workers=[worker])
+            assert_ended_once(ids, 2 * 8 + 2 * 24, timeout=180, workers=[worker])
     finally:
         if worker:
             worker.stop()
@@ -371,7 +371,7 @@ def test_postgres_down_during_submit_claims_and_result_writes(private_pg, own_qu
     try:
         with pointed_at(env), _client() as client:
             worker = WorkerProcess(env=env).start()
-            first = client.post("/v1/batches", json=_body(51, PARAMS, 40))
+            first = client.post("/v1/batches", json=_body(51, PARAMS, 24))
             assert first.status_code == 201, first.text
             # down while the worker claims and stores: claims retry, then the message goes back
             wait_for(
@@ -389,7 +389,7 @@ def test_postgres_down_during_submit_claims_and_result_writes(private_pg, own_qu
             assert again.status_code == 201, again.text
             assert again.json()["evaluations"]["new"] == 10
             assert_ended_once(
-                [first.json()["batch_id"], again.json()["batch_id"]], 80 + 10, timeout=180, workers=[worker]
+                [first.json()["batch_id"], again.json()["batch_id"]], 48 + 10, timeout=180, workers=[worker]
             )
     finally:
         if worker:
