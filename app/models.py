@@ -22,6 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from app.status import PENDING as _PENDING
+from app.status import TERMINAL as _TERMINAL
+from app.status import EvaluationStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -30,20 +34,17 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Evaluation states. "unmet" and "rejected" are FEAR outcomes (threshold never reached / over the
-# ratio-to-fastest budget); "lost" means the worker died too often, distinct from a method error.
-QUEUED, RUNNING, DONE, FAILED, UNMET, REJECTED, LOST = (
-    "queued",
-    "running",
-    "done",
-    "failed",
-    "unmet",
-    "rejected",
-    "lost",
-)
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, UNMET, REJECTED, LOST)
-PENDING = (QUEUED, RUNNING)
-TERMINAL = (DONE, FAILED, UNMET, REJECTED, LOST)
+# Status names kept for modules that have not moved to ``app.lifecycle`` yet; the enum is the source.
+QUEUED = EvaluationStatus.QUEUED
+RUNNING = EvaluationStatus.RUNNING
+DONE = EvaluationStatus.DONE
+FAILED = EvaluationStatus.FAILED
+UNMET = EvaluationStatus.UNMET
+REJECTED = EvaluationStatus.REJECTED
+LOST = EvaluationStatus.LOST
+STATUSES = tuple(EvaluationStatus)
+PENDING = tuple(_PENDING)
+TERMINAL = tuple(_TERMINAL)
 
 
 def utcnow() -> datetime:
@@ -84,6 +85,19 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     methods: Mapped[list[BatchMethod]] = relationship(back_populates="batch", order_by="BatchMethod.position")
+
+
+class Search(Base):
+    """FEAR's ratio-to-fastest cap shared by every batch submitted with one ``options.search_id`` (and
+    one ratio): their capped evaluations are scoped to the search instead of to one batch."""
+
+    __tablename__ = "searches"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # = evaluations.scope
+    search_id: Mapped[str] = mapped_column(String(128))
+    ratio_to_fastest: Mapped[float] = mapped_column(Float)
+    fastest_stage1_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class BatchMethod(Base):
@@ -154,7 +168,8 @@ class Evaluation(Base):
     scope: Mapped[str] = mapped_column(String(32), default="")
     config: Mapped[dict[str, Any]] = mapped_column()
 
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    # Written only by app.lifecycle (tests/test_lifecycle.py checks it).
+    status: Mapped[str] = mapped_column(String(16), default=EvaluationStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The raw score. NaN cannot round-trip through SQLite, so ``score_kind`` records what a
     # non-finite score was ("nan", "inf", "-inf"); ``finite`` is the flag statistics filter on.
@@ -178,13 +193,6 @@ class Evaluation(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
     architecture: Mapped[Architecture] = relationship()
-
-    @property
-    def score_value(self) -> float | None:
-        """The raw score with non-finite values restored (NaN, ±inf)."""
-        if self.score_kind in ("nan", "inf", "-inf"):
-            return float(self.score_kind)
-        return self.score
 
     def set_score(self, value: float | None) -> None:
         if value is None:

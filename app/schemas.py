@@ -57,6 +57,14 @@ class BatchOptions(Strict):
         description="FEAR search-time cap: stage 1 may take at most ratio x the fastest time-to-threshold "
         "seen so far among this batch's FEAR evaluations; slower candidates end 'rejected'",
     )
+    search_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="batches with the same search id (and ratio_to_fastest) share one fastest "
+        "time-to-threshold for FEAR's cap; without it each batch has its own",
+    )
     ground_truth_set: str = Field(
         "client",
         min_length=1,
@@ -200,6 +208,11 @@ class BatchCreated(BaseModel):
     methods: list[dict[str, Any]]
     status_url: str
     ranking_url: str
+    published: bool = Field(
+        True, description="false: the broker was down; the evaluations are stored and published later"
+    )
+    warnings: list[str] = Field(default_factory=list, description="what the client should know")
+    replayed: bool = Field(False, description="true: the stored response of an earlier request with this key")
 
 
 class StatusCounts(BaseModel):

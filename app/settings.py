@@ -68,6 +68,33 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(30.0, gt=0, description="period of the sweeper/reaper loop, seconds")
     worker_seen_window_s: float = Field(120.0, gt=0, description="a worker counts as alive this long")
+    publish_lease_s: float = Field(
+        600.0,
+        gt=0,
+        description="a published evaluation not claimed within this many seconds is published again "
+        "(its message may have been lost to a broker or database outage), seconds",
+    )
+    worker_beacon_interval_s: float = Field(
+        5.0, gt=0, description="period of a worker's presence beacon (its `workers` row), seconds"
+    )
+    worker_dead_after_s: float = Field(
+        20.0,
+        gt=0,
+        description="a worker whose beacon is older than this is dead: the reaper re-queues its running "
+        "evaluations at once (heartbeats keep long epochs alive independently), seconds",
+    )
+    db_retry_attempts: int = Field(
+        5, ge=1, le=50, description="tries of a worker's claim or result write while the database is away"
+    )
+    db_retry_backoff_s: float = Field(
+        0.5, gt=0, description="first pause between those tries, doubled after each, seconds"
+    )
+    submit_retry_attempts: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="tries of a submission transaction that hit a deadlock or serialization failure",
+    )
 
     # --- worker --------------------------------------------------------------------------------
     device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N'")

@@ -9,7 +9,7 @@ from tests.conftest import table_counts
 
 
 def _batch_with_scores(client, db_session, seed: int, scores: dict[str, list[float | None]], gt: list[float]):  # type: ignore[no-untyped-def]
-    from app.models import BatchEvaluation, BatchMethod, Evaluation
+    from app.models import BatchEvaluation, BatchItem, BatchMethod, Evaluation
 
     body = {
         "space": "nb201",
@@ -24,8 +24,12 @@ def _batch_with_scores(client, db_session, seed: int, scores: dict[str, list[flo
         select(Evaluation, BatchMethod.alias)
         .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
         .join(BatchMethod, BatchMethod.id == BatchEvaluation.batch_method_id)
+        .join(
+            BatchItem,
+            (BatchItem.batch_id == batch_id) & (BatchItem.architecture_id == Evaluation.architecture_id),
+        )
         .where(BatchEvaluation.batch_id == batch_id)
-        .order_by(Evaluation.architecture_id)
+        .order_by(BatchItem.position)  # item order (architecture ids follow key order, not item order)
     ).all()
     by_alias: dict[str, list] = {}
     for ev, alias in rows:

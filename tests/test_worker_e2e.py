@@ -202,7 +202,7 @@ def test_duplicate_delivery_evaluates_once(client, db_session) -> None:  # type:
 def test_result_from_a_superseded_attempt_is_discarded(client, db_session) -> None:  # type: ignore[no-untyped-def]
     from app.models import Evaluation
     from worker.methods.base import MethodResult
-    from worker.runtime import claim, store_result
+    from worker.runtime import claim, store_results
 
     batch_id = _post(
         client,
@@ -221,8 +221,8 @@ def test_result_from_a_superseded_attempt_is_discarded(client, db_session) -> No
     db_session.commit()
     (second,) = claim([ev.id], "cpu")
     assert second.attempt == first.attempt + 1
-    assert not store_result(first, MethodResult(score=1.0))
-    assert store_result(second, MethodResult(score=2.0))
+    assert store_results([(first, MethodResult(score=1.0))]) == [False]
+    assert store_results([(second, MethodResult(score=2.0))]) == [True]
     (ev,) = _evaluations(db_session, batch_id)
     assert ev.score == 2.0 and ev.attempts == 2
 
@@ -256,7 +256,8 @@ def test_reaper_requeues_stale_running_then_marks_lost(client, db_session) -> No
     counts = reap()
     assert counts["requeued"] >= 1 and counts["lost"] >= 1
     a, b = _evaluations(db_session, batch_id)
-    assert a.status == "queued" and a.enqueued_at is None
+    # re-queued and published at once (no wait for the sweeper's requeue_after_s)
+    assert a.status == "queued" and a.enqueued_at is not None and counts["published"] >= 1
     assert b.status == "lost" and "resubmit" in b.error
     status = client.get(f"/v1/batches/{batch_id}").json()
     assert status["counts"]["lost"] == 1

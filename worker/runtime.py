@@ -9,175 +9,71 @@ nothing; a worker that lost its evaluation to the reaper cannot overwrite the ne
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 
-from app.db import session_scope
-from app.models import DONE, FAILED, QUEUED, REJECTED, RUNNING, UNMET, Architecture, Batch, Evaluation, utcnow
+from app import lifecycle
+from app.db import retrying, session_scope
+from app.lifecycle import Claim, Outcome
+from app.models import Batch, Search, utcnow
+from app.services.maintenance import owner_label
+from app.services.submission import SEARCH_SCOPE_PREFIX
 from app.settings import Settings, get_settings
+
+__all__ = ["Claim", "Heartbeat", "ServiceContext", "claim", "store_failure", "store_results", "worker_name"]
 
 log = logging.getLogger(__name__)
 
 
 def worker_name() -> str:
+    """This worker node's name: its beacon row and the first part of every claim's owner label.
+    The main process sets FASTARCHRANK_WORKER_NAME before forking its pool, so children share it."""
     return os.environ.get("FASTARCHRANK_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass(frozen=True)
-class Claim:
-    evaluation_id: int
-    attempt: int
-    method: str
-    space: str
-    genotype: str
-    dataset: str
-    seed: int
-    scope: str
-    config: dict[str, Any]
-
-
-def _owned(claim: Claim):  # type: ignore[no-untyped-def]
-    return and_(
-        Evaluation.id == claim.evaluation_id,
-        Evaluation.status == RUNNING,
-        Evaluation.attempts == claim.attempt,
-    )
+def _retrying(fn: Any, what: str) -> Any:
+    s = get_settings()
+    return retrying(fn, s.db_retry_attempts, s.db_retry_backoff_s, what=what)
 
 
 def claim(evaluation_ids: list[int], device: str) -> list[Claim]:
-    """Claim every still-queued evaluation of the payload in one conditional UPDATE; ids that are
-    not queued any more (a duplicate delivery) are skipped."""
-    if not evaluation_ids:
-        return []
-    now = utcnow()
-    with session_scope() as session:
-        claimed = session.execute(
-            update(Evaluation)
-            .where(Evaluation.id.in_(evaluation_ids), Evaluation.status == QUEUED)
-            .values(
-                status=RUNNING,
-                attempts=Evaluation.attempts + 1,
-                worker=worker_name(),
-                device=device,
-                started_at=now,
-                heartbeat_at=now,
-                progress={"phase": "starting"},
-                error=None,
-            )
-            .returning(
-                Evaluation.id,
-                Evaluation.attempts,
-                Evaluation.method,
-                Evaluation.dataset,
-                Evaluation.seed,
-                Evaluation.scope,
-                Evaluation.config,
-                Evaluation.architecture_id,
-            )
-            .execution_options(synchronize_session=False)
-        ).all()
-        arch_ids = {row.architecture_id for row in claimed}
-        archs = {
-            a.id: (a.space, a.canonical)
-            for a in session.execute(
-                select(Architecture.id, Architecture.space, Architecture.canonical).where(
-                    Architecture.id.in_(arch_ids)
-                )
-            )
-        }
-    skipped = set(evaluation_ids) - {row.id for row in claimed}
-    if skipped:
-        log.info("evaluations %s are not queued any more: duplicate delivery, skipped", sorted(skipped))
-    order = {eid: i for i, eid in enumerate(evaluation_ids)}
-    return sorted(
-        (
-            Claim(r.id, r.attempts, r.method, *archs[r.architecture_id], r.dataset, r.seed, r.scope, r.config)
-            for r in claimed
-        ),
-        key=lambda c: order[c.evaluation_id],
-    )
+    """Claim the still-queued evaluations of a message, retrying while the database is away; the
+    last error is raised (the task then leaves its message to be delivered again)."""
+
+    def once() -> list[Claim]:
+        with session_scope() as session:
+            return lifecycle.claim(session, evaluation_ids, device, owner_label(worker_name(), os.getpid()))
+
+    return list(_retrying(once, "claim"))
 
 
-def store_result(claim: Claim, result: Any) -> bool:
-    """Write a MethodResult if we still own the attempt. Returns whether it was written."""
-    return store_results([(claim, result)])[0]
+def store_results(pairs: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+    """Write results in one transaction, each only if we still own its attempt; retried while the
+    database is away (the heartbeat keeps the attempt alive meanwhile)."""
 
+    def once() -> list[bool]:
+        with session_scope() as session:
+            return lifecycle.complete(session, pairs)
 
-def store_results(pairs: list[tuple[Claim, Any]]) -> list[bool]:
-    """Write several results in one transaction, each only if we still own its attempt."""
-    written: list[bool] = []
-    now = utcnow()
-    with session_scope() as session:
-        for claim, result in pairs:
-            status = {"done": DONE, "unmet": UNMET, "rejected": REJECTED}[result.status]
-            ev = Evaluation()
-            ev.set_score(result.score)
-            reason = result.reason
-            if result.score is not None and not math.isfinite(result.score) and reason is None:
-                reason = "non-finite score"
-            ok = session.execute(
-                update(Evaluation)
-                .where(_owned(claim))
-                .values(
-                    status=status,
-                    score=ev.score,
-                    score_kind=ev.score_kind,
-                    finite=ev.finite,
-                    reason=reason,
-                    cost_s=result.cost_s,
-                    timings=_json_safe(result.timings),
-                    info=_json_safe(result.info),
-                    progress={"phase": "finished"},
-                    finished_at=now,
-                    heartbeat_at=now,
-                )
-            ).rowcount
-            if not ok:
-                log.warning(
-                    "evaluation %s attempt %s lost ownership; result discarded",
-                    claim.evaluation_id,
-                    claim.attempt,
-                )
-            written.append(bool(ok))
-    return written
+    return list(_retrying(once, "result write"))
 
 
 def store_failure(claim: Claim, exc: BaseException) -> None:
-    summary = f"{type(exc).__name__}: {exc}"[:2000]
-    detail = "".join(traceback.format_exception(exc))[-8000:]
-    with session_scope() as session:
-        session.execute(
-            update(Evaluation)
-            .where(_owned(claim))
-            .values(
-                status=FAILED,
-                error=summary,
-                info={"traceback": detail},  # for operators; the API shows only ``error``
-                finished_at=utcnow(),
-                progress={"phase": "failed"},
-            )
-        )
+    summary = f"{type(exc).__name__}: {exc}"
+    detail = "".join(traceback.format_exception(exc))
 
+    def once() -> bool:
+        with session_scope() as session:
+            return lifecycle.fail(session, claim, summary, detail)
 
-def _json_safe(value: Any) -> Any:
-    """JSON columns cannot hold NaN/inf: encode them as strings so nothing is silently lost."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _json_safe(value.item())
-    return value
+    _retrying(once, "failure write")
 
 
 class Heartbeat:
@@ -213,10 +109,8 @@ class Heartbeat:
             for eid, c in self.claims.items():
                 if eid in self.lost:
                     continue
-                values: dict[str, Any] = {"heartbeat_at": now}
-                if eid in pending:
-                    values["progress"] = _json_safe({**pending[eid], "updated_at": now.isoformat()})
-                if not session.execute(update(Evaluation).where(_owned(c)).values(**values)).rowcount:
+                progress = {**pending[eid], "updated_at": now.isoformat()} if eid in pending else None
+                if not lifecycle.heartbeat(session, c, now, progress):
                     self.lost.add(eid)
 
     def _loop(self) -> None:
@@ -257,13 +151,22 @@ class ServiceContext:
         now = time.monotonic()
         if self._budget_cache and now - self._budget_cache[0] < 1.0:  # at most one query per second
             return self._budget_cache[1]
-        with session_scope() as session:
-            row = session.execute(
-                select(Batch.fastest_stage1_s, Batch.options).where(Batch.id == self.claim.scope)
-            ).one_or_none()
         budget = None
-        if row is not None and row[0] is not None and row[1].get("ratio_to_fastest"):
-            budget = float(row[1]["ratio_to_fastest"]) * float(row[0])
+        with session_scope() as session:
+            if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
+                found = session.execute(
+                    select(Search.fastest_stage1_s, Search.ratio_to_fastest).where(
+                        Search.scope == self.claim.scope
+                    )
+                ).one_or_none()
+                if found is not None and found[0] is not None:
+                    budget = float(found[1]) * float(found[0])
+            else:
+                row = session.execute(
+                    select(Batch.fastest_stage1_s, Batch.options).where(Batch.id == self.claim.scope)
+                ).one_or_none()
+                if row is not None and row[0] is not None and row[1].get("ratio_to_fastest"):
+                    budget = float(row[1]["ratio_to_fastest"]) * float(row[0])
         self._budget_cache = (now, budget)
         return budget
 
@@ -271,12 +174,22 @@ class ServiceContext:
         if not self.claim.scope:
             return
         with session_scope() as session:
-            session.execute(
-                update(Batch)
-                .where(
-                    Batch.id == self.claim.scope,
-                    (Batch.fastest_stage1_s.is_(None)) | (Batch.fastest_stage1_s > seconds),
+            if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
+                session.execute(
+                    update(Search)
+                    .where(
+                        Search.scope == self.claim.scope,
+                        (Search.fastest_stage1_s.is_(None)) | (Search.fastest_stage1_s > seconds),
+                    )
+                    .values(fastest_stage1_s=seconds)
                 )
-                .values(fastest_stage1_s=seconds)
-            )
+            else:
+                session.execute(
+                    update(Batch)
+                    .where(
+                        Batch.id == self.claim.scope,
+                        (Batch.fastest_stage1_s.is_(None)) | (Batch.fastest_stage1_s > seconds),
+                    )
+                    .values(fastest_stage1_s=seconds)
+                )
         self._budget_cache = None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.exceptions import Reject
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy import update
 
-from app.db import session_scope
+from app.db import is_unavailable, session_scope
 from app.models import WorkerSeen, utcnow
 from app.services.maintenance import reap, sweep
 from app.services.sql import insert_ignore
@@ -29,7 +33,14 @@ def evaluate(self: Any, evaluation_ids: list[int]) -> None:
     if not isinstance(evaluation_ids, list) or not all(isinstance(i, int) for i in evaluation_ids):
         log.error("malformed task payload %r dropped", evaluation_ids)
         return
-    claims = claim(evaluation_ids, device_label(worker_device()))
+    try:
+        claims = claim(evaluation_ids, device_label(worker_device()))
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        # The database stayed away through every retry: put the message back instead of acking
+        # it, so the evaluations are not left queued without a message.
+        raise Reject(f"database unavailable at claim: {type(exc).__name__}", requeue=True) from exc
     if claims:
         run_claims(claims)
 
@@ -48,7 +59,7 @@ def _announce(device: str) -> None:
                     "queue": settings.queue,
                     "started_at": now,
                     "last_seen": now,
-                    "info": {},
+                    "info": {"pid": os.getpid()},
                 }
             ],
         )
@@ -57,32 +68,72 @@ def _announce(device: str) -> None:
         )
 
 
-def _maintenance_loop(device: str) -> None:
-    """Presence beacon + reaper + sweeper, every ``sweep_interval_s``."""
+class _DatabaseHealth:
+    """Since when this process has reached the database without a failure (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self.up_since: float | None = None
+
+    def ok(self) -> None:
+        if self.up_since is None:
+            self.up_since = time.monotonic()
+
+    def failed(self) -> None:
+        self.up_since = None
+
+    def up_for(self) -> float:
+        return 0.0 if self.up_since is None else time.monotonic() - self.up_since
+
+
+_health = _DatabaseHealth()
+
+
+def _beacon_loop(device: str) -> None:
+    """Presence beacon every ``worker_beacon_interval_s``: other workers' reapers treat a node whose
+    beacon stopped as dead. Its own thread, so a long reaper round cannot make it look dead."""
     settings = get_settings()
     while not _stop.is_set():
         try:
             _announce(device)
-            reap(settings)
-            sweep(settings)
-        except Exception:  # the database may be briefly away; try again next round
-            log.warning("maintenance round failed", exc_info=True)
+            _health.ok()
+        except Exception:
+            _health.failed()
+            log.warning("worker beacon failed", exc_info=True)
+        _stop.wait(settings.worker_beacon_interval_s)
+
+
+def _maintenance_loop() -> None:
+    """Reaper + sweeper every ``sweep_interval_s``."""
+    settings = get_settings()
+    while not _stop.is_set():
+        # Right after a database outage every beacon and heartbeat is old: wait until the live
+        # workers have had time to write theirs again before judging anyone dead.
+        if _health.up_for() >= settings.worker_dead_after_s:
+            try:
+                reap(settings, this_node=worker_name())
+                sweep(settings)
+            except Exception:  # the database may be briefly away; try again next round
+                _health.failed()
+                log.warning("maintenance round failed", exc_info=True)
         _stop.wait(settings.sweep_interval_s)
+
+
+@worker_init.connect
+def _on_init(**_: Any) -> None:
+    # Before the pool forks: every child inherits the node name its claims are recorded under.
+    os.environ.setdefault("FASTARCHRANK_WORKER_NAME", f"{socket.gethostname()}:{os.getpid()}")
 
 
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
-    import os
-
     # The parent process must not initialise CUDA (its children are forked from it): describe the
     # configured device here; each result records the device its child process really used.
     device = get_settings().device
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         device += f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
     log.info("fastarchrank worker %s ready on %s", worker_name(), device)
-    threading.Thread(
-        target=_maintenance_loop, args=(device,), name="fastarchrank-maintenance", daemon=True
-    ).start()
+    threading.Thread(target=_beacon_loop, args=(device,), name="fastarchrank-beacon", daemon=True).start()
+    threading.Thread(target=_maintenance_loop, name="fastarchrank-maintenance", daemon=True).start()
 
 
 @worker_process_init.connect

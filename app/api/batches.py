@@ -5,18 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy.exc import IntegrityError
 
 from app.api.conditional import conditional_model
 from app.api.deps import BatchId, MethodQuery, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
 from app.api.models import READ_ERRORS, problem_responses
-from app.db import session_scope
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_view
-from app.services.queue import enqueue
 from app.services.ranking_cache import etag_of, fingerprint, ground_truth_fingerprint, matches
-from app.services.submission import submit
+from app.services.submission import create
 
 # printable ASCII without spaces at the ends: keys are compared byte for byte and echoed in logs
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
@@ -51,21 +48,11 @@ def create_batch(
         ),
     ] = None,
 ) -> Any:
-    # The session is managed here (not by the dependency) because tasks may only be enqueued
-    # after the commit has succeeded.
-    try:
-        with session_scope() as session:
-            result = submit(session, body, settings, idempotency_key)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        # A concurrent request with the same key won the race: answer with its stored response.
-        with session_scope() as session:
-            result = submit(session, body, settings, idempotency_key)
+    # The submission manages its own transaction (retried on deadlocks); tasks are published
+    # only after the commit.
+    result = create(body, settings, idempotency_key)
     if result.replayed:
         response.status_code = 200
-    elif result.to_enqueue:
-        enqueue(result.to_enqueue)
     return result.response()
 
 

@@ -1,48 +1,135 @@
-"""Enqueueing evaluations (after commit) and reading the broker's queue depth. Torch-free."""
+"""The broker side of the service: the one Celery configuration (the worker builds its app from the
+same function), publishing evaluations by task name, and the broker's queue depth. Torch-free, and it
+does not import ``worker/``: the API only needs a producer.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import update
+from celery import Celery
 
 from app.db import session_scope
-from app.models import Evaluation, utcnow
+from app.lifecycle import mark_published
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+TASK_EVALUATE = "fastarchrank.evaluate"
 
-def enqueue(payloads: Iterable[list[int]]) -> int:
-    """Publish one task per payload and mark the evaluations as enqueued. Returns tasks sent.
 
-    Failures are logged, not raised: the batch is committed already and the sweeper re-enqueues
-    evaluations that were never published."""
-    from worker.celery_app import TASK_EVALUATE, celery_app
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the API's producer and the worker. Every setting says why."""
+    if settings.broker_visibility_timeout_s < settings.task_hard_time_limit_s:
+        # A message not acked within the visibility timeout is redelivered while its first
+        # delivery still runs; the claim would stop the duplicate, but the limit must be honest.
+        raise RuntimeError("broker_visibility_timeout_s must be >= task_hard_time_limit_s")
+    conf: dict[str, Any] = {
+        "broker_url": settings.effective_broker_url,
+        # Results live in the database; a result backend would only duplicate them.
+        "result_backend": None,
+        "task_ignore_result": True,
+        # Untrusted pickles from the broker could execute code; JSON is all we send.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        # Ack after the task ran: a worker killed mid-evaluation leaves its message to be redelivered.
+        "task_acks_late": True,
+        # A message whose worker process died is re-queued instead of being acked as failed.
+        "task_reject_on_worker_lost": True,
+        # Evaluations run for minutes to hours: never hoard messages another worker could run.
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_time_limit": settings.task_hard_time_limit_s,
+        # If the broker connection drops, a late-ack task would be redelivered elsewhere anyway.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_default_queue": settings.queue,
+        "task_routes": {TASK_EVALUATE: {"queue": settings.queue}},
+        "broker_connection_retry_on_startup": True,
+        # A request must not hang on a broker that is down: fail fast, the sweeper publishes later.
+        "broker_connection_timeout": 2.0,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        # Keep the worker's own logging; the service logs through the root logger.
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+    }
+    if settings.embedded_broker:
+        folder = settings.broker_dir
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        # The filesystem transport needs no server: producer and consumer share one folder.
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            # Broadcast (remote-control) messages would otherwise land in ./control of the cwd.
+            "control_folder": str(folder / "control"),
+            # The filesystem transport polls; its 1 s default would add up to a second per task.
+            "polling_interval": settings.broker_polling_interval_s,
+        }
+    else:
+        conf["broker_transport_options"] = {"visibility_timeout": settings.broker_visibility_timeout_s}
+    return conf
 
-    sent: list[int] = []
-    n = 0
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    app = Celery("fastarchrank")
+    app.conf.update(celery_config(settings or get_settings()))
+    return app
+
+
+@lru_cache
+def producer_app() -> Celery:
+    """The API's Celery app: same configuration as the worker's, no task code."""
+    return make_celery()
+
+
+@dataclass
+class Published:
+    tasks: int = 0
+    evaluation_ids: list[int] = field(default_factory=list)
+    failed_ids: list[int] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed_ids
+
+
+def publish(payloads: Iterable[list[int]]) -> Published:
+    """Send one task per payload. Never raises: a payload not sent is reported in ``failed_ids``
+    (the broker is down); its evaluations stay queued for the sweeper."""
+    app = producer_app()
+    out = Published()
+    todo = list(payloads)
     try:
-        with celery_app.producer_or_acquire() as producer:
-            for ids in payloads:
-                celery_app.send_task(TASK_EVALUATE, args=[ids], producer=producer)
-                sent.extend(ids)
-                n += 1
-    except Exception:  # broker down: the sweeper will retry; the client already has its batch id
-        log.exception("enqueue failed after %d tasks; the sweeper will re-enqueue the rest", n)
-    if sent:
-        mark_enqueued(sent)
-    return n
+        with app.producer_or_acquire() as producer:
+            for ids in todo:
+                app.send_task(TASK_EVALUATE, args=[ids], producer=producer)
+                out.evaluation_ids.extend(ids)
+                out.tasks += 1
+    except Exception:  # broker down: the client already has its batch id
+        log.exception(
+            "publishing failed after %d of %d tasks; the sweeper will publish the rest", out.tasks, len(todo)
+        )
+        out.failed_ids = [eid for ids in todo[out.tasks :] for eid in ids]
+    return out
 
 
-def mark_enqueued(ids: list[int]) -> None:
-    now = utcnow()
-    with session_scope() as session:
-        for i in range(0, len(ids), 500):
-            session.execute(
-                update(Evaluation).where(Evaluation.id.in_(ids[i : i + 500])).values(enqueued_at=now)
-            )
+def enqueue(payloads: Iterable[list[int]]) -> Published:
+    """Publish after the submission committed and record which evaluations have a message."""
+    out = publish(payloads)
+    if out.evaluation_ids:
+        try:
+            with session_scope() as session:
+                mark_published(session, out.evaluation_ids)
+        except Exception:  # they stay "never published": the sweeper sends a harmless duplicate
+            log.warning("could not record %d published evaluations", len(out.evaluation_ids), exc_info=True)
+    return out
 
 
 def queue_depth(settings: Settings | None = None) -> int | None:

@@ -11,36 +11,34 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.catalog.datasets import DATASETS, DatasetUnavailable, require_available
 from app.catalog.methods import ResolvedMethod, resolve
+from app.db import is_retryable_conflict, retrying, session_scope
 from app.errors import Conflict, InputError
 from app.genotypes import GenotypeError, ParsedArch, get_space
+from app.lifecycle import EvaluationSpec, link_or_reuse
 from app.models import (
-    FAILED,
-    LOST,
-    QUEUED,
     Architecture,
     Batch,
     BatchEvaluation,
     BatchItem,
     BatchMethod,
-    Evaluation,
     GroundTruth,
     IdempotencyRecord,
+    Search,
     utcnow,
 )
 from app.schemas import BatchCreate
-from app.services.sql import insert_ignore
+from app.services.sql import insert_ignore, insert_select, rows_source
 from app.settings import Settings, get_settings
-
-CHUNK = 500  # rows per multi-row statement: well under SQLite's bound-parameter limit
 
 
 @dataclass
@@ -63,10 +61,13 @@ class SubmissionResult:
     to_enqueue: list[list[int]]  # task payloads: lists of evaluation ids
     replayed: bool = False
     stored_response: dict[str, Any] | None = None
+    published: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     def response(self) -> dict[str, Any]:
         if self.stored_response is not None:
-            return self.stored_response
+            # The original counters, marked as a replay: summing replays must not count rows twice.
+            return {**self.stored_response, "replayed": True}
         return {
             "batch_id": self.batch_id,
             "evaluations": {"new": self.new, "reused": self.reused, "retried": self.retried},
@@ -75,11 +76,27 @@ class SubmissionResult:
             "methods": self.methods,
             "status_url": f"/v1/batches/{self.batch_id}",
             "ranking_url": f"/v1/batches/{self.batch_id}/ranking",
+            "published": self.published,
+            "warnings": list(self.warnings),
+            "replayed": False,
         }
 
 
+SEARCH_SCOPE_PREFIX = "search:"
+
+
+def search_scope(search_id: str, ratio: float) -> str:
+    """The evaluations.scope (32 characters) of a search's capped FEAR evaluations."""
+    digest = hashlib.sha256(f"{search_id}|{ratio!r}".encode()).hexdigest()
+    return SEARCH_SCOPE_PREFIX + digest[: 32 - len(SEARCH_SCOPE_PREFIX)]
+
+
 def request_hash(body: BatchCreate) -> str:
-    blob = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dumped = body.model_dump(mode="json")
+    if dumped["options"].get("search_id") is None:
+        # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
+        dumped["options"].pop("search_id", None)
+    blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -162,7 +179,12 @@ def plan_methods(body: BatchCreate, batch_id: str) -> list[PlannedMethod]:
         # A ratio-capped FEAR outcome depends on the other candidates of its batch, so such
         # evaluations are scoped to the batch instead of being shared across batches.
         capped = m.name == "fear" and body.options.ratio_to_fastest is not None
-        planned.append(PlannedMethod(alias, pos, resolved, batch_id if capped else ""))
+        scope = ""
+        if capped:
+            ratio = body.options.ratio_to_fastest
+            search = body.options.search_id
+            scope = search_scope(search, float(ratio)) if search and ratio is not None else batch_id
+        planned.append(PlannedMethod(alias, pos, resolved, scope))
     return planned
 
 
@@ -181,33 +203,55 @@ def check_dataset(body: BatchCreate, settings: Settings) -> None:
         ) from None
 
 
-def _chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
+def _register_search(session: Session, body: BatchCreate, planned: list[PlannedMethod]) -> None:
+    scopes = sorted({p.scope for p in planned if p.scope.startswith(SEARCH_SCOPE_PREFIX)})
+    if not scopes or body.options.search_id is None or body.options.ratio_to_fastest is None:
+        return
+    table: Table = Search.__table__  # type: ignore[assignment]
+    session.execute(
+        insert_ignore(session, table, ["scope"]),
+        [
+            {
+                "scope": s,
+                "search_id": body.options.search_id,
+                "ratio_to_fastest": body.options.ratio_to_fastest,
+                "created_at": utcnow(),
+            }
+            for s in scopes
+        ],
+    )
 
 
 def _upsert_architectures(session: Session, archs: dict[str, ParsedArch], space: str) -> dict[str, int]:
-    rows = [
-        {
-            "space": a.space,
-            "key": a.key,
-            "canonical": a.canonical,
-            "index": a.index,
-            "iso_key": a.iso_key,
-            "degenerate": a.degenerate,
-            "created_at": utcnow(),
-        }
-        for a in archs.values()
-    ]
+    """Insert-or-skip every architecture in one statement, then read the ids of those that existed.
+    Rows go in key order, so concurrent overlapping submissions lock them in one order (inserting
+    in request order let two requests deadlock on each other's keys)."""
+    if not archs:
+        return {}
+    keys = sorted(archs)
     table: Table = Architecture.__table__  # type: ignore[assignment]
-    for chunk in _chunks(rows):
-        session.execute(insert_ignore(session, table, ["space", "key"]), list(chunk))
-    ids: dict[str, int] = {}
-    keys = list(archs)
-    for chunk in _chunks(keys):
+    stmt = insert_select(
+        session,
+        table,
+        {
+            "key": (String(), keys),
+            "canonical": (Text(), [archs[k].canonical for k in keys]),
+            "index": (Integer(), [archs[k].index for k in keys]),
+            "iso_key": (String(), [archs[k].iso_key for k in keys]),
+            "degenerate": (Boolean(), [bool(archs[k].degenerate) for k in keys]),
+        },
+        {"space": (String(), space), "created_at": (DateTime(timezone=True), utcnow())},
+        conflict_cols=["space", "key"],
+    )
+    ids: dict[str, int] = {
+        key: arch_id for arch_id, key in session.execute(stmt.returning(Architecture.id, Architecture.key))
+    }
+    missing = [k for k in keys if k not in ids]
+    if missing:
+        (key_col,) = rows_source(session, [(String(), missing)])
         for arch_id, key in session.execute(
             select(Architecture.id, Architecture.key).where(
-                Architecture.space == space, Architecture.key.in_(chunk)
+                Architecture.space == space, Architecture.key.in_(select(key_col))
             )
         ):
             ids[key] = arch_id
@@ -268,26 +312,43 @@ def submit(
     session.add_all(method_rows)
     session.flush()
 
+    _register_search(session, body, planned)
     arch_ids = _upsert_architectures(session, unique, body.space)
-    session.add_all(
-        BatchItem(
-            batch_id=batch_id,
-            position=i,
-            architecture_id=arch_ids[arch.key],
-            label=item.label,
-            ground_truth=item.ground_truth,
+    item_archs = [arch_ids[arch.key] for arch in parsed]
+    session.execute(
+        insert_select(
+            session,
+            BatchItem.__table__,  # type: ignore[arg-type]
+            {
+                "position": (Integer(), list(range(len(parsed)))),
+                "architecture_id": (BigInteger(), item_archs),
+                "label": (String(), [item.label for item in body.items]),
+                "ground_truth": (Float(), [item.ground_truth for item in body.items]),
+            },
+            {"batch_id": (String(), batch_id)},
         )
-        for i, (item, arch) in enumerate(zip(body.items, parsed, strict=True))
     )
-    gt_set = body.options.ground_truth_set
     gt_rows: dict[int, float] = {}
-    for item, arch in zip(body.items, parsed, strict=True):
+    for item, arch_id in zip(body.items, item_archs, strict=True):
         if item.ground_truth is not None:
-            gt_rows[arch_ids[arch.key]] = item.ground_truth
-    session.add_all(
-        GroundTruth(batch_id=batch_id, set_name=gt_set, architecture_id=a, value=v)
-        for a, v in gt_rows.items()
-    )
+            gt_rows[arch_id] = item.ground_truth
+    if gt_rows:
+        gt_archs = sorted(gt_rows)
+        session.execute(
+            insert_select(
+                session,
+                GroundTruth.__table__,  # type: ignore[arg-type]
+                {
+                    "architecture_id": (BigInteger(), gt_archs),
+                    "value": (Float(), [gt_rows[a] for a in gt_archs]),
+                },
+                {
+                    "batch_id": (String(), batch_id),
+                    "set_name": (String(), body.options.ground_truth_set),
+                    "updated_at": (DateTime(timezone=True), now),
+                },
+            )
+        )
 
     new, reused, retried, to_enqueue = _link_evaluations(
         session, batch_id, body, planned, method_rows, arch_ids
@@ -330,84 +391,31 @@ def _link_evaluations(
     method_rows: list[BatchMethod],
     arch_ids: dict[str, int],
 ) -> tuple[int, int, int, list[list[int]]]:
-    table: Table = Evaluation.__table__  # type: ignore[assignment]
-    unique_cols = ["architecture_id", "dataset", "method", "config_hash", "seed", "scope"]
-    now = utcnow()
-    wanted: list[tuple[int, str, str, str, int, str]] = []
-    rows: list[dict[str, Any]] = []
-    for p in planned:
-        for arch_id in arch_ids.values():
-            ident = (arch_id, body.dataset, p.resolved.name, p.resolved.config_hash, body.seed, p.scope)
-            wanted.append(ident)
-            rows.append(
-                {
-                    **dict(zip(unique_cols, ident, strict=True)),
-                    "config": p.resolved.config,
-                    "status": QUEUED,
-                    "attempts": 0,
-                    "timings": {},
-                    "info": {},
-                    "progress": {},
-                    "created_at": now,
-                    "queued_at": now,
-                }
-            )
-    # Which of these exist already (reuse) — read before inserting so "new" is exact.
-    existing: dict[tuple, tuple[int, str]] = {}
-    key_cols = tuple_(*(getattr(Evaluation, c) for c in unique_cols))
-    for chunk in _chunks(wanted, 200):
-        for r in session.execute(
-            select(Evaluation.id, Evaluation.status, *(getattr(Evaluation, c) for c in unique_cols)).where(
-                key_cols.in_(list(chunk))
-            )
-        ):
-            existing[tuple(r[2:])] = (r[0], r[1])
-    fresh_rows = [row for ident, row in zip(wanted, rows, strict=True) if ident not in existing]
-    for chunk in _chunks(fresh_rows):
-        session.execute(insert_ignore(session, table, unique_cols), list(chunk))
-    ids: dict[tuple, tuple[int, str]] = dict(existing)
-    missing = [w for w in wanted if w not in ids]
-    for chunk in _chunks(missing, 200):
-        for r in session.execute(
-            select(Evaluation.id, Evaluation.status, *(getattr(Evaluation, c) for c in unique_cols)).where(
-                key_cols.in_(list(chunk))
-            )
-        ):
-            ids[tuple(r[2:])] = (r[0], r[1])
-
-    # Failed or lost evaluations are given another chance when someone asks for them again.
-    retry_ids = [eid for ident, (eid, status) in existing.items() if status in (FAILED, LOST)]
-    for chunk in _chunks(retry_ids):
-        session.execute(
-            update(Evaluation)
-            .where(Evaluation.id.in_(list(chunk)), Evaluation.status.in_([FAILED, LOST]))
-            .values(status=QUEUED, attempts=0, error=None, queued_at=now, worker=None)
+    specs = [
+        EvaluationSpec(p.resolved.name, p.resolved.config_hash, p.scope, p.resolved.config) for p in planned
+    ]
+    archs = sorted(set(arch_ids.values()))
+    linked = link_or_reuse(session, body.dataset, body.seed, specs, archs)
+    pairs = [(m.id, linked.ids[(pos, a)]) for pos, m in enumerate(method_rows) for a in archs]
+    session.execute(
+        insert_select(
+            session,
+            BatchEvaluation.__table__,  # type: ignore[arg-type]
+            {
+                "batch_method_id": (BigInteger(), [m for m, _ in pairs]),
+                "evaluation_id": (BigInteger(), [e for _, e in pairs]),
+            },
+            {"batch_id": (String(), batch_id)},
         )
-
-    links = []
-    alias_by_pos = {p.position: m for p, m in zip(planned, method_rows, strict=True)}
+    )
     family_by_eval: dict[int, str] = {}
     arch_by_eval: dict[int, int] = {}
-    for p in planned:
-        m = alias_by_pos[p.position]
-        for arch_id in arch_ids.values():
-            ident = (arch_id, body.dataset, p.resolved.name, p.resolved.config_hash, body.seed, p.scope)
-            eid = ids[ident][0]
-            links.append({"batch_id": batch_id, "batch_method_id": m.id, "evaluation_id": eid})
-            family_by_eval[eid] = p.resolved.family
-            arch_by_eval[eid] = arch_id
-    bt: Table = BatchEvaluation.__table__  # type: ignore[assignment]
-    for chunk in _chunks(links):
-        session.execute(
-            insert_ignore(session, bt, ["batch_id", "batch_method_id", "evaluation_id"]), list(chunk)
-        )
-
-    new_ids = [ids[w][0] for w in wanted if w not in existing]
-    new_ids = list(dict.fromkeys(new_ids))
-    to_run = new_ids + retry_ids
+    for (pos, a), eid in linked.ids.items():
+        family_by_eval[eid] = planned[pos].resolved.family
+        arch_by_eval[eid] = a
+    to_run = linked.new + linked.retried
     payloads = group_payloads(to_run, family_by_eval.__getitem__, arch_by_eval.__getitem__)
-    reused = len({ids[w][0] for w in wanted if w in existing}) - len(retry_ids)
-    return len(new_ids), reused, len(retry_ids), payloads
+    return len(linked.new), len(linked.reused), len(linked.retried), payloads
 
 
 def group_payloads(
@@ -445,3 +453,36 @@ def replay(record: IdempotencyRecord) -> SubmissionResult:
         replayed=True,
         stored_response=record.response,
     )
+
+
+BROKER_DOWN_WARNING = (
+    "the broker could not be reached: the batch is stored and its evaluations are queued; "
+    "they will be published automatically once the broker is back (within about {s:.0f} s of that)"
+)
+
+
+def create(body: BatchCreate, settings: Settings, idempotency_key: str | None = None) -> SubmissionResult:
+    """Submit in its own transaction, then publish. The transaction runs again (a bounded number of
+    times) after a deadlock or serialization failure, and once after a concurrent request with the
+    same Idempotency-Key won the race (this one then answers with that request's response)."""
+
+    def once() -> SubmissionResult:
+        with session_scope() as session:
+            return submit(session, body, settings, idempotency_key)
+
+    def retryable(exc: BaseException) -> bool:
+        return is_retryable_conflict(exc) or (idempotency_key is not None and isinstance(exc, IntegrityError))
+
+    result = retrying(
+        once, settings.submit_retry_attempts, 0.05, retry_if=retryable, what="submission transaction"
+    )
+    if not result.replayed and result.to_enqueue:
+        from app.services.queue import enqueue
+
+        out = enqueue(result.to_enqueue)
+        if not out.complete:
+            result.published = False
+            result.warnings.append(
+                BROKER_DOWN_WARNING.format(s=settings.requeue_after_s + settings.sweep_interval_s)
+            )
+    return result

@@ -15,11 +15,11 @@ from typing import Any, TypedDict
 import numpy as np
 from scipy import stats as scipy_stats
 
+from app.lifecycle import PENDING as PENDING_STATUSES
 from app.services.reports.ranking import score_is_usable
 
 DEFAULT_PERCENTS: tuple[float, ...] = (10, 20, 30, 40, 50, 100)
 MIN_PAIRS = 3  # below this a rank correlation says nothing (and scipy's p-values are undefined)
-PENDING_STATUSES = frozenset({"queued", "running"})
 
 
 class EvaluationRow(TypedDict):

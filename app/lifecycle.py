@@ -1,0 +1,494 @@
+"""The evaluation lifecycle: the only module that writes ``Evaluation.status`` and the fields that go
+with it (attempts, lease, heartbeat, owner, outcome). docs/lifecycle.md has the transition table.
+
+Every transition is one conditional UPDATE (or INSERT … ON CONFLICT DO NOTHING), so concurrent actors
+cannot both win: a duplicate delivery claims nothing, a superseded attempt writes nothing, two
+sweepers lease an evaluation once. Torch-free: the API and the worker both import it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    CursorResult,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Update,
+    and_,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from app.models import Architecture, Evaluation, utcnow
+from app.services.sql import MAX_PARAMS, chunks, constant, id_array, insert_ignore, rows_source
+from app.settings import Settings
+from app.status import OUTCOMES, PENDING, RETRYABLE, TERMINAL, EvaluationStatus
+
+__all__ = [
+    "OUTCOMES",
+    "PENDING",
+    "RETRYABLE",
+    "TERMINAL",
+    "Claim",
+    "EvaluationSpec",
+    "EvaluationStatus",
+    "Linked",
+    "Outcome",
+    "claim",
+    "complete",
+    "fail",
+    "heartbeat",
+    "lease_for_publish",
+    "link_or_reuse",
+    "mark_published",
+    "reap",
+    "release_lease",
+]
+
+log = logging.getLogger(__name__)
+Q = EvaluationStatus
+
+# --- API: link-or-reuse at submission ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """One method entry of a batch: everything of an evaluation's identity but the architecture."""
+
+    method: str
+    config_hash: str
+    scope: str
+    config: dict[str, Any]
+
+
+@dataclass
+class Linked:
+    """Evaluation ids per (spec position, architecture id), and what submission did to each."""
+
+    ids: dict[tuple[int, int], int] = field(default_factory=dict)
+    new: list[int] = field(default_factory=list)
+    reused: list[int] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+
+
+def _identity(spec: EvaluationSpec, dataset: str, seed: int) -> ColumnElement[bool]:
+    return and_(
+        Evaluation.dataset == dataset,
+        Evaluation.method == spec.method,
+        Evaluation.config_hash == spec.config_hash,
+        Evaluation.seed == seed,
+        Evaluation.scope == spec.scope,
+    )
+
+
+def _existing(
+    session: Session, spec: EvaluationSpec, dataset: str, seed: int, arch_ids: Sequence[int]
+) -> dict[int, tuple[int, str]]:
+    if not arch_ids:
+        return {}
+    found: dict[int, tuple[int, str]] = {}
+    for eid, arch, status in session.execute(
+        select(Evaluation.id, Evaluation.architecture_id, Evaluation.status).where(
+            _identity(spec, dataset, seed), Evaluation.architecture_id.in_(id_array(session, arch_ids))
+        )
+    ):
+        found[arch] = (eid, status)
+    return found
+
+
+def _insert_new(
+    session: Session, spec: EvaluationSpec, dataset: str, seed: int, arch_ids: Sequence[int], now: datetime
+) -> dict[int, int]:
+    """One ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` for all architectures of a method
+    entry: → queued. Returns architecture id → new evaluation id (rows a concurrent request
+    inserted first are not returned)."""
+    if not arch_ids:
+        return {}
+    table: Table = Evaluation.__table__  # type: ignore[assignment]
+    (arch,) = rows_source(session, [(BigInteger(), arch_ids)])
+    ts = DateTime(timezone=True)
+    values = {
+        "architecture_id": arch,
+        "dataset": constant(session, dataset, String()),
+        "method": constant(session, spec.method, String()),
+        "config_hash": constant(session, spec.config_hash, String()),
+        "seed": constant(session, seed, BigInteger()),
+        "scope": constant(session, spec.scope, String()),
+        "config": constant(session, spec.config, JSON()),
+        "status": constant(session, Q.QUEUED.value, String()),
+        "attempts": constant(session, 0, Integer()),
+        "timings": constant(session, {}, JSON()),
+        "info": constant(session, {}, JSON()),
+        "progress": constant(session, {}, JSON()),
+        "created_at": constant(session, now, ts),
+        "queued_at": constant(session, now, ts),
+    }
+    unique_cols = ["architecture_id", "dataset", "method", "config_hash", "seed", "scope"]
+    # ``WHERE true``: SQLite would otherwise read the ON CONFLICT clause as a join condition.
+    stmt = (
+        insert_ignore(session, table, unique_cols)
+        .from_select(list(values), select(*values.values()).where(true()))
+        .returning(Evaluation.id, Evaluation.architecture_id)
+    )
+    return {a: eid for eid, a in session.execute(stmt)}
+
+
+def link_or_reuse(
+    session: Session, dataset: str, seed: int, specs: Sequence[EvaluationSpec], arch_ids: Iterable[int]
+) -> Linked:
+    """→ queued for every identity not stored yet; failed/lost → queued (a retry, attempts reset);
+    anything else is reused as it is. Set-based: per method entry one lookup, one multi-row insert
+    (in chunks under the bind-parameter limit) and one update, in architecture-id order so that
+    concurrent overlapping submissions take row locks in the same order."""
+    ordered = sorted(set(arch_ids))
+    linked = Linked()
+    now = utcnow()
+    # Method entries in one canonical order too (row locks of two requests never cross).
+    for pos, spec in sorted(enumerate(specs), key=lambda x: (x[1].method, x[1].config_hash, x[1].scope)):
+        existing = _existing(session, spec, dataset, seed, ordered)
+        fresh = [a for a in ordered if a not in existing]
+        inserted = _insert_new(session, spec, dataset, seed, fresh, now)
+        # A concurrent submission inserted these between our lookup and our insert: reuse them.
+        raced = [a for a in fresh if a not in inserted]
+        if raced:
+            existing.update(_existing(session, spec, dataset, seed, raced))
+        retry = sorted(eid for eid, status in existing.values() if status in RETRYABLE)
+        for part in chunks(retry, MAX_PARAMS):
+            session.execute(
+                update(Evaluation)
+                .where(Evaluation.id.in_(list(part)), Evaluation.status.in_(list(RETRYABLE)))
+                .values(status=Q.QUEUED, attempts=0, error=None, queued_at=now, enqueued_at=None, worker=None)
+                .execution_options(synchronize_session=False)
+            )
+        retry_set = set(retry)
+        for arch in ordered:
+            if arch in inserted:
+                eid = inserted[arch]
+                linked.new.append(eid)
+            else:
+                eid = existing[arch][0]
+                (linked.retried if eid in retry_set else linked.reused).append(eid)
+            linked.ids[(pos, arch)] = eid
+    return linked
+
+
+# --- publishing (API after commit, sweeper, reaper) -------------------------------------------------
+
+
+def mark_published(session: Session, ids: Sequence[int], at: datetime | None = None) -> None:
+    """Record that a message for these queued evaluations was handed to the broker."""
+    at = at or utcnow()
+    for part in chunks(sorted(ids), MAX_PARAMS):
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id.in_(list(part)), Evaluation.status == Q.QUEUED)
+            .values(enqueued_at=at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@dataclass(frozen=True)
+class Leased:
+    evaluation_id: int
+    method: str
+    architecture_id: int
+
+
+def lease_for_publish(
+    session: Session, settings: Settings, limit: int, now: datetime, ids: Collection[int] = ()
+) -> list[Leased]:
+    """Take the publish lease (``enqueued_at = now``) of queued evaluations no live message will
+    deliver: never published (older than ``requeue_after_s``), or published longer than
+    ``publish_lease_s`` ago without being claimed — whatever the broker queue depth, so no message
+    lost to a broker or database outage strands its evaluation. ``ids`` are leased if never
+    published, at once (the reaper's re-queued evaluations). The conditions are re-checked by the
+    UPDATE itself, so two sweepers at once lease each evaluation once."""
+    never = and_(
+        Evaluation.enqueued_at.is_(None),
+        Evaluation.queued_at < now - timedelta(seconds=settings.requeue_after_s),
+    )
+    expired = Evaluation.enqueued_at < now - timedelta(seconds=settings.publish_lease_s)
+    due = or_(never, expired)
+    if ids:
+        due = or_(due, and_(Evaluation.enqueued_at.is_(None), Evaluation.id.in_(sorted(ids))))
+    candidates = session.scalars(
+        select(Evaluation.id).where(Evaluation.status == Q.QUEUED, due).order_by(Evaluation.id).limit(limit)
+    ).all()
+    if not candidates:
+        return []
+    rows = session.execute(
+        update(Evaluation)
+        .where(Evaluation.id.in_(list(candidates)), Evaluation.status == Q.QUEUED, due)
+        .values(enqueued_at=now)
+        .returning(Evaluation.id, Evaluation.method, Evaluation.architecture_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((Leased(r[0], r[1], r[2]) for r in rows), key=lambda x: x.evaluation_id)
+
+
+def release_lease(session: Session, ids: Sequence[int], lease: datetime) -> None:
+    """The publish failed: make the evaluations due again at the next sweep (unless someone else
+    leased or claimed them meanwhile)."""
+    for part in chunks(sorted(ids), MAX_PARAMS):
+        session.execute(
+            update(Evaluation)
+            .where(
+                Evaluation.id.in_(list(part)), Evaluation.status == Q.QUEUED, Evaluation.enqueued_at == lease
+            )
+            .values(enqueued_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# --- worker: claim, heartbeat, complete, fail --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt at one evaluation, owned by the worker that claimed it."""
+
+    evaluation_id: int
+    attempt: int
+    method: str
+    space: str
+    genotype: str
+    dataset: str
+    seed: int
+    scope: str
+    config: dict[str, Any]
+
+
+def _changed(session: Session, stmt: Update) -> int:
+    """Rows an UPDATE changed: 0 means its condition (the transition's precondition) did not hold."""
+    result = cast(CursorResult[Any], session.execute(stmt))
+    return result.rowcount
+
+
+def _owned(c: Claim) -> ColumnElement[bool]:
+    return and_(
+        Evaluation.id == c.evaluation_id,
+        Evaluation.status == Q.RUNNING,
+        Evaluation.attempts == c.attempt,
+    )
+
+
+def claim(session: Session, evaluation_ids: Sequence[int], device: str, owner: str) -> list[Claim]:
+    """queued → running for every still-queued id of a message, attempts + 1, in one conditional
+    UPDATE. Ids that are not queued (a duplicate delivery, or already finished) claim nothing."""
+    if not evaluation_ids:
+        return []
+    now = utcnow()
+    claimed = session.execute(
+        update(Evaluation)
+        .where(Evaluation.id.in_(sorted(set(evaluation_ids))), Evaluation.status == Q.QUEUED)
+        .values(
+            status=Q.RUNNING,
+            attempts=Evaluation.attempts + 1,
+            worker=owner,
+            device=device,
+            started_at=now,
+            heartbeat_at=now,
+            progress={"phase": "starting"},
+            error=None,
+        )
+        .returning(
+            Evaluation.id,
+            Evaluation.attempts,
+            Evaluation.method,
+            Evaluation.dataset,
+            Evaluation.seed,
+            Evaluation.scope,
+            Evaluation.config,
+            Evaluation.architecture_id,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    archs = {
+        a.id: (a.space, a.canonical)
+        for a in session.execute(
+            select(Architecture.id, Architecture.space, Architecture.canonical).where(
+                Architecture.id.in_({r.architecture_id for r in claimed})
+            )
+        )
+    }
+    skipped = set(evaluation_ids) - {r.id for r in claimed}
+    if skipped:
+        log.info("evaluations %s are not queued any more: duplicate delivery, skipped", sorted(skipped))
+    order = {eid: i for i, eid in enumerate(evaluation_ids)}
+    return sorted(
+        (
+            Claim(r.id, r.attempts, r.method, *archs[r.architecture_id], r.dataset, r.seed, r.scope, r.config)
+            for r in claimed
+        ),
+        key=lambda c: order[c.evaluation_id],
+    )
+
+
+def heartbeat(session: Session, c: Claim, now: datetime, progress: dict[str, Any] | None = None) -> bool:
+    """running → running: refresh liveness (and live progress). False = the attempt is not ours any
+    more (the reaper gave it to another attempt)."""
+    values: dict[str, Any] = {"heartbeat_at": now}
+    if progress is not None:
+        values["progress"] = json_safe(progress)
+    return _changed(session, update(Evaluation).where(_owned(c)).values(**values)) > 0
+
+
+class Outcome(Protocol):
+    """What a method returns (worker/methods/base.py MethodResult has these fields)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def cost_s(self) -> float | None: ...
+    @property
+    def timings(self) -> Mapping[str, Any]: ...
+    @property
+    def info(self) -> Mapping[str, Any]: ...
+
+
+def encode_score(value: float | None) -> tuple[float | None, str | None, bool | None]:
+    """(score, score_kind, finite): NaN cannot round-trip through SQLite, so the kind is recorded."""
+    if value is None:
+        return None, None, None
+    if math.isfinite(value):
+        return float(value), "finite", True
+    return None, "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"), False
+
+
+def complete(session: Session, pairs: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+    """running → done | unmet | rejected, each only if the attempt is still ours (a superseded
+    attempt's result is discarded). Returns which were written."""
+    now = utcnow()
+    written: list[bool] = []
+    for c, result in pairs:
+        status = Q(result.status)
+        if status not in OUTCOMES:
+            raise ValueError(f"complete() takes an outcome ({sorted(OUTCOMES)}), not {status!r}")
+        score, kind, finite = encode_score(result.score)
+        reason = result.reason
+        if result.score is not None and not finite and reason is None:
+            reason = "non-finite score"
+        ok = _changed(
+            session,
+            update(Evaluation)
+            .where(_owned(c))
+            .values(
+                status=status,
+                score=score,
+                score_kind=kind,
+                finite=finite,
+                reason=reason,
+                cost_s=result.cost_s,
+                timings=json_safe(result.timings),
+                info=json_safe(result.info),
+                progress={"phase": "finished"},
+                finished_at=now,
+                heartbeat_at=now,
+            ),
+        )
+        if not ok:
+            log.warning(
+                "evaluation %s attempt %s lost ownership; result discarded", c.evaluation_id, c.attempt
+            )
+        written.append(bool(ok))
+    return written
+
+
+def fail(session: Session, c: Claim, summary: str, detail: str) -> bool:
+    """running → failed: the method raised. ``detail`` (a traceback) is for operators only."""
+    return (
+        _changed(
+            session,
+            update(Evaluation)
+            .where(_owned(c))
+            .values(
+                status=Q.FAILED,
+                error=summary[:2000],
+                info={"traceback": detail[-8000:]},
+                finished_at=utcnow(),
+                progress={"phase": "failed"},
+            ),
+        )
+        > 0
+    )
+
+
+# --- reaper: requeue stale, mark lost ----------------------------------------------------------------
+
+
+@dataclass
+class Reaped:
+    requeued: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+
+
+def reap(session: Session, settings: Settings, now: datetime, dead_owners: Collection[str] = ()) -> Reaped:
+    """running → queued (attempts left) or → lost (none left) when the attempt's worker is gone: no
+    heartbeat for ``stale_after_s``, or its owner is known dead (``dead_owners``: owner labels whose
+    worker beacon stopped or whose process is gone)."""
+    gone = or_(
+        Evaluation.heartbeat_at.is_(None),
+        Evaluation.heartbeat_at < now - timedelta(seconds=settings.stale_after_s),
+    )
+    if dead_owners:
+        gone = or_(gone, Evaluation.worker.in_(sorted(dead_owners)))
+    requeued = session.scalars(
+        update(Evaluation)
+        .where(Evaluation.status == Q.RUNNING, gone, Evaluation.attempts < settings.max_attempts)
+        .values(status=Q.QUEUED, queued_at=now, enqueued_at=None, worker=None, progress={})
+        .returning(Evaluation.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    lost = session.scalars(
+        update(Evaluation)
+        .where(Evaluation.status == Q.RUNNING, gone, Evaluation.attempts >= settings.max_attempts)
+        .values(
+            status=Q.LOST,
+            finished_at=now,
+            error=f"its worker stopped {settings.max_attempts} times (no heartbeat for "
+            f"{settings.stale_after_s:.0f} s or the worker process died); resubmit to try again",
+        )
+        .returning(Evaluation.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return Reaped(list(requeued), list(lost))
+
+
+def running_owners(session: Session) -> list[str]:
+    """Owner labels of the running evaluations (for the reaper's liveness check)."""
+    return [
+        w
+        for w in session.scalars(select(Evaluation.worker).where(Evaluation.status == Q.RUNNING).distinct())
+        if w
+    ]
+
+
+def json_safe(value: Any) -> Any:
+    """JSON columns cannot hold NaN/inf: encode them as strings so nothing is silently lost."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return json_safe(value.item())
+    return value
