@@ -58,7 +58,7 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         .where(BatchEvaluation.batch_id == batch.id)
         .group_by(BatchEvaluation.batch_method_id, Evaluation.status)
     ).all()
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for mid, st, n in rows:
         per_method[alias_of[mid]][st] += n
         counts[st] += n
