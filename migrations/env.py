@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from app.db import make_engine
 import app.auth.models  # noqa: F401  (the api_keys table, for autogenerate)
+from app.db import make_engine
 from app.models import Base
 from app.settings import get_settings
 
