@@ -229,7 +229,10 @@ def same_seed_twice(device: torch.device, sizes: Sizes) -> dict[str, Any]:
         model = prepare_model(network(MEDIAN, sizes.network), device)
         data = learnable_data(device, sizes.parity_images, 16)
         result = train(
-            model, data, TrainOptions(epochs=1, batch_size=32, sgd=SgdConfig(lr=0.1), precision="fp32"), make_generator(0)
+            model,
+            data,
+            TrainOptions(epochs=1, batch_size=32, sgd=SgdConfig(lr=0.1), precision="fp32"),
+            make_generator(0),
         )
         runs.append([result.epochs[0].train_loss, result.epochs[0].train_acc])
     return {"runs": runs, "identical": runs[0] == runs[1], "abs_diff_loss": abs(runs[0][0] - runs[1][0])}
@@ -412,7 +415,9 @@ def fear_paper_cifar10(device: torch.device, sizes: Sizes, tar_path: Path | None
             train(
                 warm,
                 small,
-                TrainOptions(epochs=1, batch_size=batch, sgd=SgdConfig(lr=0.01), precision=config["precision"]),
+                TrainOptions(
+                    epochs=1, batch_size=batch, sgd=SgdConfig(lr=0.01), precision=config["precision"]
+                ),
                 make_generator(0),
             )
         sync(device)
