@@ -28,6 +28,7 @@ EXPECTED_OPERATIONS = {
     "listMethods",
     "listDatasets",
     "getHealth",
+    "listBatches",
 }
 
 

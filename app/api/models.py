@@ -216,10 +216,24 @@ class ArchitectureView(BaseModel):
 
 
 class ExportRow(Open):
+    """One (item, method) pair; every stored field of the evaluation (more keys than declared here)."""
+
+    item_position: int
+    label: str | None
+    ground_truth: float | None
     evaluation_id: int
     method: str
+    method_name: str
+    genotype: str
+    architecture_key: str
+    index: int | None
     status: str
     score: float | None
+    score_kind: str | None
+    finite: bool | None
+    reason: str | None
+    error: str | None
+    cost_s: float | None
     created_at: UtcDateTime | None
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
