@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from app.api.models import MethodEntry, MethodTiming, ProgressEntry, UtcDateTime
 from app.settings import get_settings
@@ -71,6 +71,19 @@ class BatchOptions(Strict):
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:@+-]+$",
         description="name under which the items' ground_truth values are stored",
+    )
+    composites: (
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")],
+            Annotated[str, StringConstraints(min_length=11, max_length=512)],
+        ]
+        | None
+    ) = Field(
+        None,
+        max_length=16,
+        description="named composite rankings: name → 'composite:<alias>+<alias>...' over this batch's "
+        "method aliases; usable as method=<name> in ranking, report, plots and export (computed on read)",
+        examples=[{"zc3": "composite:synflow+naswot+jacob_cov"}],
     )
 
 
@@ -259,7 +272,7 @@ class RankingItem(BaseModel):
     status: str
     reason: str | None = None
     cost_s: float | None
-    evaluation_id: int
+    evaluation_id: int | None = Field(description="null for a composite (computed on read, not stored)")
     architecture_key: str
     degenerate: bool
     ground_truth: float | None = None
@@ -276,3 +289,6 @@ class Ranking(BaseModel):
     total: int
     limit: int
     offset: int
+    composite: dict[str, Any] | None = Field(
+        None, description="for a composite: its measures and rules (missing, inf); null for a method"
+    )

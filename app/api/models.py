@@ -216,7 +216,7 @@ class ArchitectureView(BaseModel):
 
 
 class ExportRow(Open):
-    evaluation_id: int
+    evaluation_id: int | None  # null on a composite's rows (computed on read)
     method: str
     status: str
     score: float | None

@@ -29,8 +29,9 @@ from app.models import (
     GroundTruth,
     utcnow,
 )
-from app.services import batch_view
+from app.services import batch_view, composite_view
 from app.services.reports import DEFAULT_PERCENTS, build_report, score_is_usable
+from app.services.reports.composite import CompositeRules, is_composite
 from app.services.sql import insert_ignore
 
 MIN_ACCURACY, MAX_ACCURACY = 0.0, 100.0
@@ -111,8 +112,10 @@ def report(
     methods: list[str] | None,
     percents: tuple[float, ...],
     n_boot: int,
+    rules: CompositeRules = CompositeRules(),
 ) -> dict[str, Any]:
-    """One report over one or more batches that share a ground-truth set (rows are pooled per alias)."""
+    """One report over one or more batches that share a ground-truth set (rows are pooled per alias).
+    A method may be a composite (a spec, or a named composite of the batch), computed on read."""
     catalog = all_methods()
     rows_by_method: dict[str, list[dict[str, Any]]] = {}
     direction: dict[str, bool] = {}
@@ -126,21 +129,35 @@ def report(
             aliases = [m.alias for m in batch.methods]
             wanted = methods or [a for a in aliases if a != gt_alias]
             if methods:
-                wanted = [a for a in methods if a in aliases] if len(batches) > 1 else methods
+                here = set(aliases) | set(composite_view.named_composites(batch))
+                wanted = (
+                    [a for a in methods if a in here or is_composite(a)]
+                    if len(batches) > 1
+                    else list(methods)
+                )
+            if not methods:
+                wanted += [n for n in composite_view.named_composites(batch) if n not in aliases]
             for alias in wanted:
-                entry = batch_view.method_by_alias(batch, alias)
-                info = catalog.get(entry.name)
-                direction[alias] = info.higher_is_better if info else True
-                name_of.setdefault(alias, entry.name)
+                composite = composite_view.resolve_composite(batch, alias, rules, ("query", "method"))
+                if composite is not None:
+                    direction[alias] = composite.higher_is_better
+                    name_of.setdefault(alias, composite_view.COMPOSITE_METHOD_NAME)
+                    method_rows = composite_view.composite_rows(session, batch, composite)
+                else:
+                    entry = batch_view.method_by_alias(batch, alias)
+                    info = catalog.get(entry.name)
+                    direction[alias] = info.higher_is_better if info else True
+                    name_of.setdefault(alias, entry.name)
+                    method_rows = batch_view.method_rows(session, batch, entry)
                 rows_by_method.setdefault(alias, []).extend(
                     {
                         "key": r["key"],
                         "score": r["score"],
                         "finite": bool(r["finite"]),
-                        "status": r["status"],
+                        "status": "queued" if r["pending"] and r["status"] == "done" else r["status"],
                         "cost_s": r["cost_s"],
                     }
-                    for r in batch_view.method_rows(session, batch, entry)
+                    for r in method_rows
                 )
     if methods:
         for alias in methods:
@@ -190,16 +207,26 @@ class ScatterRows:
 
 
 def scatter_rows(
-    session: Session, batch: Batch, ground_truth: str | None, methods: list[str] | None
+    session: Session,
+    batch: Batch,
+    ground_truth: str | None,
+    methods: list[str] | None,
+    rules: CompositeRules = CompositeRules(),
 ) -> ScatterRows:
     name, truth, gt_alias = resolve_ground_truth(session, batch, ground_truth)
     aliases = methods or [m.alias for m in batch.methods if m.alias != gt_alias]
     rows_by_method: dict[str, list[dict[str, Any]]] = {}
     pending: dict[str, int] = {}
+    if not methods:
+        aliases += [n for n in composite_view.named_composites(batch) if n not in aliases]
     for alias in aliases:
-        entry = batch_view.method_by_alias(batch, alias)
+        composite = composite_view.resolve_composite(batch, alias, rules, ("query", "method"))
+        if composite is not None:
+            source = composite_view.composite_rows(session, batch, composite)
+        else:
+            source = batch_view.method_rows(session, batch, batch_view.method_by_alias(batch, alias))
         unique: dict[str, dict[str, Any]] = {}
-        for r in batch_view.method_rows(session, batch, entry):
+        for r in source:
             unique.setdefault(r["key"], r)
         rows = [
             {"key": r["key"], "score": r["score"] if score_is_usable(r) else None}
@@ -326,6 +353,49 @@ EXPORT_FIELDS = [
     "info",
     "config",
 ]
+
+
+def composite_export_rows(
+    session: Session, batch: Batch, extra: Sequence[str] = (), rules: CompositeRules = CompositeRules()
+) -> list[dict[str, Any]]:
+    """Export rows of the batch's named composites and of the ``extra`` specs, one per item each:
+    score = mean rank (lower is better), ``info`` = per-measure ranks and imputed measures, ``config``
+    = the spec and rules (nothing stored: ``evaluation_id`` and ``config_hash`` are null)."""
+    named = composite_view.named_composites(batch)
+    wanted = list(named) + [e for e in extra if e not in named]
+    gt = batch_view.ground_truth_map(session, batch, batch.options.get("ground_truth_set", "client"))
+    out = []
+    for name in dict.fromkeys(wanted):
+        composite = composite_view.resolve_composite(batch, name, rules, ("query", "composite"))
+        if composite is None:
+            raise InputError(
+                ["query", "composite"],
+                f"{name!r} is no composite; write composite:<alias>+<alias>... over "
+                f"{[m.alias for m in batch.methods]}",
+            )
+        for r in composite_view.composite_rows(session, batch, composite):
+            row = batch_view.public(r)
+            out.append(
+                {
+                    **{k: row.get(k) for k in EXPORT_FIELDS},
+                    "batch_id": batch.id,
+                    "ground_truth": gt.get(r["key"]),
+                    "method": composite.alias,
+                    "method_name": composite_view.COMPOSITE_METHOD_NAME,
+                    "preset": None,
+                    "space": batch.space,
+                    "dataset": batch.dataset,
+                    "score_kind": "finite" if r["score"] is not None else None,
+                    "reason": r["composite_reason"],
+                    "info": {"measure_ranks": r["measure_ranks"], "imputed": r["imputed"]},
+                    "config": {
+                        "spec": composite.spec.name,
+                        "missing": composite.rules.missing.value,
+                        "inf": composite.rules.infinite.value,
+                    },
+                }
+            )
+    return out
 
 
 def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:

@@ -96,6 +96,9 @@ def request_hash(body: BatchCreate) -> str:
     if dumped["options"].get("search_id") is None:
         # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
         dumped["options"].pop("search_id", None)
+    for later_option in ("composites",):  # options added later: absent keeps old bodies' hashes
+        if dumped["options"].get(later_option) is None:
+            dumped["options"].pop(later_option, None)
     blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -185,7 +188,32 @@ def plan_methods(body: BatchCreate, batch_id: str) -> list[PlannedMethod]:
             search = body.options.search_id
             scope = search_scope(search, float(ratio)) if search and ratio is not None else batch_id
         planned.append(PlannedMethod(alias, pos, resolved, scope))
+    check_composites(body, [p.alias for p in planned])
     return planned
+
+
+def check_composites(body: BatchCreate, aliases: list[str]) -> None:
+    """Every named composite names only this batch's method aliases, and no name shadows an alias."""
+    from app.services.reports.composite import CompositeSpecError, parse_composite_spec
+
+    errors: list[dict[str, Any]] = []
+    for name, spec in (body.options.composites or {}).items():
+        loc = ["body", "options", "composites", name]
+        if name in aliases:
+            errors.append(
+                {
+                    "loc": loc,
+                    "msg": f"composite name {name!r} is already a method alias; rename it",
+                    "type": "value_error",
+                }
+            )
+            continue
+        try:
+            parse_composite_spec(spec, available=aliases)
+        except CompositeSpecError as exc:
+            errors.append({"loc": loc, "msg": exc.message, "type": "value_error"})
+    if errors:
+        raise InputError.many(errors)
 
 
 def check_dataset(body: BatchCreate, settings: Settings) -> None:
