@@ -71,11 +71,16 @@ def test_composite_rules_from_query(client, scored_batch: str) -> None:  # type:
     assert by_label["a3"]["rank"] is None and "naswot" in by_label["a3"]["reason"]
     assert by_label["a4"]["rank"] is None and "synflow" in by_label["a4"]["reason"]
     assert [i["label"] for i in excluded["items"]][3:] == ["a3", "a4"]  # unranked listed after ranked
-    # +inf unusable: synflow now has a2 and a4 missing, both at worst rank 3 + (2 + 1)/2 = 4.5
-    unusable = _ranking(client, scored_batch, method="composite:synflow", composite_inf="unusable")
-    by_label = {i["label"]: i for i in unusable["items"]}
-    assert by_label["a2"]["score"] == 4.5 and by_label["a4"]["score"] == 4.5
-    assert by_label["a0"]["rank"] == 1.0
+    # +inf unusable: synflow a0 1, a1 2, a3 3, a2 & a4 missing at 3 + (2 + 1)/2 = 4.5;
+    #   with jacob_cov (a4 1, a0 & a1 2.5, a3 4, a2 5): a0 1.75, a1 2.25, a2 4.75, a3 3.5, a4 2.75
+    unusable = _ranking(client, scored_batch, method="composite:synflow+jacob_cov", composite_inf="unusable")
+    scores = {i["label"]: i["score"] for i in unusable["items"]}
+    assert scores == {"a0": 1.75, "a1": 2.25, "a2": 4.75, "a3": 3.5, "a4": 2.75}
+    # one measure alone: an architecture with no usable value in it has nothing to be ranked by
+    alone = _ranking(client, scored_batch, method="composite:synflow", composite_inf="unusable")
+    by_label = {i["label"]: i for i in alone["items"]}
+    assert by_label["a2"]["rank"] is None and "no usable score" in by_label["a2"]["reason"]
+    assert by_label["a0"]["rank"] == 1.0 and by_label["a3"]["rank"] == 3.0
 
 
 def test_unescaped_plus_in_the_query_string_works(client, scored_batch: str) -> None:  # type: ignore[no-untyped-def]
@@ -179,7 +184,7 @@ def test_composite_end_to_end_with_a_real_worker(client, worker) -> None:  # typ
             "methods": [
                 {"name": "params"},
                 {"name": "flops"},
-                {"name": "synflow", **ZC},
+                {"name": "synflow", "preset": "tiny"},
                 {"name": "naswot", **ZC},
                 {"name": "jacob_cov", **ZC},
             ],
