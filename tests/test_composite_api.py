@@ -164,7 +164,9 @@ def test_named_composite_is_validated_and_usable(client, db_session) -> None:  #
     )
     assert shadow.status_code == 422 and "already a method alias" in shadow.json()["errors"][0]["msg"]
 
-    batch_id = _batch_with_scores(client, db_session, 912, {"params": [1.0, 2.0], "flops": [2.0, 1.0]}, [1, 2])
+    batch_id = _batch_with_scores(
+        client, db_session, 912, {"params": [1.0, 2.0], "flops": [2.0, 1.0]}, [1, 2]
+    )
     # no named composite in that batch: the unknown name lists what there is
     resp = client.get(f"/v1/batches/{batch_id}/ranking", params={"method": "pf"})
     assert resp.status_code == 422 and "params" in resp.json()["errors"][0]["msg"]
@@ -206,14 +208,18 @@ def test_composite_end_to_end_with_a_real_worker(client, worker) -> None:  # typ
     named = _ranking(client, batch_id, method="zc3")
     assert named["method"] == "zc3" and named["partial"] is False
     spec = _ranking(client, batch_id, method=SPEC)
-    assert [(i["label"], i["score"]) for i in named["items"]] == [(i["label"], i["score"]) for i in spec["items"]]
+    assert [(i["label"], i["score"]) for i in named["items"]] == [
+        (i["label"], i["score"]) for i in spec["items"]
+    ]
     labels = ["all3x3", "idx1", "allnone", "idx77"]
     # recompute from the members' stored scores (through the pure module) and compare
     from app.services.reports.composite import Direction, MeasureScores, composite_ranks
 
     def value(item):  # type: ignore[no-untyped-def]
-        return item["score"] if item["score"] is not None else {"nan": NAN, "inf": INF, "-inf": -INF}.get(
-            item["score_repr"]
+        return (
+            item["score"]
+            if item["score"] is not None
+            else {"nan": NAN, "inf": INF, "-inf": -INF}.get(item["score_repr"])
         )
 
     expected = composite_ranks(
@@ -235,7 +241,13 @@ def test_composite_end_to_end_with_a_real_worker(client, worker) -> None:  # typ
     assert report.status_code == 422
     client.put(
         f"/v1/batches/{batch_id}/ground_truth/gt",
-        json={"items": [{"label": lab, "value": v} for lab, v in zip(labels, [93.0, 89.0, 10.0, 85.0])]},
+        json={
+            "items": [
+                {"label": lab, "value": v} for lab, v in zip(labels, [93.0, 89.0, 10.0, 85.0], strict=True)
+            ]
+        },
     )
-    report = client.get(f"/v1/batches/{batch_id}/report", params={"ground_truth": "gt", "bootstrap": 0}).json()
+    report = client.get(
+        f"/v1/batches/{batch_id}/report", params={"ground_truth": "gt", "bootstrap": 0}
+    ).json()
     assert "zc3" in report["methods"] and report["methods"]["zc3"]["n_used"] == 4
