@@ -49,6 +49,33 @@ class MethodRequest(Strict):
     )
 
 
+class FunnelOption(Strict):
+    measure: str = Field(
+        ...,
+        min_length=1,
+        max_length=512,
+        description="what ranks the candidates in the cheap stage: one of this batch's method aliases, a "
+        "named composite, or composite:<alias>+<alias>...",
+        examples=["params", "composite:synflow+naswot+jacob_cov"],
+    )
+    keep_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="keep the top ceil(fraction x candidates) by the measure"
+    )
+    keep: int | None = Field(None, ge=1, le=MAX_ITEMS, description="keep the top N by the measure")
+    then: list[MethodRequest] = Field(
+        ...,
+        min_length=1,
+        max_length=4,
+        description="the expensive method entries, run only on the kept candidates once the cheap stage ends",
+    )
+
+    @model_validator(mode="after")
+    def _one_keep(self) -> FunnelOption:
+        if (self.keep_fraction is None) == (self.keep is None):
+            raise ValueError("give exactly one of 'keep_fraction' (e.g. 0.25) or 'keep' (a count)")
+        return self
+
+
 class BatchOptions(Strict):
     ratio_to_fastest: float | None = Field(
         None,
@@ -84,6 +111,11 @@ class BatchOptions(Strict):
         description="named composite rankings: name → 'composite:<alias>+<alias>...' over this batch's "
         "method aliases; usable as method=<name> in ranking, report, plots and export (computed on read)",
         examples=[{"zc3": "composite:synflow+naswot+jacob_cov"}],
+    )
+    funnel: FunnelOption | None = Field(
+        None,
+        description="run the batch's methods (the cheap stage) on every item, keep the top by 'measure', "
+        "then run the 'then' methods on the kept items only (docs/reports.md, Funnel)",
     )
 
 

@@ -286,6 +286,9 @@ class Report(BaseModel):
     methods: dict[str, MethodReport]
     matrix: dict[str, dict[str, float | None]]
     costs: dict[str, CostEntry]
+    funnel: dict[str, Any] | None = Field(
+        None, description="funnel batches: kept items, cost spent and saved, top-% vs a reference batch"
+    )
 
 
 MARKDOWN_OR_JSON: dict[int | str, dict[str, Any]] = {

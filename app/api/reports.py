@@ -178,12 +178,29 @@ def get_report(
     format: FormatQuery = "json",
     composite_missing: CompositeMissingQuery = None,
     composite_inf: CompositeInfQuery = None,
+    reference_batch: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="funnel batches: a batch that ran the expensive method on every candidate; the "
+            "report's funnel section then has the top-% table of the funnel against it",
+        ),
+    ] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     batch = batch_view.get_batch(session, batch_id)
     rules = composite_view.rules_from_query(composite_missing, composite_inf)
+    reference = batch_view.get_batch(session, reference_batch) if reference_batch else None
     result = report_view.report(
-        session, [batch], ground_truth, method, report_view.parse_percents(percents), bootstrap, rules
+        session,
+        [batch],
+        ground_truth,
+        method,
+        report_view.parse_percents(percents),
+        bootstrap,
+        rules,
+        reference,
     )
     return _respond(result, format, if_none_match)
 

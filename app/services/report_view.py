@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +113,7 @@ def report(
     percents: tuple[float, ...],
     n_boot: int,
     rules: CompositeRules = CompositeRules(),
+    reference_batch: Batch | None = None,
 ) -> dict[str, Any]:
     """One report over one or more batches that share a ground-truth set (rows are pooled per alias).
     A method may be a composite (a spec, or a named composite of the batch), computed on read."""
@@ -154,7 +155,7 @@ def report(
                         "key": r["key"],
                         "score": r["score"],
                         "finite": bool(r["finite"]),
-                        "status": "queued" if r["pending"] and r["status"] == "done" else r["status"],
+                        "status": "queued" if r["pending"] and r["status"] not in PENDING else r["status"],
                         "cost_s": r["cost_s"],
                     }
                     for r in method_rows
@@ -175,11 +176,96 @@ def report(
         ground_truth_name=gt_name,
     )
     n_pending = sum(1 for rows in rows_by_method.values() for r in rows if r["status"] in PENDING)
+    if len(batches) == 1:
+        result["funnel"] = funnel_summary(session, batches[0], reference_batch, percents)
     result["partial"] = n_pending > 0
     result["n_pending"] = n_pending
     result["batch_ids"] = [b.id for b in batches]
     result["generated_at"] = utcnow()
     return result
+
+
+def _usable_scores(rows: Sequence[dict[str, Any]], higher: bool) -> dict[Hashable, float | None]:
+    """Key → score oriented so that higher is better, usable rows only (first row of a key wins)."""
+    out: dict[Hashable, float | None] = {}
+    for r in rows:
+        if score_is_usable(r):
+            out.setdefault(r["key"], float(r["score"]) if higher else -float(r["score"]))
+    return out
+
+
+def _cheap_rows(session: Session, batch: Batch, measure: str) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every method the funnel's measure rests on (the composite's members, or the one)."""
+    composite = composite_view.resolve_composite(batch, measure, CompositeRules(), ("query", "method"))
+    entries = composite.members if composite is not None else (batch_view.method_by_alias(batch, measure),)
+    return {m.alias: batch_view.method_rows(session, batch, m) for m in entries}
+
+
+def funnel_summary(
+    session: Session, batch: Batch, reference: Batch | None, percents: Sequence[float]
+) -> dict[str, Any] | None:
+    """What a funnel batch spent and saved per expensive method, and, given a reference batch that ran
+    the expensive method on every candidate, the top-% table (common, spe) of the funnel against it."""
+    from app.services import funnel
+    from app.services.reports.stats import top_percent_table
+
+    stage = funnel.stage_of(batch)
+    if stage is None:
+        return None
+    catalog = all_methods()
+    cheap = _cheap_rows(session, batch, stage.measure)
+    n = stage.n_candidates or len({arch.key for _, arch in batch_view.batch_items(session, batch)})
+    out: dict[str, Any] = {
+        "measure": stage.measure,
+        "rule": stage.describe(),
+        "advanced": stage.advanced,
+        "n_candidates": n,
+        "n_kept": len(stage.kept),
+        "kept": list(stage.kept),
+        "methods": {},
+    }
+    for entry in [m for m in batch.methods if m.alias in stage.methods]:
+        info = catalog.get(entry.name)
+        higher = info.higher_is_better if info else True
+        rows = batch_view.method_rows(session, batch, entry)
+        spent = funnel.costs(cheap, rows, n)
+        total = spent.cheap_s + spent.expensive_s
+        estimate = spent.estimated_all_s
+        summary: dict[str, Any] = {
+            "n_filtered": sum(1 for r in rows if r["status"] == funnel.FILTERED),
+            "cheap_cost_s": spent.cheap_s,
+            "expensive_cost_s": spent.expensive_s,
+            "funnel_cost_s": total,
+            "expensive_mean_s": spent.expensive_mean_s,
+            "estimated_expensive_all_s": estimate,
+            "saved_s": None if estimate is None else estimate - total,
+            "cost_ratio": None if not estimate else total / estimate,
+            "vs_reference": None,
+        }
+        if reference is not None:
+            ref = next((m for m in reference.methods if m.alias == entry.alias), None) or next(
+                (m for m in reference.methods if m.name == entry.name), None
+            )
+            if ref is None:
+                raise InputError(
+                    ["query", "reference_batch"],
+                    f"batch {reference.id!r} did not run {entry.name!r}; the reference batch runs the "
+                    "expensive method on every candidate",
+                )
+            truth = _usable_scores(batch_view.method_rows(session, reference, ref), higher)
+            summary["vs_reference"] = {
+                "batch_id": reference.id,
+                "method": ref.alias,
+                "n_reference": len(truth),
+                "top_percent": top_percent_table(
+                    truth,
+                    _usable_scores(rows, higher),
+                    {r["key"]: r["cost_s"] for r in rows if r["evaluation_id"] is not None},
+                    percents,
+                ),
+            }
+        out["methods"][entry.alias] = summary
+    return out
 
 
 @contextmanager
@@ -412,7 +498,10 @@ def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:
     out = []
     for item, arch in batch_view.batch_items(session, batch):
         for mid, m in methods.items():
-            ev = evs[(mid, arch.id)]
+            found = evs.get((mid, arch.id))
+            if found is None:  # a funnel's expensive entry: not kept, or its stage not started
+                continue
+            ev = found
             row = batch_view.public(batch_view.evaluation_row(ev, arch, item))
             out.append(
                 {

@@ -338,6 +338,7 @@ def _status_counts(rows: Sequence[EvaluationRow]) -> dict[str, int]:
         "n_failed": 0,
         "n_lost": 0,
         "n_pending": 0,
+        "n_filtered": 0,  # not kept by a funnel: the method never ran on it
         "n_other": 0,
     }
     for row in rows:
