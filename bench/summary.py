@@ -198,12 +198,15 @@ def correlation_lines(
     deltas: Mapping[str, Mapping[str, Any]],
     presets: Mapping[str, str | None],
     reference: str,
+    title: str = "## Ranking quality (the seed's table)",
 ) -> list[str]:
     costs = report.get("costs", {})
+    gt_name = report.get("ground_truth", {}).get("name")
     lines = [
-        "## Ranking quality (the seed's table)",
+        title,
         "",
-        "Spearman ρ and Kendall τ against the ground truth; 95% percentile bootstrap CI of ρ; "
+        f"Ground truth of this table: `{gt_name}`. " if gt_name else "",
+        "Spearman ρ and Kendall τ against that ground truth; 95% percentile bootstrap CI of ρ; "
         "Δρ = ρ(method) − "
         f"ρ({reference}) with a paired bootstrap CI over the same architectures (an interval that excludes 0 "
         "means the difference is real at this n). Undefined values (constant scores, < 3 usable pairs) "
@@ -389,3 +392,33 @@ def _epoch_group_lines(
             f"{np.mean(list(scores.values())):.4f} | {_num(r['rho'], 2)} |"
         )
     return [*lines, ""]
+
+
+def published_lines(
+    report: Mapping[str, Any],
+    deltas: Mapping[str, Mapping[str, Any]],
+    presets: Mapping[str, str | None],
+    reference: str,
+    sanity: Mapping[str, Any],
+    name: str,
+    in_service: str,
+) -> list[str]:
+    """The section of every method against a published ground truth, beside the in-service one."""
+    lines = [
+        f"## Against the published ground truth `{name}`",
+        "",
+        f"The tables above use the in-service ground truth `{in_service}`; this section uses the published "
+        f"accuracies `{name}` uploaded to the batch (PUT /v1/batches/{{id}}/ground_truth/{name}). "
+        f"`{in_service.removeprefix('method:')}` itself appears here as a method.",
+        "",
+    ]
+    sane = sanity_lines(sanity, name)
+    lines += [line.replace("## Ground-truth sanity", f"### Sanity of `{name}`") for line in sane]
+    lines += correlation_lines(
+        report, deltas, presets, reference, title=f"### Ranking quality against `{name}`"
+    )
+    lines += [
+        line.replace("## Top-% table for", "### Top-% table against the published ground truth for")
+        for line in top_percent_lines(report, reference)
+    ]
+    return lines
