@@ -194,11 +194,19 @@ def fetch_published(
     return report  # type: ignore[no-any-return]
 
 
+def fetch_funnel(client: ServiceClient, batch_id: str, out_dir: Path, ground_truth: str) -> dict[str, Any]:
+    """A funnel batch's report with the batch itself as the reference (its methods ran on everything)."""
+    report = client.get_json(
+        f"/v1/batches/{batch_id}/report", ground_truth=ground_truth, reference_batch=batch_id
+    )
+    (out_dir / "report_funnel.json").write_text(json.dumps(report, indent=2))
+    return report  # type: ignore[no-any-return]
+
+
 def fetch_outputs(
-    client: ServiceClient, batch_id: str, out_dir: Path
+    client: ServiceClient, batch_id: str, out_dir: Path, ground_truth: str = f"method:{GROUND_TRUTH_ALIAS}"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write every API output of the batch into ``out_dir``; return (report, export)."""
-    ground_truth = f"method:{GROUND_TRUTH_ALIAS}"
     report = client.report(batch_id, ground_truth=ground_truth)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     (out_dir / "report.md").write_text(client.report(batch_id, ground_truth=ground_truth, fmt="markdown"))
@@ -221,10 +229,17 @@ def build_summary(
     export: dict[str, Any],
     num_classes: int,
     published: tuple[PublishedGroundTruth, dict[str, Any]] | None = None,
+    funnel_report: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """summary.md's text and the sanity verdict (``published``: the file and the report against it)."""
     rows = export["rows"]
-    truth = summary.ground_truth_percent(rows, GROUND_TRUTH_ALIAS)
+    in_service = experiment.include_full or published is None
+    truth = (
+        summary.ground_truth_percent(rows, GROUND_TRUTH_ALIAS)
+        if in_service
+        else published_truth(rows, published[0])  # type: ignore[index]
+    )
+    gt_label = f"method:{GROUND_TRUTH_ALIAS}" if in_service else published[0].name  # type: ignore[index]
     sanity = summary.ground_truth_sanity(list(truth.values()), num_classes)
     scores = summary.scores_by_method(rows)
     oriented = {
@@ -266,16 +281,17 @@ def build_summary(
     ]
     if experiment.notes:
         lines += [f"Note: {experiment.notes}", ""]
-    lines += summary.sanity_lines(sanity, f"method:{GROUND_TRUTH_ALIAS}")
+    lines += summary.sanity_lines(sanity, gt_label)
     lines += summary.failure_lines(rows)
     lines += summary.correlation_lines(report, deltas, presets, reference)
     lines += summary.stage1_lines(rows, truth, reference)
     lines += summary.top_percent_lines(report, reference)
-    lines += summary.cost_lines(
-        report, summary.ground_truth_cost(rows, GROUND_TRUTH_ALIAS, reference_mean), reference
-    )
+    gt_cost = summary.ground_truth_cost(rows, GROUND_TRUTH_ALIAS, reference_mean) if in_service else {}
+    lines += summary.cost_lines(report, gt_cost, reference)
+    if report.get("funnel"):
+        lines += summary.funnel_lines(funnel_report or report)
     verdict: dict[str, Any] = {"sanity": sanity, "deltas": deltas}
-    if published is not None:
+    if published is not None and in_service:
         gt_file, pub_report = published
         pub_truth = published_truth(rows, gt_file)
         pub_sanity = summary.ground_truth_sanity(list(pub_truth.values()), num_classes)
@@ -366,6 +382,11 @@ def run_experiment(
     ground_truth: PublishedGroundTruth | None = None,
 ) -> dict[str, Any]:
     """Run one experiment end to end; returns run.json's content (plus the sanity verdict)."""
+    if not experiment.include_full and ground_truth is None:
+        raise ValueError(
+            f"{experiment.name} runs no in-service ground truth (no 'full'); pass the published one: "
+            f"{experiment.ground_truth_hint or '--ground-truth-file FILE --ground-truth-column COLUMN'}"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     arch_ids = experiment.architectures(n_archs, seed)
@@ -433,15 +454,17 @@ def run_experiment(
         status = client.wait(batch_id, timeout_s=timeout_s, progress=True)
         run["batch_wall_s"] = time.monotonic() - batch_start
         run["counts"] = {k: v for k, v in status["counts"].items() if v}
-        report, export = fetch_outputs(client, batch_id, out_dir)
+        main_truth = f"method:{GROUND_TRUTH_ALIAS}" if experiment.include_full else ground_truth.name  # type: ignore[union-attr]
+        report, export = fetch_outputs(client, batch_id, out_dir, main_truth)
         published = None
         if ground_truth is not None:
             published = (ground_truth, fetch_published(client, batch_id, out_dir, ground_truth))
+        funnel_report = fetch_funnel(client, batch_id, out_dir, main_truth) if experiment.funnel else None
         run["batch_service_wall_s"] = service_wall_s(status, export["rows"])
     run["total_wall_s"] = time.monotonic() - started
     run["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text, verdict = build_summary(
-        experiment, run, report, export, int(dataset_info["num_classes"]), published
+        experiment, run, report, export, int(dataset_info["num_classes"]), published, funnel_report
     )
     (out_dir / "summary.md").write_text(text)
     run["ground_truth_sanity"] = verdict["sanity"]

@@ -422,3 +422,43 @@ def published_lines(
         for line in top_percent_lines(report, reference)
     ]
     return lines
+
+
+def funnel_lines(report: Mapping[str, Any]) -> list[str]:
+    """The funnel section: what it kept, spent and saved, and its top-% table against the method run
+    on every candidate (when the report had a reference batch)."""
+    funnel = report.get("funnel") or {}
+    lines = [
+        f"## Funnel: {funnel.get('rule', '')}",
+        "",
+        f"{funnel.get('n_kept', 0)} of {funnel.get('n_candidates', 0)} candidates kept. Cost = the measure's "
+        "evaluations on every candidate plus the expensive method on the kept ones, against the expensive "
+        "method's measured mean cost times every candidate.",
+        "",
+        "| method | cheap (s) | expensive on kept (s) | funnel total (s) | est. expensive on all (s) "
+        "| saved (s) | cost ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for alias, m in (funnel.get("methods") or {}).items():
+        lines.append(
+            f"| {alias} | {_seconds(m.get('cheap_cost_s'))} | {_seconds(m.get('expensive_cost_s'))} | "
+            f"{_seconds(m.get('funnel_cost_s'))} | {_seconds(m.get('estimated_expensive_all_s'))} | "
+            f"{_seconds(m.get('saved_s'))} | {_num(m.get('cost_ratio'), 2)} |"
+        )
+    lines.append("")
+    for alias, m in (funnel.get("methods") or {}).items():
+        ref = m.get("vs_reference")
+        if not ref:
+            continue
+        lines += [
+            f"### {alias} against `{ref['method']}` on every candidate (top-% table)",
+            "",
+            "| p | k | common | spe |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row['p']:g} | {row['k']} | {_num(row.get('common'), 2)} | {_num(row.get('spe'), 2)} |"
+            for row in ref["top_percent"]
+        ]
+        lines.append("")
+    return lines

@@ -231,10 +231,35 @@ def test_experiments_post_every_method_with_distinct_aliases() -> None:
         entries = experiment.methods()
         aliases = [m.alias for m in entries]
         assert len(set(aliases)) == len(aliases), experiment.name
-        assert {m.name for m in entries} == {"full", "fear", "shortreg", *experiment.zero_cost}
+        full = {"full"} if experiment.include_full else set()
+        assert {m.name for m in entries} == {*full, "fear", "shortreg", *experiment.zero_cost}
         assert set(experiment.zero_cost) <= set(ZERO_COST_MEASURES)
         if not experiment.fear_variants:
             assert experiment.zero_cost == ZERO_COST_MEASURES, experiment.name
         body = experiment.batch_body([1, 2, 3], seed=5)
         assert body["seed"] == 5 and [i["nb201_index"] for i in body["items"]] == [1, 2, 3]
         assert len(body["methods"]) <= 32  # the API's per-batch limit
+
+
+def test_published_experiment_is_a_valid_batch_with_a_funnel() -> None:
+    """cifar10/cpu-published: n ≥ 200, every measure at both network sizes, a funnel the API accepts."""
+    from app.schemas import BatchCreate
+    from app.services.submission import plan_funnel, plan_methods
+
+    experiment = get_experiment("cifar10/cpu-published")
+    assert experiment.n_archs >= 200 and not experiment.include_full
+    body = BatchCreate.model_validate(experiment.batch_body(experiment.architectures(), seed=0))
+    planned = plan_methods(body, "b" * 32)
+    aliases = {p.alias for p in planned}
+    for measure in ZERO_COST_MEASURES:
+        assert {measure, f"{measure}@cpu"} <= aliases
+    by_alias = {p.alias: p.resolved for p in planned}
+    network = by_alias["synflow"].config["network"]
+    assert (network["C"], network["N"]) in ((None, None), (16, 5))  # None: NB201's own C=16, N=5
+    assert by_alias["synflow@cpu"].config["network"]["N"] == 1
+    stage2 = {p.alias: p.resolved for p in plan_funnel(body, planned, "b" * 32)}
+    # the funnel's FEAR is the study's FEAR (same identity: reused), the N=2 variants are new
+    assert stage2["funnel-fear"].config_hash == by_alias[FEAR_ALIAS].config_hash
+    assert stage2["funnel-fear-n2"].config["network"]["N"] == 2
+    with pytest.raises(ValueError, match="ground-truth-file"):
+        run_experiment(experiment, url="http://127.0.0.1:9", out_dir=Path("/nonexistent"))

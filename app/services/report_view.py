@@ -243,8 +243,17 @@ def funnel_summary(
             "vs_reference": None,
         }
         if reference is not None:
-            ref = next((m for m in reference.methods if m.alias == entry.alias), None) or next(
-                (m for m in reference.methods if m.name == entry.name), None
+            # the reference's entry of the same method: same config first, then same alias, then any;
+            # never a funnel entry of this batch itself (the reference may be this very batch)
+            candidates = [
+                m
+                for m in reference.methods
+                if m.name == entry.name and not (reference.id == batch.id and m.alias in stage.methods)
+            ]
+            ref = (
+                next((m for m in candidates if m.config_hash == entry.config_hash), None)
+                or next((m for m in candidates if m.alias == entry.alias), None)
+                or next(iter(candidates), None)
             )
             if ref is None:
                 raise InputError(
