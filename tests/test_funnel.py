@@ -205,3 +205,31 @@ def test_funnel_end_to_end_on_the_embedded_default() -> None:
         assert table[40]["k"] == 2 and table[40]["common"] == pytest.approx(len(ref_top2 & set(top2)) / 2)
         assert table[100]["common"] == pytest.approx(2 / 5)  # 3 of 5 never scored by the funnel
         assert report["methods"]["synflow"]["n_filtered"] == 3
+
+
+def test_stored_result_hook_advances_and_publishes(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    """What the worker runs after storing a result (and the maintenance loop without ids): the waiting
+    funnel advances in its own transaction and its new evaluations are published (enqueued_at set)."""
+    from app.models import BatchEvaluation, BatchMethod, Evaluation
+    from app.services.funnel import advance_waiting
+
+    created = client.post("/v1/batches", json=_body({"measure": "params", "keep": 1, "then": [SYNFLOW_TINY]}))
+    assert created.status_code == 201, created.text
+    batch_id = created.json()["batch_id"]
+    cheap_ids = list(
+        db_session.scalars(select(BatchEvaluation.evaluation_id).where(BatchEvaluation.batch_id == batch_id))
+    )
+    assert advance_waiting(cheap_ids) == 0  # still queued: nothing to start
+    _complete_cheap(db_session, batch_id, {"params": [1, 2, 3, 5, 4], "flops": [1, 1, 1, 1, 1]})
+    assert advance_waiting([cheap_ids[0]]) == 1  # the top one by params: idx77
+    assert advance_waiting() == 0  # the maintenance round finds nothing left to advance
+    db_session.expire_all()
+    stage = db_session.scalars(
+        select(Evaluation)
+        .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
+        .join(BatchMethod, BatchMethod.id == BatchEvaluation.batch_method_id)
+        .where(BatchEvaluation.batch_id == batch_id, BatchMethod.alias == "synflow")
+    ).all()
+    assert len(stage) == 1 and stage[0].status == "queued" and stage[0].enqueued_at is not None
+    ranking = client.get(f"/v1/batches/{batch_id}/ranking", params={"method": "synflow"}).json()
+    assert [i["label"] for i in ranking["items"] if i["status"] != "filtered"] == ["idx77"]
