@@ -205,6 +205,12 @@ def test_funnel_end_to_end_on_the_embedded_default() -> None:
         assert table[40]["k"] == 2 and table[40]["common"] == pytest.approx(len(ref_top2 & set(top2)) / 2)
         assert table[100]["common"] == pytest.approx(2 / 5)  # 3 of 5 never scored by the funnel
         assert report["methods"]["synflow"]["n_filtered"] == 3
+        posted = httpx.post(
+            f"{base}/v1/reports",
+            json={"batch_ids": [batch_id], "reference_batch": ref["batch_id"], "percents": [40, 100]},
+            timeout=30,
+        ).json()
+        assert posted["funnel"]["methods"]["synflow"]["vs_reference"] == section["vs_reference"]
 
 
 def test_stored_result_hook_advances_and_publishes(client, db_session) -> None:  # type: ignore[no-untyped-def]
@@ -213,7 +219,9 @@ def test_stored_result_hook_advances_and_publishes(client, db_session) -> None: 
     from app.models import BatchEvaluation, BatchMethod, Evaluation
     from app.services.funnel import advance_waiting
 
-    created = client.post("/v1/batches", json=_body({"measure": "params", "keep": 1, "then": [SYNFLOW_TINY]}))
+    # its own seed: evaluations of another test's batch (same identity) would be reused, not published
+    body = {**_body({"measure": "params", "keep": 1, "then": [SYNFLOW_TINY]}), "seed": 6}
+    created = client.post("/v1/batches", json=body)
     assert created.status_code == 201, created.text
     batch_id = created.json()["batch_id"]
     cheap_ids = list(

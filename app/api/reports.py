@@ -110,6 +110,12 @@ class CrossBatchReport(BaseModel):
     ground_truth: str | None = Field(None, max_length=128)
     methods: list[Annotated[str, Field(max_length=64)]] | None = None
     percents: list[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] | None = None
+    reference_batch: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="with one funnel batch: a batch that ran the expensive method on every candidate",
+    )
 
 
 SetName = Annotated[
@@ -214,7 +220,10 @@ def get_report(
 def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQuery = "json") -> Any:
     batches = [batch_view.get_batch(session, b) for b in body.batch_ids]
     percents = report_view.parse_percents(",".join(str(p) for p in body.percents) if body.percents else None)
-    result = report_view.report(session, batches, body.ground_truth, body.methods, percents, 1000)
+    reference = batch_view.get_batch(session, body.reference_batch) if body.reference_batch else None
+    result = report_view.report(
+        session, batches, body.ground_truth, body.methods, percents, 1000, reference_batch=reference
+    )
     return _respond(result, format)
 
 
