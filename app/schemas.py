@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from app.api.models import MethodEntry, MethodTiming, ProgressEntry, UtcDateTime
 from app.settings import get_settings
@@ -49,6 +49,33 @@ class MethodRequest(Strict):
     )
 
 
+class FunnelOption(Strict):
+    measure: str = Field(
+        ...,
+        min_length=1,
+        max_length=512,
+        description="what ranks the candidates in the cheap stage: one of this batch's method aliases, a "
+        "named composite, or composite:<alias>+<alias>...",
+        examples=["params", "composite:synflow+naswot+jacob_cov"],
+    )
+    keep_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="keep the top ceil(fraction x candidates) by the measure"
+    )
+    keep: int | None = Field(None, ge=1, le=MAX_ITEMS, description="keep the top N by the measure")
+    then: list[MethodRequest] = Field(
+        ...,
+        min_length=1,
+        max_length=4,
+        description="the expensive method entries, run only on the kept candidates once the cheap stage ends",
+    )
+
+    @model_validator(mode="after")
+    def _one_keep(self) -> FunnelOption:
+        if (self.keep_fraction is None) == (self.keep is None):
+            raise ValueError("give exactly one of 'keep_fraction' (e.g. 0.25) or 'keep' (a count)")
+        return self
+
+
 class BatchOptions(Strict):
     ratio_to_fastest: float | None = Field(
         None,
@@ -71,6 +98,24 @@ class BatchOptions(Strict):
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:@+-]+$",
         description="name under which the items' ground_truth values are stored",
+    )
+    composites: (
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")],
+            Annotated[str, StringConstraints(min_length=11, max_length=512)],
+        ]
+        | None
+    ) = Field(
+        None,
+        max_length=16,
+        description="named composite rankings: name → 'composite:<alias>+<alias>...' over this batch's "
+        "method aliases; usable as method=<name> in ranking, report, plots and export (computed on read)",
+        examples=[{"zc3": "composite:synflow+naswot+jacob_cov"}],
+    )
+    funnel: FunnelOption | None = Field(
+        None,
+        description="run the batch's methods (the cheap stage) on every item, keep the top by 'measure', "
+        "then run the 'then' methods on the kept items only (docs/reports.md, Funnel)",
     )
 
 
@@ -259,7 +304,7 @@ class RankingItem(BaseModel):
     status: str
     reason: str | None = None
     cost_s: float | None
-    evaluation_id: int
+    evaluation_id: int | None = Field(description="null for a composite (computed on read, not stored)")
     architecture_key: str
     degenerate: bool
     ground_truth: float | None = None
@@ -276,3 +321,6 @@ class Ranking(BaseModel):
     total: int
     limit: int
     offset: int
+    composite: dict[str, Any] | None = Field(
+        None, description="for a composite: its measures and rules (missing, inf); null for a method"
+    )

@@ -94,12 +94,20 @@ class Experiment:
     fear_variants: tuple[tuple[str, dict[str, Any]], ...] = ()
     zero_cost: tuple[str, ...] = ZERO_COST_MEASURES
     notes: str = ""
+    # False: no in-service ground truth; the harness then needs --ground-truth-file (published values)
+    include_full: bool = True
+    # Every zero-cost measure once more at each of these presets (alias "<measure>@<preset>")
+    zero_cost_extra_presets: tuple[str, ...] = ()
+    # Named composites (options.composites) and a funnel (options.funnel), as the API takes them
+    composites: dict[str, str] = field(default_factory=dict)
+    funnel: dict[str, Any] | None = None
+    ground_truth_hint: str = ""  # the --ground-truth-* arguments the experiment is meant to run with
 
     def methods(self) -> list[MethodEntry]:
-        entries = [
-            MethodEntry("full", GROUND_TRUTH_ALIAS, self.training_preset, self.full_config),
-            MethodEntry("fear", FEAR_ALIAS, self.training_preset, self.fear_config),
-        ]
+        entries = [MethodEntry("full", GROUND_TRUTH_ALIAS, self.training_preset, self.full_config)]
+        if not self.include_full:
+            entries = []
+        entries += [MethodEntry("fear", FEAR_ALIAS, self.training_preset, self.fear_config)]
         entries += [
             MethodEntry("fear", alias, self.training_preset, {**self.fear_config, **config})
             for alias, config in self.fear_variants
@@ -109,7 +117,20 @@ class Experiment:
             for e in self.shortreg_epochs
         ]
         entries += [MethodEntry(m, m, self.zero_cost_preset) for m in self.zero_cost]
+        entries += [
+            MethodEntry(m, f"{m}@{preset}", preset)
+            for preset in self.zero_cost_extra_presets
+            for m in self.zero_cost
+        ]
         return entries
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.composites:
+            options["composites"] = dict(self.composites)
+        if self.funnel is not None:
+            options["funnel"] = self.funnel
+        return options
 
     def architectures(self, n_archs: int | None = None, seed: int = 0) -> list[int]:
         return draw_archs(n_archs or self.n_archs, seed)
@@ -121,6 +142,7 @@ class Experiment:
             "methods": [m.as_request() for m in self.methods()],
             "seed": seed,
             "items": [{"nb201_index": i, "label": f"nb201-{i}"} for i in arch_ids],
+            **({"options": self.options()} if self.options() else {}),
         }
 
     def describe(self) -> str:
@@ -206,6 +228,57 @@ _CIFAR10_CPU_FEAR_HOLDOUT = replace(
     budget_s=40 * 60.0,
 )
 
+# Larger network for the training methods' variant: NB201's cell twice per stage instead of once.
+_LARGER_NETWORK = {"network": {"C": 16, "N": 2}}
+_ZC3 = "composite:synflow+naswot+jacob_cov"
+
+# Every method against NB201's published 200-epoch CIFAR-10 test accuracies (issue 20). No `full`: the
+# published file is the ground truth, so the budget goes to n = 200 architectures instead.
+_CIFAR10_CPU_PUBLISHED = replace(
+    _CIFAR10_CPU,
+    name="cifar10/cpu-published",
+    summary="every zero-cost measure at the published network size (C=16, N=5) and at the cpu preset's "
+    "reduced one, FEAR and shortreg at the cpu preset, judged against NB201's published 200-epoch "
+    "CIFAR-10 test accuracies; a funnel keeps the top quarter by a zero-cost composite and runs FEAR "
+    "again (reused) and FEAR/shortreg on a larger network (N=2) on those only",
+    n_archs=200,
+    include_full=False,
+    zero_cost_preset="default",  # the published network: C=16, N=5
+    zero_cost_extra_presets=("cpu",),  # the reduced network FEAR and shortreg train (C=16, N=1)
+    shortreg_epochs=(2,),
+    full_config={},
+    composites={"zc3": _ZC3, "zc3@cpu": "composite:synflow@cpu+naswot@cpu+jacob_cov@cpu"},
+    funnel={
+        "measure": "zc3",
+        "keep_fraction": 0.25,
+        "then": [
+            # the cpu preset's FEAR again: the same identity, so the service links the study's own
+            # evaluations; its ranking is FEAR as the funnel sees it (filtered items unranked)
+            {"name": "fear", "preset": "cpu", "alias": "funnel-fear"},
+            {"name": "fear", "preset": "cpu", "alias": "funnel-fear-n2", "config": _LARGER_NETWORK},
+            {
+                "name": "shortreg",
+                "preset": "cpu",
+                "alias": "funnel-shortreg-e2-n2",
+                "config": {"epochs": 2, **_LARGER_NETWORK},
+            },
+        ],
+    },
+    # From the recorded cifar10/cpu costs per architecture (FEAR 25 s, shortreg-e2 9 s, the eleven
+    # measures 1.3 s at C=16, N=1) and an estimate of about 15 s for the eleven at C=16, N=5: ~50
+    # worker-seconds x 200 = ~83 min on two 1-thread workers; the funnel's N=2 runs on the kept 50
+    # (~70 s each, twice the N=1 cost) add ~30 min. Not yet run.
+    budget_s=2 * 3600.0,
+    ground_truth_hint="--ground-truth-file ../shared/data/nb201_cifar10_test_acc_fear1000.csv "
+    "--ground-truth-key nb201_index --ground-truth-column cifar10_test_top1_200ep "
+    "--ground-truth-name nb201-cifar10-test-200ep",
+    notes="Ground truth: NAS-Bench-201's published 200-epoch CIFAR-10 test accuracy of each architecture "
+    "(uploaded by the harness from --ground-truth-file). The larger-network rows (funnel-*-n2) ran on the "
+    "funnel's kept quarter only, so their ρ is over those 50 architectures, not over all 200. "
+    "Choose the composite on one half of the architectures and report it on the other with "
+    "bench/published_report.py on this run's export.",
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -242,6 +315,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         _CIFAR10_CPU,
         _CIFAR10_CPU_FEAR_SWEEP,
         _CIFAR10_CPU_FEAR_HOLDOUT,
+        _CIFAR10_CPU_PUBLISHED,
     )
 }
 

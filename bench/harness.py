@@ -4,23 +4,35 @@
                                [--datasets-dir DIR] [--seed S]
     python -m bench.harness list
     python -m bench.harness run --experiment cifar10/cpu --datasets-dir /tmp/fastarchrank-datasets
+    python -m bench.harness run --experiment cifar10/cpu-published ... \
+        --ground-truth-file ../shared/data/nb201_cifar10_test_acc_fear1000.csv \
+        --ground-truth-key nb201_index --ground-truth-column cifar10_test_top1_200ep \
+        --ground-truth-name nb201-cifar10-test-200ep
 
 Without ``--url`` the harness starts its own embedded service (`python -m app.cli serve`) on a fresh
 data directory inside the results folder and stops it at the end. The results folder receives
 report.json, report.md (the API's own Markdown), score_vs_ground_truth.png, cost_vs_spearman.png,
 export.csv, export.json, run.json (what was run) and summary.md (see bench/summary.py).
+
+With ``--ground-truth-file`` the harness uploads the file's accuracies of the batch's architectures as a
+named ground-truth set (the client's ``put_ground_truth``), writes report_published.json /
+report_published.md against it, and summary.md reports every method (``full`` included) against it
+beside the in-service ``full``, each table naming the ground truth it uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,11 +115,98 @@ def check_dataset(client: ServiceClient, dataset: str) -> dict[str, Any]:
     return info
 
 
+@dataclass(frozen=True)
+class PublishedGroundTruth:
+    """Accuracies (percent) of a published benchmark, by the key the file names them with."""
+
+    name: str  # the ground-truth set name in the service
+    key: str  # nb201_index, index or genotype
+    column: str
+    values: dict[int | str, float]
+    path: Path
+
+    def item(self, key: int | str, value: float) -> dict[str, Any]:
+        return {("nb201_index" if self.key == "nb201_index" else self.key): key, "value": value}
+
+
+GROUND_TRUTH_KEYS = ("nb201_index", "index", "genotype")
+
+
+def load_ground_truth_file(path: Path, key: str, column: str, name: str) -> PublishedGroundTruth:
+    """Read a CSV of published accuracies; every error names the file, the column and the fix."""
+    if key not in GROUND_TRUTH_KEYS:
+        raise ValueError(f"--ground-truth-key must be one of {', '.join(GROUND_TRUTH_KEYS)}, got {key!r}")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"--ground-truth-file {path}: {exc.strerror or exc}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    for wanted, flag in ((key, "--ground-truth-key"), (column, "--ground-truth-column")):
+        if wanted not in header:
+            raise ValueError(f"{path} has no column {wanted!r} ({flag}); its columns: {', '.join(header)}")
+    values: dict[int | str, float] = {}
+    for line, row in enumerate(reader, start=2):
+        raw_key, raw_value = (row.get(key) or "").strip(), (row.get(column) or "").strip()
+        if not raw_value:
+            continue  # no published value for this architecture
+        try:
+            ident: int | str = int(raw_key) if key != "genotype" else raw_key
+            value = float(raw_value)
+        except ValueError:
+            raise ValueError(
+                f"{path}:{line}: {key}={raw_key!r}, {column}={raw_value!r} is not a number"
+            ) from None
+        if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+            raise ValueError(f"{path}:{line}: {column}={value} is not an accuracy in percent (0..100)")
+        values[ident] = value
+    if not values:
+        raise ValueError(f"{path}: no values in column {column!r}")
+    return PublishedGroundTruth(name=name, key=key, column=column, values=values, path=path)
+
+
+def upload_ground_truth(
+    client: ServiceClient, batch_id: str, published: PublishedGroundTruth, arch_ids: Sequence[int]
+) -> int:
+    """PUT the published values of the batch's architectures; returns how many were sent."""
+    if published.key == "genotype":
+        items = [published.item(k, v) for k, v in published.values.items()]
+        skip = True  # which genotypes the batch holds is the server's to say
+    else:
+        items = [
+            published.item(i, published.values[i]) for i in dict.fromkeys(arch_ids) if i in published.values
+        ]
+        skip = False
+    if not items:
+        raise ValueError(f"{published.path} has no value for any architecture of batch {batch_id}")
+    client.client.batch(batch_id).put_ground_truth(published.name, items, skip_unknown=skip)
+    return len(items)
+
+
+def fetch_published(
+    client: ServiceClient, batch_id: str, out_dir: Path, published: PublishedGroundTruth
+) -> dict[str, Any]:
+    """The report against the published set (every method, full included), written beside the others."""
+    report = client.report(batch_id, ground_truth=published.name)
+    (out_dir / "report_published.json").write_text(json.dumps(report, indent=2))
+    markdown = client.report(batch_id, ground_truth=published.name, fmt="markdown")
+    (out_dir / "report_published.md").write_text(markdown)
+    return report  # type: ignore[no-any-return]
+
+
+def fetch_funnel(client: ServiceClient, batch_id: str, out_dir: Path, ground_truth: str) -> dict[str, Any]:
+    """A funnel batch's report with the batch itself as the reference (its methods ran on everything)."""
+    report = client.get_json(
+        f"/v1/batches/{batch_id}/report", ground_truth=ground_truth, reference_batch=batch_id
+    )
+    (out_dir / "report_funnel.json").write_text(json.dumps(report, indent=2))
+    return report  # type: ignore[no-any-return]
+
+
 def fetch_outputs(
-    client: ServiceClient, batch_id: str, out_dir: Path
+    client: ServiceClient, batch_id: str, out_dir: Path, ground_truth: str = f"method:{GROUND_TRUTH_ALIAS}"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write every API output of the batch into ``out_dir``; return (report, export)."""
-    ground_truth = f"method:{GROUND_TRUTH_ALIAS}"
     report = client.report(batch_id, ground_truth=ground_truth)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     (out_dir / "report.md").write_text(client.report(batch_id, ground_truth=ground_truth, fmt="markdown"))
@@ -129,10 +228,18 @@ def build_summary(
     report: dict[str, Any],
     export: dict[str, Any],
     num_classes: int,
+    published: tuple[PublishedGroundTruth, dict[str, Any]] | None = None,
+    funnel_report: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """summary.md's text and the sanity verdict."""
+    """summary.md's text and the sanity verdict (``published``: the file and the report against it)."""
     rows = export["rows"]
-    truth = summary.ground_truth_percent(rows, GROUND_TRUTH_ALIAS)
+    in_service = experiment.include_full or published is None
+    truth = (
+        summary.ground_truth_percent(rows, GROUND_TRUTH_ALIAS)
+        if in_service
+        else published_truth(rows, published[0])  # type: ignore[index]
+    )
+    gt_label = f"method:{GROUND_TRUTH_ALIAS}" if in_service else published[0].name  # type: ignore[index]
     sanity = summary.ground_truth_sanity(list(truth.values()), num_classes)
     scores = summary.scores_by_method(rows)
     oriented = {
@@ -174,14 +281,43 @@ def build_summary(
     ]
     if experiment.notes:
         lines += [f"Note: {experiment.notes}", ""]
-    lines += summary.sanity_lines(sanity, f"method:{GROUND_TRUTH_ALIAS}")
+    lines += summary.sanity_lines(sanity, gt_label)
     lines += summary.failure_lines(rows)
     lines += summary.correlation_lines(report, deltas, presets, reference)
     lines += summary.stage1_lines(rows, truth, reference)
     lines += summary.top_percent_lines(report, reference)
-    lines += summary.cost_lines(
-        report, summary.ground_truth_cost(rows, GROUND_TRUTH_ALIAS, reference_mean), reference
-    )
+    gt_cost = summary.ground_truth_cost(rows, GROUND_TRUTH_ALIAS, reference_mean) if in_service else {}
+    lines += summary.cost_lines(report, gt_cost, reference)
+    if report.get("funnel"):
+        lines += summary.funnel_lines(funnel_report or report)
+    verdict: dict[str, Any] = {"sanity": sanity, "deltas": deltas}
+    if published is not None and in_service:
+        gt_file, pub_report = published
+        pub_truth = published_truth(rows, gt_file)
+        pub_sanity = summary.ground_truth_sanity(list(pub_truth.values()), num_classes)
+        pub_oriented = {
+            alias: {
+                k: (v if pub_report["methods"][alias].get("higher_is_better", True) else -v)
+                for k, v in s.items()
+            }
+            for alias, s in scores.items()
+            if alias in pub_report["methods"]
+        }
+        pub_deltas = {
+            alias: summary.paired_spearman_difference(pub_truth, s, pub_oriented.get(reference, {}))
+            for alias, s in pub_oriented.items()
+            if alias != reference
+        }
+        lines += summary.published_lines(
+            pub_report,
+            pub_deltas,
+            presets,
+            reference,
+            pub_sanity,
+            gt_file.name,
+            f"method:{GROUND_TRUTH_ALIAS}",
+        )
+        verdict["published"] = {"name": gt_file.name, "sanity": pub_sanity, "deltas": pub_deltas}
     lines += [
         "## Files",
         "",
@@ -190,7 +326,17 @@ def build_summary(
         "run.json (what was run).",
         "",
     ]
-    return "\n".join(lines), {"sanity": sanity, "deltas": deltas}
+    return "\n".join(lines), verdict
+
+
+def published_truth(rows: Sequence[dict[str, Any]], published: PublishedGroundTruth) -> dict[str, float]:
+    """Architecture key → published accuracy, for the architectures of the export."""
+    out: dict[str, float] = {}
+    for row in rows:
+        ident = row.get("genotype") if published.key == "genotype" else row.get("index")
+        if ident is not None and ident in published.values:
+            out[str(row["architecture_key"])] = published.values[ident]
+    return out
 
 
 def service_wall_s(status: dict[str, Any], rows: Sequence[dict[str, Any]]) -> float | None:
@@ -233,8 +379,14 @@ def run_experiment(
     torch_threads: int | None = None,
     workers: int | None = None,
     overrides: Sequence[str] = (),
+    ground_truth: PublishedGroundTruth | None = None,
 ) -> dict[str, Any]:
     """Run one experiment end to end; returns run.json's content (plus the sanity verdict)."""
+    if not experiment.include_full and ground_truth is None:
+        raise ValueError(
+            f"{experiment.name} runs no in-service ground truth (no 'full'); pass the published one: "
+            f"{experiment.ground_truth_hint or '--ground-truth-file FILE --ground-truth-column COLUMN'}"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     arch_ids = experiment.architectures(n_archs, seed)
@@ -288,16 +440,32 @@ def run_experiment(
             "torch_threads": torch_threads or experiment.torch_threads,
             "workers": (workers or experiment.workers) if embedded else None,
         }
+        if ground_truth is not None:
+            sent = upload_ground_truth(client, batch_id, ground_truth, arch_ids)
+            run["published_ground_truth"] = {
+                "name": ground_truth.name,
+                "file": str(ground_truth.path),
+                "key": ground_truth.key,
+                "column": ground_truth.column,
+                "n_uploaded": sent,
+            }
         (out_dir / "run.json").write_text(json.dumps(run, indent=2))
         batch_start = time.monotonic()
         status = client.wait(batch_id, timeout_s=timeout_s, progress=True)
         run["batch_wall_s"] = time.monotonic() - batch_start
         run["counts"] = {k: v for k, v in status["counts"].items() if v}
-        report, export = fetch_outputs(client, batch_id, out_dir)
+        main_truth = f"method:{GROUND_TRUTH_ALIAS}" if experiment.include_full else ground_truth.name  # type: ignore[union-attr]
+        report, export = fetch_outputs(client, batch_id, out_dir, main_truth)
+        published = None
+        if ground_truth is not None:
+            published = (ground_truth, fetch_published(client, batch_id, out_dir, ground_truth))
+        funnel_report = fetch_funnel(client, batch_id, out_dir, main_truth) if experiment.funnel else None
         run["batch_service_wall_s"] = service_wall_s(status, export["rows"])
     run["total_wall_s"] = time.monotonic() - started
     run["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    text, verdict = build_summary(experiment, run, report, export, int(dataset_info["num_classes"]))
+    text, verdict = build_summary(
+        experiment, run, report, export, int(dataset_info["num_classes"]), published, funnel_report
+    )
     (out_dir / "summary.md").write_text(text)
     run["ground_truth_sanity"] = verdict["sanity"]
     (out_dir / "run.json").write_text(json.dumps(run, indent=2))
@@ -351,6 +519,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a method entry's config, e.g. --set full.epochs=30 --set fear.threshold=0.5",
     )
     run.add_argument("--resume", default=None, metavar="BATCH_ID", help="wait for an existing batch instead")
+    run.add_argument(
+        "--ground-truth-file",
+        type=Path,
+        default=None,
+        help="CSV of published accuracies (percent) to report every method against, beside full",
+    )
+    run.add_argument(
+        "--ground-truth-key", default="nb201_index", choices=GROUND_TRUTH_KEYS, help="the file's key column"
+    )
+    run.add_argument("--ground-truth-column", default=None, help="the file's accuracy column")
+    run.add_argument("--ground-truth-name", default="published", help="ground-truth set name in the service")
     sub.add_parser("list", help="describe the experiments")
     return parser
 
@@ -372,6 +551,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if datasets_dir is None and os.environ.get("FASTARCHRANK_DATASETS_DIR"):
         datasets_dir = Path(os.environ["FASTARCHRANK_DATASETS_DIR"])
     try:
+        ground_truth = None
+        if args.ground_truth_file is not None:
+            if not args.ground_truth_column:
+                raise ValueError("--ground-truth-file needs --ground-truth-column (the accuracy column)")
+            ground_truth = load_ground_truth_file(
+                args.ground_truth_file,
+                args.ground_truth_key,
+                args.ground_truth_column,
+                args.ground_truth_name,
+            )
         run_experiment(
             experiment,
             url=args.url,
@@ -385,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch_threads=args.torch_threads,
             workers=args.workers,
             overrides=args.set,
+            ground_truth=ground_truth,
         )
     except (ServiceError, FastArchRankError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -198,12 +198,15 @@ def correlation_lines(
     deltas: Mapping[str, Mapping[str, Any]],
     presets: Mapping[str, str | None],
     reference: str,
+    title: str = "## Ranking quality (the seed's table)",
 ) -> list[str]:
     costs = report.get("costs", {})
+    gt_name = report.get("ground_truth", {}).get("name")
     lines = [
-        "## Ranking quality (the seed's table)",
+        title,
         "",
-        "Spearman ρ and Kendall τ against the ground truth; 95% percentile bootstrap CI of ρ; "
+        f"Ground truth of this table: `{gt_name}`. " if gt_name else "",
+        "Spearman ρ and Kendall τ against that ground truth; 95% percentile bootstrap CI of ρ; "
         "Δρ = ρ(method) − "
         f"ρ({reference}) with a paired bootstrap CI over the same architectures (an interval that excludes 0 "
         "means the difference is real at this n). Undefined values (constant scores, < 3 usable pairs) "
@@ -389,3 +392,73 @@ def _epoch_group_lines(
             f"{np.mean(list(scores.values())):.4f} | {_num(r['rho'], 2)} |"
         )
     return [*lines, ""]
+
+
+def published_lines(
+    report: Mapping[str, Any],
+    deltas: Mapping[str, Mapping[str, Any]],
+    presets: Mapping[str, str | None],
+    reference: str,
+    sanity: Mapping[str, Any],
+    name: str,
+    in_service: str,
+) -> list[str]:
+    """The section of every method against a published ground truth, beside the in-service one."""
+    lines = [
+        f"## Against the published ground truth `{name}`",
+        "",
+        f"The tables above use the in-service ground truth `{in_service}`; this section uses the published "
+        f"accuracies `{name}` uploaded to the batch (PUT /v1/batches/{{id}}/ground_truth/{name}). "
+        f"`{in_service.removeprefix('method:')}` itself appears here as a method.",
+        "",
+    ]
+    sane = sanity_lines(sanity, name)
+    lines += [line.replace("## Ground-truth sanity", f"### Sanity of `{name}`") for line in sane]
+    lines += correlation_lines(
+        report, deltas, presets, reference, title=f"### Ranking quality against `{name}`"
+    )
+    lines += [
+        line.replace("## Top-% table for", "### Top-% table against the published ground truth for")
+        for line in top_percent_lines(report, reference)
+    ]
+    return lines
+
+
+def funnel_lines(report: Mapping[str, Any]) -> list[str]:
+    """The funnel section: what it kept, spent and saved, and its top-% table against the method run
+    on every candidate (when the report had a reference batch)."""
+    funnel = report.get("funnel") or {}
+    lines = [
+        f"## Funnel: {funnel.get('rule', '')}",
+        "",
+        f"{funnel.get('n_kept', 0)} of {funnel.get('n_candidates', 0)} candidates kept. Cost = the measure's "
+        "evaluations on every candidate plus the expensive method on the kept ones, against the expensive "
+        "method's measured mean cost times every candidate.",
+        "",
+        "| method | cheap (s) | expensive on kept (s) | funnel total (s) | est. expensive on all (s) "
+        "| saved (s) | cost ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for alias, m in (funnel.get("methods") or {}).items():
+        lines.append(
+            f"| {alias} | {_seconds(m.get('cheap_cost_s'))} | {_seconds(m.get('expensive_cost_s'))} | "
+            f"{_seconds(m.get('funnel_cost_s'))} | {_seconds(m.get('estimated_expensive_all_s'))} | "
+            f"{_seconds(m.get('saved_s'))} | {_num(m.get('cost_ratio'), 2)} |"
+        )
+    lines.append("")
+    for alias, m in (funnel.get("methods") or {}).items():
+        ref = m.get("vs_reference")
+        if not ref:
+            continue
+        lines += [
+            f"### {alias} against `{ref['method']}` on every candidate (top-% table)",
+            "",
+            "| p | k | common | spe |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row['p']:g} | {row['k']} | {_num(row.get('common'), 2)} | {_num(row.get('spe'), 2)} |"
+            for row in ref["top_percent"]
+        ]
+        lines.append("")
+    return lines

@@ -23,7 +23,7 @@ from bench.experiments import (
     fear_arch_ids,
     get_experiment,
 )
-from bench.harness import run_experiment
+from bench.harness import load_ground_truth_file, published_truth, run_experiment
 
 
 def _in_unit_range(value: Any) -> bool:
@@ -35,9 +35,12 @@ def _in_unit_range(value: Any) -> bool:
 def test_synthetic_tiny_end_to_end(tmp_path: Path) -> None:
     experiment = get_experiment("synthetic/tiny")
     out = tmp_path / "results"
+    published = load_ground_truth_file(
+        _published_fixture(tmp_path, experiment.architectures(None, 0)), "nb201_index", "acc", "pub-test"
+    )
     # No --url: the harness starts `python -m app.cli serve` from an environment without the test
     # session's FASTARCHRANK_* variables, i.e. the embedded SQLite + filesystem-broker default.
-    run = run_experiment(experiment, url=None, out_dir=out, seed=0)
+    run = run_experiment(experiment, url=None, out_dir=out, seed=0, ground_truth=published)
 
     aliases = [m.alias for m in experiment.methods()]
     ranked = [a for a in aliases if a != GROUND_TRUTH_ALIAS]
@@ -98,6 +101,52 @@ def test_synthetic_tiny_end_to_end(tmp_path: Path) -> None:
         with Image.open(out / name) as image:
             image.load()  # decodes every pixel: a truncated or corrupt PNG raises here
             assert image.format == "PNG" and image.width >= 200 and image.height >= 200
+
+    # the published ground truth: uploaded, every method (full too) reported against it, and named
+    assert run["published_ground_truth"]["n_uploaded"] == n
+    pub = json.loads((out / "report_published.json").read_text())
+    assert pub["ground_truth"]["name"] == "pub-test" and pub["ground_truth"]["n"] == n
+    assert list(pub["methods"]) == aliases  # full is a method here, not the ground truth
+    truth = {r["architecture_key"]: published.values[r["index"]] for r in rows}
+    full_scores = {r["architecture_key"]: r["score"] for r in rows if r["method"] == GROUND_TRUTH_ALIAS}
+    from scipy.stats import spearmanr
+
+    keys = sorted(truth)
+    expected = spearmanr([truth[k] for k in keys], [full_scores[k] for k in keys]).statistic
+    if math.isfinite(expected):
+        assert pub["methods"][GROUND_TRUTH_ALIAS]["spearman"] == pytest.approx(expected)
+    assert "## Against the published ground truth `pub-test`" in text
+    assert "Ground truth of this table: `method:full`" in text
+    assert "Ground truth of this table: `pub-test`" in text
+    published_part = text.split("## Against the published ground truth")[1]
+    assert f"\n| {GROUND_TRUTH_ALIAS} | " in published_part
+
+
+def _published_fixture(tmp_path: Path, arch_ids: list[int]) -> Path:
+    """A small published-accuracy file: the batch's architectures, two it lacks, one empty value."""
+    path = tmp_path / "published.csv"
+    lines = ["nb201_index,genotype,acc"]
+    lines += [f"{i},g{i},{94.0 - 7.5 * pos:.2f}" for pos, i in enumerate(arch_ids)]
+    lines += ["15000,x,55.5", "15001,y,"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ground_truth_file_is_read_and_bad_files_are_named(tmp_path: Path) -> None:
+    path = _published_fixture(tmp_path, [5, 7])
+    published = load_ground_truth_file(path, "nb201_index", "acc", "pub")
+    assert published.values == {5: 94.0, 7: 86.5, 15000: 55.5}  # the empty value is skipped
+    rows = [{"index": 7, "architecture_key": "k7"}, {"index": 9, "architecture_key": "k9"}]
+    assert published_truth(rows, published) == {"k7": 86.5}
+    with pytest.raises(ValueError, match=r"no column 'top1'.*nb201_index, genotype, acc"):
+        load_ground_truth_file(path, "nb201_index", "top1", "pub")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("nb201_index,acc\n3,0.93x\n")
+    with pytest.raises(ValueError, match=r"bad.csv:2"):
+        load_ground_truth_file(bad, "nb201_index", "acc", "pub")
+    bad.write_text("nb201_index,acc\n3,193\n")
+    with pytest.raises(ValueError, match=r"percent"):
+        load_ground_truth_file(bad, "nb201_index", "acc", "pub")
 
 
 def test_ground_truth_sanity_flags_chance_and_flat_accuracies() -> None:
@@ -182,10 +231,35 @@ def test_experiments_post_every_method_with_distinct_aliases() -> None:
         entries = experiment.methods()
         aliases = [m.alias for m in entries]
         assert len(set(aliases)) == len(aliases), experiment.name
-        assert {m.name for m in entries} == {"full", "fear", "shortreg", *experiment.zero_cost}
+        full = {"full"} if experiment.include_full else set()
+        assert {m.name for m in entries} == {*full, "fear", "shortreg", *experiment.zero_cost}
         assert set(experiment.zero_cost) <= set(ZERO_COST_MEASURES)
         if not experiment.fear_variants:
             assert experiment.zero_cost == ZERO_COST_MEASURES, experiment.name
         body = experiment.batch_body([1, 2, 3], seed=5)
         assert body["seed"] == 5 and [i["nb201_index"] for i in body["items"]] == [1, 2, 3]
         assert len(body["methods"]) <= 32  # the API's per-batch limit
+
+
+def test_published_experiment_is_a_valid_batch_with_a_funnel() -> None:
+    """cifar10/cpu-published: n ≥ 200, every measure at both network sizes, a funnel the API accepts."""
+    from app.schemas import BatchCreate
+    from app.services.submission import plan_funnel, plan_methods
+
+    experiment = get_experiment("cifar10/cpu-published")
+    assert experiment.n_archs >= 200 and not experiment.include_full
+    body = BatchCreate.model_validate(experiment.batch_body(experiment.architectures(), seed=0))
+    planned = plan_methods(body, "b" * 32)
+    aliases = {p.alias for p in planned}
+    for measure in ZERO_COST_MEASURES:
+        assert {measure, f"{measure}@cpu"} <= aliases
+    by_alias = {p.alias: p.resolved for p in planned}
+    network = by_alias["synflow"].config["network"]
+    assert (network["C"], network["N"]) in ((None, None), (16, 5))  # None: NB201's own C=16, N=5
+    assert by_alias["synflow@cpu"].config["network"]["N"] == 1
+    stage2 = {p.alias: p.resolved for p in plan_funnel(body, planned, "b" * 32)}
+    # the funnel's FEAR is the study's FEAR (same identity: reused), the N=2 variants are new
+    assert stage2["funnel-fear"].config_hash == by_alias[FEAR_ALIAS].config_hash
+    assert stage2["funnel-fear-n2"].config["network"]["N"] == 2
+    with pytest.raises(ValueError, match="ground-truth-file"):
+        run_experiment(experiment, url="http://127.0.0.1:9", out_dir=Path("/nonexistent"))

@@ -62,7 +62,17 @@ def store_results(pairs: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
         with session_scope() as session:
             return lifecycle.complete(session, pairs)
 
-    return list(_retrying(once, "result write"))
+    stored = list(_retrying(once, "result write"))
+    _advance_funnels([c.evaluation_id for c, _ in pairs])
+    return stored
+
+
+def _advance_funnels(evaluation_ids: list[int]) -> None:
+    """After a result is committed: a funnel whose cheap stage it finished starts its expensive stage
+    now (the maintenance loop is the backstop). Never raises: the result is already stored."""
+    from app.services.funnel import advance_waiting
+
+    advance_waiting(evaluation_ids)
 
 
 def store_failure(claim: Claim, exc: BaseException) -> None:
@@ -74,6 +84,7 @@ def store_failure(claim: Claim, exc: BaseException) -> None:
             return lifecycle.fail(session, claim, summary, detail)
 
     _retrying(once, "failure write")
+    _advance_funnels([claim.evaluation_id])
 
 
 class Heartbeat:

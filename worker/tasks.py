@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from app.db import is_unavailable, session_scope
 from app.models import WorkerSeen, utcnow
+from app.services.funnel import advance_waiting
 from app.services.maintenance import reap, sweep
 from app.services.sql import insert_ignore
 from app.settings import get_settings
@@ -112,6 +113,7 @@ def _maintenance_loop() -> None:
             try:
                 reap(settings, this_node=worker_name())
                 sweep(settings)
+                advance_waiting()  # funnels whose cheap stage a lost/reaped evaluation ended
             except Exception:  # the database may be briefly away; try again next round
                 _health.failed()
                 log.warning("maintenance round failed", exc_info=True)

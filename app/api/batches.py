@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
 from app.api.conditional import conditional_model
-from app.api.deps import BatchId, MethodQuery, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
+from app.api.deps import BatchId, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
 from app.api.models import READ_ERRORS, problem_responses
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
-from app.services import batch_view
+from app.services import batch_view, composite_view
 from app.services.ranking_cache import etag_of, fingerprint, ground_truth_fingerprint, matches
 from app.services.submission import create
 
@@ -19,6 +19,25 @@ from app.services.submission import create
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 
 router = APIRouter(tags=["batches"])
+
+# A method alias, or a composite spec: an unescaped "+" in a query string arrives as a space.
+RankingMethodQuery = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_.:@+# -]+$",
+        description="method alias (see the batch's methods), a named composite of options.composites, or "
+        "composite:<alias>+<alias>... (mean of per-measure ranks, lower is better)",
+    ),
+]
+CompositeMissingQuery = Annotated[
+    Literal["worst", "exclude"] | None,
+    Query(description="composites: a missing/NaN measure gets its worst rank (default) or excludes the item"),
+]
+CompositeInfQuery = Annotated[
+    Literal["order", "unusable"] | None,
+    Query(description="composites: ±inf ranks by its order (default) or counts as missing"),
+]
 
 
 @router.post(
@@ -84,15 +103,21 @@ def get_ranking(
     settings: SettingsDep,
     cache: RankingCacheDep,
     pages: PageCacheDep,
-    method: MethodQuery = None,
+    method: RankingMethodQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    composite_missing: CompositeMissingQuery = None,
+    composite_inf: CompositeInfQuery = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
     batch = batch_view.get_batch(session, batch_id)
-    entry = batch_view.method_by_alias(batch, method)
+    rules = composite_view.rules_from_query(composite_missing, composite_inf)
+    resolved = composite_view.resolve_method(batch, method, rules)
+    if isinstance(resolved, composite_view.CompositeMethod):
+        return _composite_ranking(session, batch, resolved, pages, limit, offset, if_none_match)
+    entry = resolved
     fp = fingerprint(session, batch.id, entry.id)
     if fp is None:  # still running: every poll may differ, nothing to cache
         return batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
@@ -106,6 +131,34 @@ def get_ranking(
     body = pages.get(etag)
     if body is None:
         page = batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
+        body = Ranking.model_validate(page).model_dump_json().encode()
+        pages.put(etag, body, len(page["items"]))
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _composite_ranking(
+    session: SessionDep,
+    batch: Any,
+    composite: composite_view.CompositeMethod,
+    pages: PageCacheDep,
+    limit: int,
+    offset: int,
+    if_none_match: str | None,
+) -> Any:
+    """A composite ranking: live while a member is pending, else under an ETag like a method's."""
+    fp = composite_view.composite_fingerprint(session, batch, composite)
+    if fp is None:
+        return composite_view.ranking_page(session, batch, composite, limit, offset)
+    gt_set = batch.options.get("ground_truth_set", "client")
+    etag = etag_of(
+        batch.id, composite.alias, fp, ground_truth_fingerprint(session, batch.id, gt_set), limit, offset
+    )
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    body = pages.get(etag)
+    if body is None:
+        page = composite_view.ranking_page(session, batch, composite, limit, offset)
         body = Ranking.model_validate(page).model_dump_json().encode()
         pages.put(etag, body, len(page["items"]))
     return Response(body, media_type="application/json", headers=headers)

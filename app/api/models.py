@@ -218,14 +218,14 @@ class ArchitectureView(BaseModel):
 class ExportRow(Open):
     """One (item, method) pair; every stored field of the evaluation (more keys than declared here)."""
 
-    item_position: int
+    item_position: int | None
     label: str | None
     ground_truth: float | None
-    evaluation_id: int
+    evaluation_id: int | None  # null on a composite's rows (computed on read)
     method: str
-    method_name: str
-    genotype: str
-    architecture_key: str
+    method_name: str | None
+    genotype: str | None
+    architecture_key: str | None
     index: int | None
     status: str
     score: float | None
@@ -300,6 +300,9 @@ class Report(BaseModel):
     methods: dict[str, MethodReport]
     matrix: dict[str, dict[str, float | None]]
     costs: dict[str, CostEntry]
+    funnel: dict[str, Any] | None = Field(
+        None, description="funnel batches: kept items, cost spent and saved, top-% vs a reference batch"
+    )
 
 
 MARKDOWN_OR_JSON: dict[int | str, dict[str, Any]] = {

@@ -21,7 +21,7 @@ from app.api.models import (
     problem_responses,
 )
 from app.errors import InputError
-from app.services import batch_view, report_view
+from app.services import batch_view, composite_view, report_view
 from app.services.reports import report_markdown
 from app.services.submission import method_summary
 
@@ -46,8 +46,23 @@ PercentsQuery = Annotated[
     ),
 ]
 MethodsQuery = Annotated[
-    list[Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:@+#-]+$")]] | None,
-    Query(description="restrict to these method aliases"),
+    # a space: an unescaped "+" of a composite spec, decoded
+    list[Annotated[str, Field(max_length=512, pattern=r"^[A-Za-z0-9_.:@+# -]+$")]] | None,
+    Query(
+        description="restrict to these method aliases; also named composites or composite:<alias>+<alias>..."
+    ),
+]
+CompositeMissingQuery = Annotated[
+    Literal["worst", "exclude"] | None,
+    Query(description="composites: a missing/NaN measure gets its worst rank (default) or excludes the item"),
+]
+CompositeInfQuery = Annotated[
+    Literal["order", "unusable"] | None,
+    Query(description="composites: ±inf ranks by its order (default) or counts as missing"),
+]
+CompositeExportQuery = Annotated[
+    list[Annotated[str, Field(max_length=512, pattern=r"^[A-Za-z0-9_.:@+# -]+$")]] | None,
+    Query(description="add these composites (composite:<alias>+<alias>...) to the batch's named ones"),
 ]
 FormatQuery = Annotated[Literal["json", "markdown"], Query(description="json, or markdown for people")]
 Accuracy = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
@@ -95,6 +110,12 @@ class CrossBatchReport(BaseModel):
     ground_truth: str | None = Field(None, max_length=128)
     methods: list[Annotated[str, Field(max_length=64)]] | None = None
     percents: list[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] | None = None
+    reference_batch: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="with one funnel batch: a batch that ran the expensive method on every candidate",
+    )
 
 
 SetName = Annotated[
@@ -161,11 +182,31 @@ def get_report(
     percents: PercentsQuery = None,
     bootstrap: Annotated[int, Query(ge=0, le=10_000, description="bootstrap resamples for the CI")] = 1000,
     format: FormatQuery = "json",
+    composite_missing: CompositeMissingQuery = None,
+    composite_inf: CompositeInfQuery = None,
+    reference_batch: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="funnel batches: a batch that ran the expensive method on every candidate; the "
+            "report's funnel section then has the top-% table of the funnel against it",
+        ),
+    ] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
     batch = batch_view.get_batch(session, batch_id)
+    rules = composite_view.rules_from_query(composite_missing, composite_inf)
+    reference = batch_view.get_batch(session, reference_batch) if reference_batch else None
     result = report_view.report(
-        session, [batch], ground_truth, method, report_view.parse_percents(percents), bootstrap
+        session,
+        [batch],
+        ground_truth,
+        method,
+        report_view.parse_percents(percents),
+        bootstrap,
+        rules,
+        reference,
     )
     return _respond(result, format, if_none_match)
 
@@ -179,7 +220,10 @@ def get_report(
 def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQuery = "json") -> Any:
     batches = [batch_view.get_batch(session, b) for b in body.batch_ids]
     percents = report_view.parse_percents(",".join(str(p) for p in body.percents) if body.percents else None)
-    result = report_view.report(session, batches, body.ground_truth, body.methods, percents, 1000)
+    reference = batch_view.get_batch(session, body.reference_batch) if body.reference_batch else None
+    result = report_view.report(
+        session, batches, body.ground_truth, body.methods, percents, 1000, reference_batch=reference
+    )
     return _respond(result, format)
 
 
@@ -196,11 +240,14 @@ def get_plot_scores(
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 1200,
     height: Annotated[int | None, Query(ge=200, le=4000)] = None,
+    composite_missing: CompositeMissingQuery = None,
+    composite_inf: CompositeInfQuery = None,
 ) -> Response:
     from app.services.reports.plots import points_from_rows, score_vs_ground_truth_png
 
     batch = batch_view.get_batch(session, batch_id)
-    scatter = report_view.scatter_rows(session, batch, ground_truth, method)
+    rules = composite_view.rules_from_query(composite_missing, composite_inf)
+    scatter = report_view.scatter_rows(session, batch, ground_truth, method, rules)
     png = score_vs_ground_truth_png(
         points_from_rows(scatter.rows_by_method, scatter.truth),
         width_px=width,
@@ -223,11 +270,12 @@ def get_plot_cost(
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 900,
     height: Annotated[int, Query(ge=200, le=4000)] = 600,
+    method: MethodsQuery = None,
 ) -> Response:
     from app.services.reports.plots import cost_vs_spearman_png, entries_from_report
 
     batch = batch_view.get_batch(session, batch_id)
-    result = report_view.report(session, [batch], ground_truth, None, report_view.parse_percents(None), 200)
+    result = report_view.report(session, [batch], ground_truth, method, report_view.parse_percents(None), 200)
     png = cost_vs_spearman_png(entries_from_report(result), width_px=width, height_px=height)
     return Response(png, media_type="image/png")
 
@@ -238,9 +286,10 @@ def get_plot_cost(
     responses={**CSV, **problem_responses(*READ_ERRORS)},
     summary="Every evaluation as CSV (cells that a spreadsheet would run as a formula are quoted with ')",
 )
-def export_csv(batch_id: BatchId, session: SessionDep) -> Response:
+def export_csv(batch_id: BatchId, session: SessionDep, composite: CompositeExportQuery = None) -> Response:
     batch = batch_view.get_batch(session, batch_id)
-    body = report_view.to_csv(report_view.export_rows(session, batch))
+    rows = report_view.export_rows(session, batch)
+    body = report_view.to_csv(rows + report_view.composite_export_rows(session, batch, composite or ()))
     return Response(
         body,
         media_type="text/csv",
@@ -254,8 +303,9 @@ def export_csv(batch_id: BatchId, session: SessionDep) -> Response:
     summary="Every evaluation as JSON",
     responses=problem_responses(*READ_ERRORS),
 )
-def export_json(batch_id: BatchId, session: SessionDep) -> Any:
+def export_json(batch_id: BatchId, session: SessionDep, composite: CompositeExportQuery = None) -> Any:
     batch = batch_view.get_batch(session, batch_id)
+    composites = report_view.composite_export_rows(session, batch, composite or ())
     return {
         "batch_id": batch_id,
         "space": batch.space,
@@ -263,5 +313,5 @@ def export_json(batch_id: BatchId, session: SessionDep) -> Any:
         "seed": batch.seed,
         "options": batch.options,
         "methods": [method_summary(m) for m in batch.methods],
-        "rows": report_view.export_rows(session, batch),
+        "rows": report_view.export_rows(session, batch) + composites,
     }

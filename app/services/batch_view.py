@@ -68,6 +68,8 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         if pending == 0
         else ("running" if counts["running"] or sum(counts.values()) > pending else "queued")
     )
+    if overall == "done" and _funnel_waiting(batch):
+        overall = "running"  # the funnel's expensive stage is about to be created
 
     cost_rows = session.execute(
         select(
@@ -103,6 +105,12 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "eta_s": eta.seconds,
         "eta_basis": eta.basis,
     }
+
+
+def _funnel_waiting(batch: Batch) -> bool:
+    from app.services import funnel
+
+    return funnel.waiting(batch)
 
 
 def _eta(
@@ -195,10 +203,49 @@ def method_rows(
         .where(BatchEvaluation.batch_id == batch.id, BatchEvaluation.batch_method_id == method.id)
     ):
         ev_by_arch[ev.architecture_id] = ev
-    rows = [evaluation_row(ev_by_arch[arch.id], arch, item) for item, arch in batch_items(session, batch)]
+    rows = [
+        evaluation_row(ev_by_arch[arch.id], arch, item)
+        if arch.id in ev_by_arch
+        else unevaluated_row(batch, method, arch, item)
+        for item, arch in batch_items(session, batch)
+    ]
     if details:
         attach_details(session, rows)
     return rows
+
+
+def unevaluated_row(batch: Batch, method: BatchMethod, arch: Any, item: Any) -> dict[str, Any]:
+    """The row of an item with no evaluation under ``method``: a funnel's expensive entry before its
+    stage starts (``waiting``, pending) or for an item the funnel did not keep (``filtered``)."""
+    from app.services import funnel
+
+    marked = funnel.missing_row_status(batch, method)
+    if marked is None:  # only a funnel leaves an item without an evaluation
+        raise RuntimeError(f"batch {batch.id}: item {item.position} has no evaluation under {method.alias}")
+    status, reason = marked
+    return {
+        "key": arch.key,
+        "label": item.label,
+        "item_position": item.position,
+        "genotype": arch.canonical,
+        "index": arch.index,
+        "degenerate": arch.degenerate,
+        "architecture_key": arch.key,
+        "evaluation_id": None,
+        "method": method.name,
+        "status": status,
+        "score": None,
+        "finite": None,
+        "reason": reason,
+        "cost_s": None,
+        "attempts": 0,
+        "device": None,
+        "config_hash": method.config_hash,
+        "seed": batch.seed,
+        "started_at": None,
+        "finished_at": None,
+        "pending": status == funnel.WAITING,
+    }
 
 
 def attach_details(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -291,6 +338,26 @@ def ground_truth_map(
     return {k: v for k, v in session.execute(query).all()}
 
 
+def _is_funnel_stage(batch: Batch, entry: BatchMethod) -> bool:
+    from app.services import funnel
+
+    return funnel.is_stage_method(batch, entry)
+
+
+def _python_live_page(
+    session: Session, batch: Batch, entry: BatchMethod, higher: bool, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """A live page ranked in Python: a funnel's expensive entry has items without evaluations (waiting
+    or filtered), which the SQL ranking, built on the evaluations, does not list."""
+    from app.services.reports.ranking import rank_rows
+
+    rows = method_rows(session, batch, entry)
+    for r in rows:
+        r["detail"] = r.pop("reason")
+    listing = rank_rows(rows, higher_is_better=higher)
+    return listing[offset : offset + limit], len(listing), sum(1 for r in rows if r["pending"])
+
+
 def public(row: dict[str, Any]) -> dict[str, Any]:
     """JSON cannot carry NaN/inf: a non-finite score (or one the worker flagged non-finite) is sent
     as null plus ``score_repr``. The one place where stored scores are encoded for clients."""
@@ -317,7 +384,9 @@ def ranking_page(
 
     info = all_methods().get(entry.name)
     higher = info.higher_is_better if info else True
-    if fp is None:
+    if fp is None and _is_funnel_stage(batch, entry):
+        page, total, n_pending = _python_live_page(session, batch, entry, higher, limit, offset)
+    elif fp is None:
         # live: the database ranks every row and returns the page only
         from app.services.ranking_sql import live_page
 

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,8 +29,9 @@ from app.models import (
     GroundTruth,
     utcnow,
 )
-from app.services import batch_view
+from app.services import batch_view, composite_view
 from app.services.reports import DEFAULT_PERCENTS, build_report, score_is_usable
+from app.services.reports.composite import CompositeRules, is_composite
 from app.services.sql import insert_ignore
 
 MIN_ACCURACY, MAX_ACCURACY = 0.0, 100.0
@@ -111,8 +112,11 @@ def report(
     methods: list[str] | None,
     percents: tuple[float, ...],
     n_boot: int,
+    rules: CompositeRules = CompositeRules(),
+    reference_batch: Batch | None = None,
 ) -> dict[str, Any]:
-    """One report over one or more batches that share a ground-truth set (rows are pooled per alias)."""
+    """One report over one or more batches that share a ground-truth set (rows are pooled per alias).
+    A method may be a composite (a spec, or a named composite of the batch), computed on read."""
     catalog = all_methods()
     rows_by_method: dict[str, list[dict[str, Any]]] = {}
     direction: dict[str, bool] = {}
@@ -126,21 +130,35 @@ def report(
             aliases = [m.alias for m in batch.methods]
             wanted = methods or [a for a in aliases if a != gt_alias]
             if methods:
-                wanted = [a for a in methods if a in aliases] if len(batches) > 1 else methods
+                here = set(aliases) | set(composite_view.named_composites(batch))
+                wanted = (
+                    [a for a in methods if a in here or is_composite(a)]
+                    if len(batches) > 1
+                    else list(methods)
+                )
+            if not methods:
+                wanted += [n for n in composite_view.named_composites(batch) if n not in aliases]
             for alias in wanted:
-                entry = batch_view.method_by_alias(batch, alias)
-                info = catalog.get(entry.name)
-                direction[alias] = info.higher_is_better if info else True
-                name_of.setdefault(alias, entry.name)
+                composite = composite_view.resolve_composite(batch, alias, rules, ("query", "method"))
+                if composite is not None:
+                    direction[alias] = composite.higher_is_better
+                    name_of.setdefault(alias, composite_view.COMPOSITE_METHOD_NAME)
+                    method_rows = composite_view.composite_rows(session, batch, composite)
+                else:
+                    entry = batch_view.method_by_alias(batch, alias)
+                    info = catalog.get(entry.name)
+                    direction[alias] = info.higher_is_better if info else True
+                    name_of.setdefault(alias, entry.name)
+                    method_rows = batch_view.method_rows(session, batch, entry)
                 rows_by_method.setdefault(alias, []).extend(
                     {
                         "key": r["key"],
                         "score": r["score"],
                         "finite": bool(r["finite"]),
-                        "status": r["status"],
+                        "status": "queued" if r["pending"] and r["status"] not in PENDING else r["status"],
                         "cost_s": r["cost_s"],
                     }
-                    for r in batch_view.method_rows(session, batch, entry)
+                    for r in method_rows
                 )
     if methods:
         for alias in methods:
@@ -158,11 +176,105 @@ def report(
         ground_truth_name=gt_name,
     )
     n_pending = sum(1 for rows in rows_by_method.values() for r in rows if r["status"] in PENDING)
+    if len(batches) == 1:
+        result["funnel"] = funnel_summary(session, batches[0], reference_batch, percents)
     result["partial"] = n_pending > 0
     result["n_pending"] = n_pending
     result["batch_ids"] = [b.id for b in batches]
     result["generated_at"] = utcnow()
     return result
+
+
+def _usable_scores(rows: Sequence[dict[str, Any]], higher: bool) -> dict[Hashable, float | None]:
+    """Key → score oriented so that higher is better, usable rows only (first row of a key wins)."""
+    out: dict[Hashable, float | None] = {}
+    for r in rows:
+        if score_is_usable(r):
+            out.setdefault(r["key"], float(r["score"]) if higher else -float(r["score"]))
+    return out
+
+
+def _cheap_rows(session: Session, batch: Batch, measure: str) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every method the funnel's measure rests on (the composite's members, or the one)."""
+    composite = composite_view.resolve_composite(batch, measure, CompositeRules(), ("query", "method"))
+    entries = composite.members if composite is not None else (batch_view.method_by_alias(batch, measure),)
+    return {m.alias: batch_view.method_rows(session, batch, m) for m in entries}
+
+
+def funnel_summary(
+    session: Session, batch: Batch, reference: Batch | None, percents: Sequence[float]
+) -> dict[str, Any] | None:
+    """What a funnel batch spent and saved per expensive method, and, given a reference batch that ran
+    the expensive method on every candidate, the top-% table (common, spe) of the funnel against it."""
+    from app.services import funnel
+    from app.services.reports.stats import top_percent_table
+
+    stage = funnel.stage_of(batch)
+    if stage is None:
+        return None
+    catalog = all_methods()
+    cheap = _cheap_rows(session, batch, stage.measure)
+    n = stage.n_candidates or len({arch.key for _, arch in batch_view.batch_items(session, batch)})
+    out: dict[str, Any] = {
+        "measure": stage.measure,
+        "rule": stage.describe(),
+        "advanced": stage.advanced,
+        "n_candidates": n,
+        "n_kept": len(stage.kept),
+        "kept": list(stage.kept),
+        "methods": {},
+    }
+    for entry in [m for m in batch.methods if m.alias in stage.methods]:
+        info = catalog.get(entry.name)
+        higher = info.higher_is_better if info else True
+        rows = batch_view.method_rows(session, batch, entry)
+        spent = funnel.costs(cheap, rows, n)
+        total = spent.cheap_s + spent.expensive_s
+        estimate = spent.estimated_all_s
+        summary: dict[str, Any] = {
+            "n_filtered": sum(1 for r in rows if r["status"] == funnel.FILTERED),
+            "cheap_cost_s": spent.cheap_s,
+            "expensive_cost_s": spent.expensive_s,
+            "funnel_cost_s": total,
+            "expensive_mean_s": spent.expensive_mean_s,
+            "estimated_expensive_all_s": estimate,
+            "saved_s": None if estimate is None else estimate - total,
+            "cost_ratio": None if not estimate else total / estimate,
+            "vs_reference": None,
+        }
+        if reference is not None:
+            # the reference's entry of the same method: same config first, then same alias, then any;
+            # never a funnel entry of this batch itself (the reference may be this very batch)
+            candidates = [
+                m
+                for m in reference.methods
+                if m.name == entry.name and not (reference.id == batch.id and m.alias in stage.methods)
+            ]
+            ref = (
+                next((m for m in candidates if m.config_hash == entry.config_hash), None)
+                or next((m for m in candidates if m.alias == entry.alias), None)
+                or next(iter(candidates), None)
+            )
+            if ref is None:
+                raise InputError(
+                    ["query", "reference_batch"],
+                    f"batch {reference.id!r} did not run {entry.name!r}; the reference batch runs the "
+                    "expensive method on every candidate",
+                )
+            truth = _usable_scores(batch_view.method_rows(session, reference, ref), higher)
+            summary["vs_reference"] = {
+                "batch_id": reference.id,
+                "method": ref.alias,
+                "n_reference": len(truth),
+                "top_percent": top_percent_table(
+                    truth,
+                    _usable_scores(rows, higher),
+                    {r["key"]: r["cost_s"] for r in rows if r["evaluation_id"] is not None},
+                    percents,
+                ),
+            }
+        out["methods"][entry.alias] = summary
+    return out
 
 
 @contextmanager
@@ -190,16 +302,26 @@ class ScatterRows:
 
 
 def scatter_rows(
-    session: Session, batch: Batch, ground_truth: str | None, methods: list[str] | None
+    session: Session,
+    batch: Batch,
+    ground_truth: str | None,
+    methods: list[str] | None,
+    rules: CompositeRules = CompositeRules(),
 ) -> ScatterRows:
     name, truth, gt_alias = resolve_ground_truth(session, batch, ground_truth)
     aliases = methods or [m.alias for m in batch.methods if m.alias != gt_alias]
     rows_by_method: dict[str, list[dict[str, Any]]] = {}
     pending: dict[str, int] = {}
+    if not methods:
+        aliases += [n for n in composite_view.named_composites(batch) if n not in aliases]
     for alias in aliases:
-        entry = batch_view.method_by_alias(batch, alias)
+        composite = composite_view.resolve_composite(batch, alias, rules, ("query", "method"))
+        if composite is not None:
+            source = composite_view.composite_rows(session, batch, composite)
+        else:
+            source = batch_view.method_rows(session, batch, batch_view.method_by_alias(batch, alias))
         unique: dict[str, dict[str, Any]] = {}
-        for r in batch_view.method_rows(session, batch, entry):
+        for r in source:
             unique.setdefault(r["key"], r)
         rows = [
             {"key": r["key"], "score": r["score"] if score_is_usable(r) else None}
@@ -328,6 +450,49 @@ EXPORT_FIELDS = [
 ]
 
 
+def composite_export_rows(
+    session: Session, batch: Batch, extra: Sequence[str] = (), rules: CompositeRules = CompositeRules()
+) -> list[dict[str, Any]]:
+    """Export rows of the batch's named composites and of the ``extra`` specs, one per item each:
+    score = mean rank (lower is better), ``info`` = per-measure ranks and imputed measures, ``config``
+    = the spec and rules (nothing stored: ``evaluation_id`` and ``config_hash`` are null)."""
+    named = composite_view.named_composites(batch)
+    wanted = list(named) + [e for e in extra if e not in named]
+    gt = batch_view.ground_truth_map(session, batch, batch.options.get("ground_truth_set", "client"))
+    out = []
+    for name in dict.fromkeys(wanted):
+        composite = composite_view.resolve_composite(batch, name, rules, ("query", "composite"))
+        if composite is None:
+            raise InputError(
+                ["query", "composite"],
+                f"{name!r} is no composite; write composite:<alias>+<alias>... over "
+                f"{[m.alias for m in batch.methods]}",
+            )
+        for r in composite_view.composite_rows(session, batch, composite):
+            row = batch_view.public(r)
+            out.append(
+                {
+                    **{k: row.get(k) for k in EXPORT_FIELDS},
+                    "batch_id": batch.id,
+                    "ground_truth": gt.get(r["key"]),
+                    "method": composite.alias,
+                    "method_name": composite_view.COMPOSITE_METHOD_NAME,
+                    "preset": None,
+                    "space": batch.space,
+                    "dataset": batch.dataset,
+                    "score_kind": "finite" if r["score"] is not None else None,
+                    "reason": r["composite_reason"],
+                    "info": {"measure_ranks": r["measure_ranks"], "imputed": r["imputed"]},
+                    "config": {
+                        "spec": composite.spec.name,
+                        "missing": composite.rules.missing.value,
+                        "inf": composite.rules.infinite.value,
+                    },
+                }
+            )
+    return out
+
+
 def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:
     """Every (item, method) pair with every stored field of its evaluation."""
     gt = batch_view.ground_truth_map(session, batch, batch.options.get("ground_truth_set", "client"))
@@ -342,7 +507,10 @@ def export_rows(session: Session, batch: Batch) -> list[dict[str, Any]]:
     out = []
     for item, arch in batch_view.batch_items(session, batch):
         for mid, m in methods.items():
-            ev = evs[(mid, arch.id)]
+            found = evs.get((mid, arch.id))
+            if found is None:  # a funnel's expensive entry: not kept, or its stage not started
+                continue
+            ev = found
             row = batch_view.public(batch_view.evaluation_row(ev, arch, item))
             out.append(
                 {

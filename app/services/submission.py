@@ -96,6 +96,9 @@ def request_hash(body: BatchCreate) -> str:
     if dumped["options"].get("search_id") is None:
         # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
         dumped["options"].pop("search_id", None)
+    for later_option in ("composites", "funnel"):  # options added later: absent keeps old bodies' hashes
+        if dumped["options"].get(later_option) is None:
+            dumped["options"].pop(later_option, None)
     blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -185,7 +188,89 @@ def plan_methods(body: BatchCreate, batch_id: str) -> list[PlannedMethod]:
             search = body.options.search_id
             scope = search_scope(search, float(ratio)) if search and ratio is not None else batch_id
         planned.append(PlannedMethod(alias, pos, resolved, scope))
+    check_composites(body, [p.alias for p in planned])
     return planned
+
+
+def _stored_options(body: BatchCreate, stage2: list[PlannedMethod]) -> dict[str, Any]:
+    options = body.options.model_dump(mode="json")
+    for later_option in ("composites", "funnel"):  # absent rather than null, as before they existed
+        if options.get(later_option) is None:
+            options.pop(later_option, None)
+    if body.options.funnel is not None:
+        from app.services.funnel import STAGE_KEY, initial_stage
+
+        options[STAGE_KEY] = initial_stage([p.alias for p in stage2])
+    return options
+
+
+def plan_funnel(body: BatchCreate, planned: list[PlannedMethod], batch_id: str) -> list[PlannedMethod]:
+    """The funnel's expensive entries (positions after the batch's methods), its measure checked
+    against the batch's aliases and named composites. Empty without a funnel."""
+    funnel = body.options.funnel
+    if funnel is None:
+        return []
+    from app.services.reports.composite import CompositeSpecError, is_composite, parse_composite_spec
+
+    loc: list[str | int] = ["body", "options", "funnel"]
+    aliases = [p.alias for p in planned]
+    named = body.options.composites or {}
+    measure = funnel.measure
+    if measure not in aliases and measure not in named:
+        if not is_composite(measure):
+            raise InputError(
+                [*loc, "measure"],
+                f"the funnel's measure {measure!r} is none of this batch's methods {aliases} or named "
+                f"composites {sorted(named)}; name one, or write composite:<alias>+<alias>...",
+            )
+        try:
+            parse_composite_spec(measure, available=aliases)
+        except CompositeSpecError as exc:
+            raise InputError([*loc, "measure"], exc.message) from None
+    stage2: list[PlannedMethod] = []
+    seen = {a: i for i, a in enumerate(aliases)} | {n: -1 for n in named}
+    for i, m in enumerate(funnel.then):
+        entry_loc: list[str | int] = [*loc, "then", i]
+        position = len(body.methods) + i
+        resolved = resolve(m.name, m.preset, m.config, body.space, body.dataset, entry_loc)
+        alias = m.alias or m.name
+        if alias in seen:
+            raise InputError(
+                [*entry_loc, "alias"],
+                f"alias {alias!r} is already used in this batch; give this funnel entry a unique alias",
+            )
+        seen[alias] = position
+        capped = m.name == "fear" and body.options.ratio_to_fastest is not None
+        scope = ""
+        if capped:
+            ratio, search = body.options.ratio_to_fastest, body.options.search_id
+            scope = search_scope(search, float(ratio)) if search and ratio is not None else batch_id
+        stage2.append(PlannedMethod(alias, position, resolved, scope))
+    return stage2
+
+
+def check_composites(body: BatchCreate, aliases: list[str]) -> None:
+    """Every named composite names only this batch's method aliases, and no name shadows an alias."""
+    from app.services.reports.composite import CompositeSpecError, parse_composite_spec
+
+    errors: list[dict[str, Any]] = []
+    for name, spec in (body.options.composites or {}).items():
+        loc = ["body", "options", "composites", name]
+        if name in aliases:
+            errors.append(
+                {
+                    "loc": loc,
+                    "msg": f"composite name {name!r} is already a method alias; rename it",
+                    "type": "value_error",
+                }
+            )
+            continue
+        try:
+            parse_composite_spec(spec, available=aliases)
+        except CompositeSpecError as exc:
+            errors.append({"loc": loc, "msg": exc.message, "type": "value_error"})
+    if errors:
+        raise InputError.many(errors)
 
 
 def check_dataset(body: BatchCreate, settings: Settings) -> None:
@@ -279,6 +364,7 @@ def submit(
     parsed = parse_items(body)
     batch_id = uuid.uuid4().hex
     planned = plan_methods(body, batch_id)
+    stage2 = plan_funnel(body, planned, batch_id)
 
     unique: dict[str, ParsedArch] = {}
     for arch in parsed:
@@ -291,7 +377,7 @@ def submit(
         space=body.space,
         dataset=body.dataset,
         seed=body.seed,
-        options=body.options.model_dump(mode="json"),
+        options=_stored_options(body, stage2),
         request_hash=digest,
         created_at=now,
     )
@@ -310,9 +396,24 @@ def submit(
         for p in planned
     ]
     session.add_all(method_rows)
+    # a funnel's expensive entries: method entries without evaluations until the cheap stage ends
+    stage2_rows = [
+        BatchMethod(
+            batch_id=batch_id,
+            position=p.position,
+            alias=p.alias,
+            name=p.resolved.name,
+            preset=p.resolved.preset,
+            config=p.resolved.config,
+            config_hash=p.resolved.config_hash,
+            scope=p.scope,
+        )
+        for p in stage2
+    ]
+    session.add_all(stage2_rows)
     session.flush()
 
-    _register_search(session, body, planned)
+    _register_search(session, body, planned + stage2)
     arch_ids = _upsert_architectures(session, unique, body.space)
     item_archs = [arch_ids[arch.key] for arch in parsed]
     session.execute(
@@ -360,7 +461,7 @@ def submit(
         retried=retried,
         items=len(parsed),
         architectures=len(unique),
-        methods=[method_summary(m) for m in method_rows],
+        methods=[method_summary(m) for m in method_rows + stage2_rows],
         to_enqueue=to_enqueue,
     )
     if idempotency_key:

@@ -97,7 +97,7 @@ class RankingItem(_Model):
     status: str
     reason: str | None = None
     cost_s: float | None = None
-    evaluation_id: int
+    evaluation_id: int | None = None  # None for a composite ranking (computed on read)
     architecture_key: str
     degenerate: bool = False
     ground_truth: float | None = None
@@ -127,7 +127,7 @@ class ExportRow(_Model):
     ground_truth: float | None = None
     method: str
     method_name: str | None = None
-    evaluation_id: int
+    evaluation_id: int | None = None  # None on a composite's rows
     genotype: str
     architecture_key: str
     index: int | None = None

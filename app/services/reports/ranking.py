@@ -27,8 +27,10 @@ _UNRANKED_ORDER = (
     "rejected",
     "failed",
     "lost",
+    "filtered",
     "running",
     "queued",
+    "waiting",
     "unknown",
 )
 _UNRANKED_POSITION = {name: i for i, name in enumerate(_UNRANKED_ORDER)}
@@ -40,6 +42,8 @@ _STATUS_REASONS = {
     "lost": "lost: the worker stopped sending heartbeats and retries ran out",
     "running": "pending: still running",
     "queued": "pending: queued",
+    "filtered": "filtered by funnel",
+    "waiting": "pending: waiting for the funnel's cheap stage",
 }
 
 

@@ -275,8 +275,8 @@ def bootstrap_ci(
     """
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must not be negative, got {n_boot}")
     x = np.asarray(xs, dtype=np.float64).reshape(-1)
     y = np.asarray(ys, dtype=np.float64).reshape(-1)
     if x.shape != y.shape:
@@ -293,6 +293,9 @@ def bootstrap_ci(
         "note": None,
     }
     n = x.size
+    if n_boot == 0:  # the API's bootstrap=0: the client asked for no interval
+        result["note"] = "no bootstrap requested (bootstrap=0); no interval"
+        return result
     if n < MIN_PAIRS:
         result["note"] = f"fewer than {MIN_PAIRS} pairs with finite values ({n}); no interval"
         return result
@@ -335,6 +338,7 @@ def _status_counts(rows: Sequence[EvaluationRow]) -> dict[str, int]:
         "n_failed": 0,
         "n_lost": 0,
         "n_pending": 0,
+        "n_filtered": 0,  # not kept by a funnel: the method never ran on it
         "n_other": 0,
     }
     for row in rows:
