@@ -36,4 +36,9 @@ def api_schema(database: str):  # type: ignore[no-untyped-def]
     ],
 )
 def test_api_conforms_to_its_schema(case) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate()
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    # A listing cursor is an opaque signed token: no schema can say which strings the service issued,
+    # so a schema-valid made-up cursor is rightly refused (400 naming `cursor`, tested in test_listing).
+    opaque = bool(case.query and "cursor" in case.query)
+    case.call_and_validate(excluded_checks=[positive_data_acceptance] if opaque else None)

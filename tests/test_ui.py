@@ -363,8 +363,10 @@ def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser
         page.add_init_script("sessionStorage.setItem('fastarchrank.apiKey', 'far_test_key')")
         seen_auth: list[str | None] = []
 
-        def status_route(r, seen_auth=seen_auth):  # type: ignore[no-untyped-def]
-            seen_auth.append(r.request.headers.get("authorization"))
+        # One parameter: Playwright passes (route, request) to a handler that takes two. The
+        # handler only runs within this iteration, so the closure sees this iteration's list.
+        def status_route(r):  # type: ignore[no-untyped-def]
+            seen_auth.append(r.request.headers.get("authorization"))  # noqa: B023
             r.fulfill(json=status)
 
         page.route(re.compile(r".*/v1/batches/layout$"), status_route)

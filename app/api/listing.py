@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.api import listing_cursor
 from app.api.deps import SessionDep, SettingsDep
 from app.api.listing_models import BatchList, BatchListEntry, ListingCounts, ListingStatus
+from app.api.models import problem_responses
 from app.errors import InputError
 from app.models import PENDING, Batch, BatchEvaluation, BatchItem, Evaluation
 from app.settings import Settings
@@ -25,6 +26,22 @@ router = APIRouter(tags=["batches"])
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; every stored time is UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A timestamp with its offset (no bare numbers: pydantic would read `0.5` as seconds since 1970).
+RFC3339 = (
+    r"^[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+
+
+def _timestamp(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(["query", name], f"{name} is not a valid time, e.g. 2026-01-31T12:00:00Z") from None
 
 
 def _like(text: str) -> str:
@@ -75,7 +92,8 @@ def _item_counts(session: Session, ids: list[str]) -> dict[str, int]:
     "/batches",
     response_model=BatchList,
     summary="List batches, newest first, with filters and cursor pagination",
-    responses={400: {"description": "`cursor` is malformed, forged, or was issued for other filters"}},
+    # 400: `cursor` is malformed, forged, or was issued for other filters
+    responses=problem_responses(400, 422, 503),
 )
 def list_batches(
     session: SessionDep,
@@ -86,10 +104,20 @@ def list_batches(
         Query(description="'running': something is queued or running; 'done': nothing is"),
     ] = None,
     created_after: Annotated[
-        datetime | None, Query(description="RFC 3339; only batches created at or after this time")
+        str | None,
+        Query(
+            pattern=RFC3339,
+            json_schema_extra={"format": "date-time"},
+            description="RFC 3339 with offset; only batches created at or after this time",
+        ),
     ] = None,
     created_before: Annotated[
-        datetime | None, Query(description="RFC 3339; only batches created before this time")
+        str | None,
+        Query(
+            pattern=RFC3339,
+            json_schema_extra={"format": "date-time"},
+            description="RFC 3339 with offset; only batches created before this time",
+        ),
     ] = None,
     label: Annotated[
         str | None,
@@ -102,14 +130,13 @@ def list_batches(
 ) -> BatchList:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise InputError(["query", name], f"{name} needs a UTC offset, e.g. 2026-01-31T12:00:00Z")
+    after = _timestamp("created_after", created_after)
+    before = _timestamp("created_before", created_before)
     filters = ListingFilters(
         owner=owner,
         status=status,
-        created_after=_utc(created_after) if created_after else None,
-        created_before=_utc(created_before) if created_before else None,
+        created_after=_utc(after) if after else None,
+        created_before=_utc(before) if before else None,
         label=label,
     )
     return list_page(session, settings, filters, limit, cursor)
