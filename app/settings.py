@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         description="`limits` storage URI; default: the broker when it is Redis (shared by all API "
         "processes), else memory:// (per process)",
     )
+    idempotency_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="how long an Idempotency-Key replays its batch, seconds; after that the key is free "
+        "and the same request creates a new batch",
+    )
     rate_limit_namespace: str | None = Field(
         None,
         description="prefix of the rate-limit counters; default: derived from the database URL, so "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
+import app.auth.models  # noqa: F401  (api_keys joins Base.metadata)
 from app.db import make_engine
 from app.models import Base
 from app.settings import get_settings

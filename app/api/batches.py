@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from app.api.conditional import conditional_model
 from app.api.deps import BatchId, MethodQuery, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
 from app.api.models import READ_ERRORS, problem_responses
+from app.auth import PrincipalDep, owner_for_new_batch, owner_scoped_idempotency_key
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_view
@@ -37,6 +38,7 @@ router = APIRouter(tags=["batches"])
 def create_batch(
     body: BatchCreate,
     settings: SettingsDep,
+    principal: PrincipalDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -50,7 +52,9 @@ def create_batch(
 ) -> Any:
     # The submission manages its own transaction (retried on deadlocks); tasks are published
     # only after the commit.
-    result = create(body, settings, idempotency_key)
+    owner = owner_for_new_batch(principal, body.owner)
+    stored_key = owner_scoped_idempotency_key(owner, idempotency_key) if idempotency_key else None
+    result = create(body, settings, stored_key, owner)
     if result.replayed:
         response.status_code = 200
     return result.response()
@@ -66,9 +70,10 @@ def get_batch(
     batch_id: BatchId,
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     return conditional_model(BatchStatus, batch_view.status(session, batch, settings), if_none_match)
 
 
@@ -84,6 +89,7 @@ def get_ranking(
     settings: SettingsDep,
     cache: RankingCacheDep,
     pages: PageCacheDep,
+    principal: PrincipalDep,
     method: MethodQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -91,7 +97,7 @@ def get_ranking(
 ) -> Any:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     entry = batch_view.method_by_alias(batch, method)
     fp = fingerprint(session, batch.id, entry.id)
     if fp is None:  # still running: every poll may differ, nothing to cache

@@ -20,6 +20,7 @@ from app.api.models import (
     Report,
     problem_responses,
 )
+from app.auth import PrincipalDep
 from app.errors import InputError
 from app.services import batch_view, report_view
 from app.services.reports import report_markdown
@@ -112,10 +113,12 @@ SetName = Annotated[
     summary="Add or replace ground-truth accuracies under a named set (idempotent)",
     responses=problem_responses(400, 404, 413, 415, 422, 503),
 )
-def put_ground_truth(batch_id: BatchId, set_name: SetName, body: GroundTruthBody, session: SessionDep) -> Any:
+def put_ground_truth(
+    batch_id: BatchId, set_name: SetName, body: GroundTruthBody, session: SessionDep, principal: PrincipalDep
+) -> Any:
     if set_name == "full" or set_name.startswith("method:"):
         raise InputError(["path", "set_name"], "set name must not be 'full' or 'method:...' (reserved)")
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     counts = report_view.put_ground_truth(session, batch, set_name, [i.model_dump() for i in body.items])
     return {"batch_id": batch_id, "set_name": set_name, **counts}
 
@@ -126,8 +129,8 @@ def put_ground_truth(batch_id: BatchId, set_name: SetName, body: GroundTruthBody
     summary="Ground-truth sets available for a batch",
     responses=problem_responses(*READ_ERRORS),
 )
-def list_ground_truth(batch_id: BatchId, session: SessionDep) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+def list_ground_truth(batch_id: BatchId, session: SessionDep, principal: PrincipalDep) -> Any:
+    batch = batch_view.get_batch(session, batch_id, principal)
     return {
         "sets": report_view.ground_truth_sets(session, batch),
         "methods": [f"method:{m.alias}" for m in batch.methods if m.name == "full"],
@@ -156,6 +159,7 @@ _VOLATILE = frozenset({"generated_at"})
 def get_report(
     batch_id: BatchId,
     session: SessionDep,
+    principal: PrincipalDep,
     ground_truth: GroundTruthQuery = None,
     method: MethodsQuery = None,
     percents: PercentsQuery = None,
@@ -163,7 +167,7 @@ def get_report(
     format: FormatQuery = "json",
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     result = report_view.report(
         session, [batch], ground_truth, method, report_view.parse_percents(percents), bootstrap
     )
@@ -176,8 +180,10 @@ def get_report(
     summary="One report over several batches that share ground truth",
     responses={**MARKDOWN_OR_JSON, **problem_responses(400, 404, 413, 415, 422, 503)},
 )
-def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQuery = "json") -> Any:
-    batches = [batch_view.get_batch(session, b) for b in body.batch_ids]
+def create_report(
+    body: CrossBatchReport, session: SessionDep, principal: PrincipalDep, format: FormatQuery = "json"
+) -> Any:
+    batches = [batch_view.get_batch(session, b, principal) for b in body.batch_ids]
     percents = report_view.parse_percents(",".join(str(p) for p in body.percents) if body.percents else None)
     result = report_view.report(session, batches, body.ground_truth, body.methods, percents, 1000)
     return _respond(result, format)
@@ -192,6 +198,7 @@ def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQue
 def get_plot_scores(
     batch_id: BatchId,
     session: SessionDep,
+    principal: PrincipalDep,
     method: MethodsQuery = None,
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 1200,
@@ -199,7 +206,7 @@ def get_plot_scores(
 ) -> Response:
     from app.services.reports.plots import points_from_rows, score_vs_ground_truth_png
 
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     scatter = report_view.scatter_rows(session, batch, ground_truth, method)
     png = score_vs_ground_truth_png(
         points_from_rows(scatter.rows_by_method, scatter.truth),
@@ -220,13 +227,14 @@ def get_plot_scores(
 def get_plot_cost(
     batch_id: BatchId,
     session: SessionDep,
+    principal: PrincipalDep,
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 900,
     height: Annotated[int, Query(ge=200, le=4000)] = 600,
 ) -> Response:
     from app.services.reports.plots import cost_vs_spearman_png, entries_from_report
 
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     result = report_view.report(session, [batch], ground_truth, None, report_view.parse_percents(None), 200)
     png = cost_vs_spearman_png(entries_from_report(result), width_px=width, height_px=height)
     return Response(png, media_type="image/png")
@@ -238,8 +246,8 @@ def get_plot_cost(
     responses={**CSV, **problem_responses(*READ_ERRORS)},
     summary="Every evaluation as CSV (cells that a spreadsheet would run as a formula are quoted with ')",
 )
-def export_csv(batch_id: BatchId, session: SessionDep) -> Response:
-    batch = batch_view.get_batch(session, batch_id)
+def export_csv(batch_id: BatchId, session: SessionDep, principal: PrincipalDep) -> Response:
+    batch = batch_view.get_batch(session, batch_id, principal)
     body = report_view.to_csv(report_view.export_rows(session, batch))
     return Response(
         body,
@@ -254,8 +262,8 @@ def export_csv(batch_id: BatchId, session: SessionDep) -> Response:
     summary="Every evaluation as JSON",
     responses=problem_responses(*READ_ERRORS),
 )
-def export_json(batch_id: BatchId, session: SessionDep) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+def export_json(batch_id: BatchId, session: SessionDep, principal: PrincipalDep) -> Any:
+    batch = batch_view.get_batch(session, batch_id, principal)
     return {
         "batch_id": batch_id,
         "space": batch.space,

@@ -1,7 +1,7 @@
 """api keys
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 01:10:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "0003"
-down_revision = "0001"  # the lead re-chains this after 0002 when both land
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
