@@ -72,6 +72,13 @@ class BatchOptions(Strict):
         pattern=r"^[A-Za-z0-9_.:@+-]+$",
         description="name under which the items' ground_truth values are stored",
     )
+    max_failed: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="failure budget: once this many of the batch's evaluations ended failed or lost, its "
+        "remaining queued evaluations (not shared with another live batch) are cancelled",
+    )
 
 
 class ItemRequest(Strict):

@@ -99,12 +99,13 @@ def test_running_batch_is_marked_partial(client) -> None:  # type: ignore[no-unt
 
 
 def test_pending_points_are_not_called_dropped(client) -> None:  # type: ignore[no-untyped-def]
+    from app.auth import LOCAL_PRINCIPAL
     from app.db import session_scope
     from app.services import batch_view, report_view
 
     bid = _new_batch(client, seed=803)
     with session_scope() as session:
-        batch = batch_view.get_batch(session, bid)
+        batch = batch_view.get_batch(session, bid, LOCAL_PRINCIPAL)
         scatter = report_view.scatter_rows(session, batch, None, None)
     assert scatter.pending_by_method == {"params": 3}
     assert scatter.rows_by_method == {"params": []}

@@ -97,6 +97,8 @@ def request_hash(body: BatchCreate) -> str:
     if dumped["options"].get("search_id") is None:
         # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
         dumped["options"].pop("search_id", None)
+    if dumped["options"].get("max_failed") is None:
+        dumped["options"].pop("max_failed", None)
     blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
