@@ -230,6 +230,7 @@ class StatusCounts(BaseModel):
     unmet: int = 0
     rejected: int = 0
     lost: int = 0
+    cancelled: int = 0
 
 
 class BatchStatus(BaseModel):
@@ -249,6 +250,10 @@ class BatchStatus(BaseModel):
     eta_basis: Literal["prior", "measured", "mixed"] | None = Field(
         None,
         description="what the ETA rests on: the cost prior, measured costs, or both; null when done",
+    )
+    cancelled_at: UtcDateTime | None = Field(None, description="when the batch was cancelled (or stopped)")
+    cancel_reason: str | None = Field(
+        None, description="'cancelled by its owner' or 'failure budget exhausted'; null if not cancelled"
     )
 
 

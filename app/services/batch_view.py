@@ -102,6 +102,8 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "timings": timings,
         "eta_s": eta.seconds,
         "eta_basis": eta.basis,
+        "cancelled_at": batch.cancelled_at,
+        "cancel_reason": batch.cancel_reason,
     }
 
 
