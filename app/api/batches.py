@@ -123,7 +123,7 @@ def get_ranking(
     "/batches/{batch_id}/cancel",
     response_model=BatchCancelled,
     summary="Cancel a batch: queued evaluations end 'cancelled', running ones stop at their next heartbeat",
-    responses=problem_responses(401, 403, 404, 503),
+    responses=problem_responses(404, 503),
 )
 def cancel_batch(batch_id: BatchId, settings: SettingsDep, principal: PrincipalDep) -> Any:
     # Evaluations another live batch also uses keep going; cancelling again changes nothing.
@@ -135,7 +135,7 @@ def cancel_batch(batch_id: BatchId, settings: SettingsDep, principal: PrincipalD
     status_code=204,
     response_class=Response,
     summary="Delete a batch, its items and ground truth; evaluations no other batch uses go with it",
-    responses={204: {"description": "deleted"}, **problem_responses(401, 403, 404, 503)},
+    responses={204: {"description": "deleted"}, **problem_responses(404, 503)},
 )
 def delete_batch(batch_id: BatchId, settings: SettingsDep, principal: PrincipalDep) -> Response:
     batch_control.remove(batch_id, principal, settings)
