@@ -201,3 +201,18 @@ def test_loopback_default_needs_no_key(api: TestClient) -> None:
     # Remote callers of the same app need a key.
     with TestClient(api.app, base_url="http://10.1.2.3:8000", raise_server_exceptions=False) as remote:
         assert remote.get(f"/v1/batches/{bid}").status_code == 401
+
+
+def test_cli_report_takes_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import cli
+
+    args = cli.build_parser().parse_args(["report", "abc", "--api-key", "far_x_y"])
+    assert args.api_key == "far_x_y"
+    put = cli.build_parser().parse_args(["ground-truth", "put", "abc", "--set", "s", "--csv", "f.csv"])
+    assert put.api_key is None
+    monkeypatch.setenv("FASTARCHRANK_API_KEY", "far_env_key")
+    client = cli._client("http://127.0.0.1:1")
+    assert client.config.api_key == "far_env_key"
+    assert cli._client("http://127.0.0.1:1", "far_flag").config.api_key == "far_flag"
+    keys = cli.build_parser().parse_args(["keys", "list"])
+    assert keys.command == "keys"
