@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, select
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -274,9 +274,18 @@ def submit(
     if idempotency_key:
         record = session.get(IdempotencyRecord, idempotency_key)
         if record is not None and _expired(record, settings):
-            # The key is free again: the stale record goes, this request is a new submission.
-            session.delete(record)
-            session.flush()
+            # The key is free again: the stale record goes, this request is a new submission. A
+            # conditional delete, so two requests doing this at once cannot trip over each other
+            # (the loser's insert of the new record then conflicts and it replays the winner's).
+            session.execute(
+                delete(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.key == idempotency_key,
+                    IdempotencyRecord.created_at == record.created_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.expunge(record)
             record = None
         if record is not None:
             if record.request_hash != digest:
