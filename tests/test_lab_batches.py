@@ -24,9 +24,22 @@ def _seed() -> int:
     return random.randrange(10**9)
 
 
+_created: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_batches(client: Any) -> Iterator[None]:
+    """These tests leave claimed evaluations without a live worker; other tests' reapers would
+    find them. Deleting the batches removes them (and is itself exercised here)."""
+    yield
+    while _created:
+        client.delete(f"/v1/batches/{_created.pop()}")
+
+
 def _post(client: Any, **overrides: Any) -> str:
     resp = client.post("/v1/batches", json=batch_body(**overrides))
     assert resp.status_code == 201, resp.text
+    _created.append(resp.json()["batch_id"])
     return str(resp.json()["batch_id"])
 
 
