@@ -102,6 +102,8 @@ def test_cancel_queued_and_running(client: Any) -> None:
     status = client.get(f"/v1/batches/{bid}").json()
     assert status["counts"]["cancelled"] == 3 and status["status"] == "done"
     assert status["cancelled_at"] is not None
+    ranking = client.get(f"/v1/batches/{bid}/ranking").json()
+    assert {i["reason"].split(":")[0] for i in ranking["items"]} == {"cancelled"}
 
     # Asked for again, a cancelled evaluation runs again (like failed).
     again_bid = _post(client, seed=seed)

@@ -27,6 +27,7 @@ _UNRANKED_ORDER = (
     "rejected",
     "failed",
     "lost",
+    "cancelled",
     "running",
     "queued",
     "unknown",
@@ -38,6 +39,7 @@ _STATUS_REASONS = {
     "rejected": "rejected: stage 1 ran past the search's time cap (ratio × fastest)",
     "failed": "failed",
     "lost": "lost: the worker stopped sending heartbeats and retries ran out",
+    "cancelled": "cancelled: stopped on request (the batch was cancelled or its failure budget ran out)",
     "running": "pending: still running",
     "queued": "pending: queued",
 }
