@@ -231,18 +231,19 @@ def service_url(url: str | None) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def _client(url: str | None) -> Client:
+def _client(url: str | None, api_key: str | None = None) -> Client:
     try:
         from fastarchrank import Client
         from fastarchrank._transport import RetryPolicy
     except ImportError as exc:
         raise SystemExit("this command needs the Python client: pip install ./client") from exc
 
-    return Client(service_url(url), retry=RetryPolicy(attempts=3, backoff_s=1.0))
+    key = api_key or os.environ.get("FASTARCHRANK_API_KEY") or None
+    return Client(service_url(url), api_key=key, retry=RetryPolicy(attempts=3, backoff_s=1.0))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    client = _client(args.url)
+    client = _client(args.url, args.api_key)
     from fastarchrank import FastArchRankError
 
     with client:
@@ -256,7 +257,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ground_truth_put(args: argparse.Namespace) -> int:
-    client = _client(args.url)
+    client = _client(args.url, args.api_key)
     from fastarchrank import FastArchRankError
     from fastarchrank.ground_truth import GroundTruthCsvError, read_csv
 
@@ -323,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     url_help = "service URL (default: FASTARCHRANK_URL, else http://FASTARCHRANK_HOST:FASTARCHRANK_PORT)"
     r.add_argument("--url", default=None, help=url_help)
     r.add_argument("--ground-truth", default=None, help="ground-truth set name, or 'full'")
+    key_help = "API key (default: FASTARCHRANK_API_KEY; none needed on the local `serve`)"
+    r.add_argument("--api-key", default=None, help=key_help)
     r.set_defaults(func=cmd_report)
 
     gt = sub.add_parser("ground-truth", help="ground-truth accuracies of a batch")
@@ -338,7 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="send rows of architectures not in the batch (refused)"
     )
     put.add_argument("--url", default=None, help=url_help)
+    put.add_argument("--api-key", default=None, help=key_help)
     put.set_defaults(func=cmd_ground_truth_put)
+
+    from app.auth.cli import add_keys_commands
+
+    add_keys_commands(sub)
     return p
 
 

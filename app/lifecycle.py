@@ -26,6 +26,9 @@ from sqlalchemy import (
     Table,
     Update,
     and_,
+    delete,
+    exists,
+    func,
     or_,
     select,
     true,
@@ -33,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.models import Architecture, Evaluation, utcnow
+from app.models import Architecture, Batch, BatchEvaluation, ChangeCounter, Evaluation, utcnow
 from app.services.sql import MAX_PARAMS, chunks, constant, id_array, insert_ignore, rows_source
 from app.settings import Settings
 from app.status import OUTCOMES, PENDING, RETRYABLE, TERMINAL, EvaluationStatus
@@ -48,6 +51,7 @@ __all__ = [
     "EvaluationStatus",
     "Linked",
     "Outcome",
+    "cancel_batch",
     "claim",
     "complete",
     "fail",
@@ -61,6 +65,32 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Q = EvaluationStatus
+
+# --- change sequence (incremental polling) ------------------------------------------------------------
+
+CHANGE_SEQUENCE = "evaluation_change_seq"
+
+
+def next_seq(session: Session) -> ColumnElement[int] | int:
+    """A change-sequence value for the rows of one transition statement. PostgreSQL: ``nextval`` of a
+    sequence (no row lock, so concurrent transitions never wait on each other; values are distinct
+    and increasing, though commits can land out of order — the poll's grace covers that). SQLite:
+    one counter row, bumped under the database's single write lock, so values follow commit order."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(ColumnElement[int], func.nextval(CHANGE_SEQUENCE))
+    value = session.execute(
+        update(ChangeCounter)
+        .where(ChangeCounter.id == 1)
+        .values(value=ChangeCounter.value + 1)
+        .returning(ChangeCounter.value)
+    ).scalar_one()
+    return int(value)
+
+
+def _stamp(session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """The columns every transition sets besides its own: the change sequence and its time."""
+    return {"updated_seq": next_seq(session), "changed_at": now or utcnow()}
+
 
 # --- API: link-or-reuse at submission ----------------------------------------------------------------
 
@@ -136,7 +166,10 @@ def _insert_new(
         "progress": constant(session, {}, JSON()),
         "created_at": constant(session, now, ts),
         "queued_at": constant(session, now, ts),
+        "changed_at": constant(session, now, ts),
     }
+    seq = next_seq(session)
+    values["updated_seq"] = constant(session, seq, BigInteger()) if isinstance(seq, int) else seq
     unique_cols = ["architecture_id", "dataset", "method", "config_hash", "seed", "scope"]
     # ``WHERE true``: SQLite would otherwise read the ON CONFLICT clause as a join condition.
     stmt = (
@@ -171,7 +204,30 @@ def link_or_reuse(
             session.execute(
                 update(Evaluation)
                 .where(Evaluation.id.in_(list(part)), Evaluation.status.in_(list(RETRYABLE)))
-                .values(status=Q.QUEUED, attempts=0, error=None, queued_at=now, enqueued_at=None, worker=None)
+                .values(
+                    status=Q.QUEUED,
+                    attempts=0,
+                    error=None,
+                    reason=None,
+                    queued_at=now,
+                    enqueued_at=None,
+                    worker=None,
+                    cancel_requested_at=None,
+                    **_stamp(session, now),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        # A new (live) batch wants these: a pending cancel of another batch no longer applies.
+        keep = sorted(eid for eid, status in existing.values() if status == Q.RUNNING)
+        for part in chunks(keep, MAX_PARAMS):
+            session.execute(
+                update(Evaluation)
+                .where(
+                    Evaluation.id.in_(list(part)),
+                    Evaluation.status == Q.RUNNING,
+                    Evaluation.cancel_requested_at.is_not(None),
+                )
+                .values(cancel_requested_at=None)
                 .execution_options(synchronize_session=False)
             )
         retry_set = set(retry)
@@ -304,6 +360,9 @@ def claim(session: Session, evaluation_ids: Sequence[int], device: str, owner: s
             heartbeat_at=now,
             progress={"phase": "starting"},
             error=None,
+            reason=None,
+            cancel_requested_at=None,
+            **_stamp(session, now),
         )
         .returning(
             Evaluation.id,
@@ -338,13 +397,35 @@ def claim(session: Session, evaluation_ids: Sequence[int], device: str, owner: s
     )
 
 
+CANCELLED_BY_REQUEST = "cancelled: its batch was cancelled"
+
+
 def heartbeat(session: Session, c: Claim, now: datetime, progress: dict[str, Any] | None = None) -> bool:
-    """running → running: refresh liveness (and live progress). False = the attempt is not ours any
-    more (the reaper gave it to another attempt)."""
+    """running → running: refresh liveness (and live progress). running → cancelled when a cancel
+    was requested: the attempt stops here, its last progress kept as the partial record. False =
+    the attempt is not ours any more (cancelled, or the reaper gave it to another attempt)."""
     values: dict[str, Any] = {"heartbeat_at": now}
     if progress is not None:
         values["progress"] = json_safe(progress)
-    return _changed(session, update(Evaluation).where(_owned(c)).values(**values)) > 0
+        values.update(_stamp(session, now))
+    not_cancelled = Evaluation.cancel_requested_at.is_(None)
+    if _changed(session, update(Evaluation).where(_owned(c), not_cancelled).values(**values)) > 0:
+        return True
+    stopped = _changed(
+        session,
+        update(Evaluation)
+        .where(_owned(c), Evaluation.cancel_requested_at.is_not(None))
+        .values(
+            **values,
+            **({} if progress is not None else _stamp(session, now)),
+            status=Q.CANCELLED,
+            reason=CANCELLED_BY_REQUEST,
+            finished_at=now,
+        ),
+    )
+    if stopped:
+        log.info("evaluation %s attempt %s cancelled at its heartbeat", c.evaluation_id, c.attempt)
+    return False
 
 
 class Outcome(Protocol):
@@ -402,6 +483,7 @@ def complete(session: Session, pairs: Sequence[tuple[Claim, Outcome]]) -> list[b
                 progress={"phase": "finished"},
                 finished_at=now,
                 heartbeat_at=now,
+                **_stamp(session, now),
             ),
         )
         if not ok:
@@ -413,8 +495,10 @@ def complete(session: Session, pairs: Sequence[tuple[Claim, Outcome]]) -> list[b
 
 
 def fail(session: Session, c: Claim, summary: str, detail: str) -> bool:
-    """running → failed: the method raised. ``detail`` (a traceback) is for operators only."""
-    return (
+    """running → failed: the method raised. ``detail`` (a traceback) is for operators only. Then the
+    failure budgets (``options.max_failed``) of the evaluation's batches are checked."""
+    now = utcnow()
+    ok = (
         _changed(
             session,
             update(Evaluation)
@@ -423,12 +507,16 @@ def fail(session: Session, c: Claim, summary: str, detail: str) -> bool:
                 status=Q.FAILED,
                 error=summary[:2000],
                 info={"traceback": detail[-8000:]},
-                finished_at=utcnow(),
+                finished_at=now,
                 progress={"phase": "failed"},
+                **_stamp(session, now),
             ),
         )
         > 0
     )
+    if ok:
+        enforce_failure_budgets(session, [c.evaluation_id])
+    return ok
 
 
 # --- reaper: requeue stale, mark lost ----------------------------------------------------------------
@@ -450,10 +538,19 @@ def reap(session: Session, settings: Settings, now: datetime, dead_owners: Colle
     )
     if dead_owners:
         gone = or_(gone, Evaluation.worker.in_(sorted(dead_owners)))
+    # Asked to stop and its worker is gone: it stops here instead of running again.
+    session.execute(
+        update(Evaluation)
+        .where(Evaluation.status == Q.RUNNING, gone, Evaluation.cancel_requested_at.is_not(None))
+        .values(status=Q.CANCELLED, reason=CANCELLED_BY_REQUEST, finished_at=now, **_stamp(session, now))
+        .execution_options(synchronize_session=False)
+    )
     requeued = session.scalars(
         update(Evaluation)
         .where(Evaluation.status == Q.RUNNING, gone, Evaluation.attempts < settings.max_attempts)
-        .values(status=Q.QUEUED, queued_at=now, enqueued_at=None, worker=None, progress={})
+        .values(
+            status=Q.QUEUED, queued_at=now, enqueued_at=None, worker=None, progress={}, **_stamp(session, now)
+        )
         .returning(Evaluation.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -465,10 +562,13 @@ def reap(session: Session, settings: Settings, now: datetime, dead_owners: Colle
             finished_at=now,
             error=f"its worker stopped {settings.max_attempts} times (no heartbeat for "
             f"{settings.stale_after_s:.0f} s or the worker process died); resubmit to try again",
+            **_stamp(session, now),
         )
         .returning(Evaluation.id)
         .execution_options(synchronize_session=False)
     ).all()
+    if lost:
+        enforce_failure_budgets(session, list(lost))
     return Reaped(list(requeued), list(lost))
 
 
@@ -492,3 +592,137 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         return json_safe(value.item())
     return value
+
+
+# --- cancel and failure budgets ----------------------------------------------------------------------
+
+FAILURE_BUDGET_REASON = "failure budget exhausted"
+_FAILED_KINDS = (Q.FAILED.value, Q.LOST.value)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What one cancel changed (a second cancel changes nothing and reports zeros)."""
+
+    cancelled: list[int]  # queued → cancelled
+    stopping: list[int]  # running, asked to stop at the next heartbeat
+
+
+def _live_elsewhere(batch_id: str) -> ColumnElement[bool]:
+    """The evaluation also answers another batch that is not cancelled: it keeps going for that one."""
+    other = BatchEvaluation.__table__.alias("other_link")
+    return exists().where(
+        other.c.evaluation_id == Evaluation.id,
+        other.c.batch_id != batch_id,
+        Batch.id == other.c.batch_id,
+        Batch.cancelled_at.is_(None),
+    )
+
+
+def _stop_evaluations(
+    session: Session, batch_id: str, now: datetime, reason: str, running_too: bool
+) -> Cancelled:
+    mine = and_(
+        Evaluation.id.in_(select(BatchEvaluation.evaluation_id).where(BatchEvaluation.batch_id == batch_id)),
+        ~_live_elsewhere(batch_id),
+    )
+    cancelled = session.scalars(
+        update(Evaluation)
+        .where(mine, Evaluation.status == Q.QUEUED)
+        .values(status=Q.CANCELLED, reason=reason, finished_at=now, **_stamp(session, now))
+        .returning(Evaluation.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    stopping: Sequence[int] = []
+    if running_too:
+        stopping = session.scalars(
+            update(Evaluation)
+            .where(mine, Evaluation.status == Q.RUNNING, Evaluation.cancel_requested_at.is_(None))
+            .values(cancel_requested_at=now)
+            .returning(Evaluation.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return Cancelled(sorted(cancelled), sorted(stopping))
+
+
+def _mark_batch(session: Session, batch_id: str, now: datetime, reason: str) -> None:
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.cancelled_at.is_(None))
+        .values(cancelled_at=now, cancel_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cancel_batch(session: Session, batch_id: str, reason: str = "cancelled by its owner") -> Cancelled:
+    """The batch stops: queued → cancelled (never started); running → cancel requested (its worker
+    stores ``cancelled`` at its next heartbeat). Evaluations another live batch also uses are left
+    alone. Idempotent: the batch keeps its first cancel time and reason."""
+    now = utcnow()
+    _mark_batch(session, batch_id, now, reason)
+    return _stop_evaluations(session, batch_id, now, f"cancelled: {reason}", running_too=True)
+
+
+def enforce_failure_budgets(session: Session, evaluation_ids: Sequence[int]) -> list[str]:
+    """After failures: every live batch of these evaluations whose ``options.max_failed`` is reached
+    stops scheduling — its queued evaluations (not shared with another live batch) are cancelled;
+    running ones finish. Returns the ids of the batches stopped."""
+    if not evaluation_ids:
+        return []
+    linked = select(BatchEvaluation.batch_id).where(BatchEvaluation.evaluation_id.in_(sorted(evaluation_ids)))
+    stopped: list[str] = []
+    for batch_id, options in session.execute(
+        select(Batch.id, Batch.options).where(Batch.id.in_(linked), Batch.cancelled_at.is_(None))
+    ):
+        budget = (options or {}).get("max_failed")
+        if not budget:
+            continue
+        failed = session.scalar(
+            select(func.count())
+            .select_from(BatchEvaluation)
+            .join(Evaluation, Evaluation.id == BatchEvaluation.evaluation_id)
+            .where(BatchEvaluation.batch_id == batch_id, Evaluation.status.in_(_FAILED_KINDS))
+        )
+        if (failed or 0) < int(budget):
+            continue
+        now = utcnow()
+        _mark_batch(session, batch_id, now, FAILURE_BUDGET_REASON)
+        done = _stop_evaluations(session, batch_id, now, FAILURE_BUDGET_REASON, running_too=False)
+        log.warning(
+            "batch %s: %s evaluations failed (max_failed %s); %s queued evaluations cancelled",
+            batch_id,
+            failed,
+            budget,
+            len(done.cancelled),
+        )
+        stopped.append(batch_id)
+    return stopped
+
+
+def delete_unshared_evaluations(session: Session, batch_id: str) -> int:
+    """Remove the batch's links and the evaluations no other batch uses (running ones included: their
+    worker finds the row gone at its next heartbeat and stops; its writes change nothing). Shared
+    evaluations stay, results and all. Returns how many evaluations were removed."""
+    ids = sorted(
+        session.scalars(
+            select(BatchEvaluation.evaluation_id).where(BatchEvaluation.batch_id == batch_id).distinct()
+        ).all()
+    )
+    session.execute(
+        delete(BatchEvaluation)
+        .where(BatchEvaluation.batch_id == batch_id)
+        .execution_options(synchronize_session=False)
+    )
+    removed = 0
+    for part in chunks(ids, MAX_PARAMS):
+        still_used = exists().where(BatchEvaluation.evaluation_id == Evaluation.id)
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                delete(Evaluation)
+                .where(Evaluation.id.in_(list(part)), ~still_used)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        removed += result.rowcount
+    return removed

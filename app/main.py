@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.api import architectures, batches, catalog, health, problems, reports
 from app.api.listing import router as listing_router
 from app.api.middleware import RequestGuard
+from app.api.models import problem_responses
+from app.auth import install_auth, route_guard
 from app.services.ranking_cache import PageCache, RankingCache
 from app.settings import get_settings
 from app.ui import install as install_ui
@@ -40,12 +44,16 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
 
-    app.include_router(batches.router, prefix="/v1")
-    app.include_router(reports.router, prefix="/v1")
-    app.include_router(architectures.router, prefix="/v1")
-    app.include_router(catalog.router, prefix="/v1")
+    install_auth(app, settings)
+
+    # Health and the UI pages stay open; the UI calls the API with the key from its page header.
+    guarded: dict[str, Any] = {"dependencies": [route_guard], "responses": problem_responses(401, 403, 429)}
+    app.include_router(batches.router, prefix="/v1", **guarded)
+    app.include_router(reports.router, prefix="/v1", **guarded)
+    app.include_router(architectures.router, prefix="/v1", **guarded)
+    app.include_router(catalog.router, prefix="/v1", **guarded)
     app.include_router(health.router, prefix="/v1")
-    app.include_router(listing_router, prefix="/v1")
+    app.include_router(listing_router, prefix="/v1", **guarded)
     install_ui(app)
 
     app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)

@@ -42,6 +42,7 @@ FAILED = EvaluationStatus.FAILED
 UNMET = EvaluationStatus.UNMET
 REJECTED = EvaluationStatus.REJECTED
 LOST = EvaluationStatus.LOST
+CANCELLED = EvaluationStatus.CANCELLED
 STATUSES = tuple(EvaluationStatus)
 PENDING = tuple(_PENDING)
 TERMINAL = tuple(_TERMINAL)
@@ -83,6 +84,10 @@ class Batch(Base):
     # FEAR ratio-to-fastest: the fastest time-to-threshold seen so far among this batch's FEAR runs.
     fastest_stage1_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Set once by a cancel (or an exhausted failure budget): the batch no longer keeps shared
+    # evaluations alive. Written only by app.lifecycle.
+    cancelled_at: Mapped[datetime | None] = mapped_column()
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
 
     methods: Mapped[list[BatchMethod]] = relationship(back_populates="batch", order_by="BatchMethod.position")
 
@@ -191,6 +196,12 @@ class Evaluation(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # A running evaluation asked to stop: its worker stores `cancelled` at its next heartbeat.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column()
+    # The change sequence of incremental polling: every lifecycle transition sets a new, larger value
+    # (docs/lifecycle.md "Change sequence"); changed_at is when (for the commit-lag grace).
+    updated_seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    changed_at: Mapped[datetime | None] = mapped_column()
 
     architecture: Mapped[Architecture] = relationship()
 
@@ -202,6 +213,16 @@ class Evaluation(Base):
         else:
             kind = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
             self.score, self.score_kind, self.finite = None, kind, False
+
+
+class ChangeCounter(Base):
+    """SQLite's change sequence (one row; its write lock orders transitions). PostgreSQL uses the
+    sequence ``evaluation_change_seq`` instead, which takes no row lock."""
+
+    __tablename__ = "change_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class BatchEvaluation(Base):

@@ -117,6 +117,13 @@ class BatchOptions(Strict):
         description="run the batch's methods (the cheap stage) on every item, keep the top by 'measure', "
         "then run the 'then' methods on the kept items only (docs/reports.md, Funnel)",
     )
+    max_failed: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="failure budget: once this many of the batch's evaluations ended failed or lost, its "
+        "remaining queued evaluations (not shared with another live batch) are cancelled",
+    )
 
 
 class ItemRequest(Strict):
@@ -268,6 +275,7 @@ class StatusCounts(BaseModel):
     unmet: int = 0
     rejected: int = 0
     lost: int = 0
+    cancelled: int = 0
 
 
 class BatchStatus(BaseModel):
@@ -287,6 +295,10 @@ class BatchStatus(BaseModel):
     eta_basis: Literal["prior", "measured", "mixed"] | None = Field(
         None,
         description="what the ETA rests on: the cost prior, measured costs, or both; null when done",
+    )
+    cancelled_at: UtcDateTime | None = Field(None, description="when the batch was cancelled (or stopped)")
+    cancel_reason: str | None = Field(
+        None, description="'cancelled by its owner' or 'failure budget exhausted'; null if not cancelled"
     )
 
 

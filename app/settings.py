@@ -136,6 +136,18 @@ class Settings(BaseSettings):
         description="`limits` storage URI; default: the broker when it is Redis (shared by all API "
         "processes), else memory:// (per process)",
     )
+    idempotency_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="how long an Idempotency-Key replays its batch, seconds; after that the key is free "
+        "and the same request creates a new batch",
+    )
+    poll_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="the `next` cursor of GET /v1/batches/{id}/evaluations passes a change only once it is "
+        "this many seconds old (a transition that commits late is still seen), seconds",
+    )
     rate_limit_namespace: str | None = Field(
         None,
         description="prefix of the rate-limit counters; default: derived from the database URL, so "

@@ -18,6 +18,9 @@ class EvaluationStatus(StrEnum):
     REJECTED = "rejected"
     # The worker died too often; distinct from ``failed`` (the method itself raised).
     LOST = "lost"
+    # Stopped on request (a cancelled batch, a failure budget): never started, or stopped at a
+    # heartbeat with its partial progress kept.
+    CANCELLED = "cancelled"
 
 
 PENDING: frozenset[EvaluationStatus] = frozenset({EvaluationStatus.QUEUED, EvaluationStatus.RUNNING})
@@ -27,4 +30,6 @@ OUTCOMES: frozenset[EvaluationStatus] = frozenset(
     {EvaluationStatus.DONE, EvaluationStatus.UNMET, EvaluationStatus.REJECTED}
 )
 # Ended without an outcome: asking for the evaluation again gives it another chance.
-RETRYABLE: frozenset[EvaluationStatus] = frozenset({EvaluationStatus.FAILED, EvaluationStatus.LOST})
+RETRYABLE: frozenset[EvaluationStatus] = frozenset(
+    {EvaluationStatus.FAILED, EvaluationStatus.LOST, EvaluationStatus.CANCELLED}
+)

@@ -37,6 +37,10 @@ TEST_ENV = {
     "FASTARCHRANK_REQUEUE_AFTER_S": "2",
     "FASTARCHRANK_SWEEP_INTERVAL_S": "1",
     "FASTARCHRANK_TORCH_THREADS": "1",
+    # Tests of the service itself act as the keyless local owner (loopback); tests/test_auth.py and
+    # tests/test_lab_*.py set their own limits and keys.
+    "FASTARCHRANK_RATE_LIMIT_PER_MINUTE": "0",
+    "FASTARCHRANK_READ_RATE_LIMIT_PER_MINUTE": "0",
 }
 os.environ.update(TEST_ENV)
 
@@ -78,7 +82,8 @@ def client(database: str):  # type: ignore[no-untyped-def]
 
     from app.main import create_app
 
-    with TestClient(create_app(), raise_server_exceptions=False) as c:
+    # A loopback base URL: the embedded default's keyless local owner applies (docs/security.md).
+    with TestClient(create_app(), base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         yield c
 
 

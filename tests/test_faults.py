@@ -179,7 +179,7 @@ def _client() -> Any:
 
     from app.main import create_app
 
-    return TestClient(create_app(), raise_server_exceptions=False)
+    return TestClient(create_app(), base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
 
 
 def _body(seed: int, methods: list[dict[str, Any]], n: int, space: str = "nb201") -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _post_all(app: Any, bodies: list[dict[str, Any]], headers: list[dict[str, st
     results: list[Any] = [None] * len(bodies)
 
     def run(i: int) -> None:
-        with TestClient(app, raise_server_exceptions=False) as c:
+        with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
             barrier.wait()
             results[i] = c.post("/v1/batches", json=bodies[i], headers=headers[i])
 
@@ -93,6 +93,8 @@ def test_concurrent_overlapping_posters_get_no_5xx_and_share_rows(app) -> None: 
 
 
 def test_shared_idempotency_key_with_different_bodies_is_201_or_409_never_5xx(app) -> None:  # type: ignore[no-untyped-def]
+    from app.auth import owner_scoped_idempotency_key
+    from app.auth.principal import LOCAL_OWNER
     from app.db import session_scope
     from app.models import Batch, IdempotencyRecord
 
@@ -107,7 +109,8 @@ def test_shared_idempotency_key_with_different_bodies_is_201_or_409_never_5xx(ap
         assert set(codes) <= {200, 201, 409}, [r.text for r in responses if r.status_code >= 500][:3]
         assert codes[201] == 1
         with session_scope() as s:
-            record = s.get(IdempotencyRecord, key)
+            # stored per owner (docs/security.md); these requests come from the keyless local owner
+            record = s.get(IdempotencyRecord, owner_scoped_idempotency_key(LOCAL_OWNER, key))
             assert record is not None
             batches = s.scalar(select(func.count()).select_from(Batch).where(Batch.seed == seed))
         assert batches == 1

@@ -86,7 +86,7 @@ def test_unexpected_error_is_500_without_internals(database: str) -> None:
     def boom() -> None:
         raise RuntimeError("secret internals /etc/passwd")
 
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         body = assert_problem(c.get("/v1/boom"), 500, "internal_error")
         assert "secret" not in json.dumps(body)
         assert c.get("/v1/spaces").status_code == 200
@@ -184,7 +184,9 @@ def _unreachable_db_app() -> Any:
 def test_database_outage_is_503_with_retry_after(database: str) -> None:
     from fastapi.testclient import TestClient
 
-    with TestClient(_unreachable_db_app(), raise_server_exceptions=False) as c:
+    with TestClient(
+        _unreachable_db_app(), base_url="http://127.0.0.1:8000", raise_server_exceptions=False
+    ) as c:
         resp = c.get("/v1/batches/abc")
         body = assert_problem(resp, 503, "service_unavailable")
         assert "database" in body["detail"]
@@ -203,7 +205,7 @@ def test_broker_outage_shows_in_health(database: str) -> None:
     app = create_app()
     dead = Settings(broker_url="redis://127.0.0.1:9/0")
     app.dependency_overrides[get_settings] = lambda: dead
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         health = c.get("/v1/health")
         assert health.status_code == 503, health.text
         assert health.json()["down"] == ["broker"] and health.headers["Retry-After"]
@@ -223,7 +225,7 @@ def test_submit_during_a_database_outage_is_503(database: str, monkeypatch: pyte
         )
     )
     before = table_counts()
-    with TestClient(app_, raise_server_exceptions=False) as c:
+    with TestClient(app_, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         monkeypatch.setattr(app.db, "get_sessionmaker", lambda: dead)
         resp = c.post("/v1/batches", json=batch_body(seed=705))
         monkeypatch.undo()

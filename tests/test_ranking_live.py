@@ -57,12 +57,13 @@ def _mixed_batch(client, db_session, seed: int) -> str:  # type: ignore[no-untyp
 
 
 def _reference(batch_id: str, higher: bool) -> list[tuple]:  # type: ignore[type-arg]
+    from app.auth import LOCAL_PRINCIPAL
     from app.db import session_scope
     from app.services import batch_view
     from app.services.reports.ranking import rank_rows
 
     with session_scope() as session:
-        batch = batch_view.get_batch(session, batch_id)
+        batch = batch_view.get_batch(session, batch_id, LOCAL_PRINCIPAL)
         rows = batch_view.method_rows(session, batch, batch.methods[0])
     for r in rows:
         r["detail"] = r.pop("reason")
@@ -71,6 +72,7 @@ def _reference(batch_id: str, higher: bool) -> list[tuple]:  # type: ignore[type
 
 @pytest.mark.parametrize("higher", [True, False])
 def test_live_page_matches_the_python_ranking(client, db_session, higher: bool) -> None:  # type: ignore[no-untyped-def]
+    from app.auth import LOCAL_PRINCIPAL
     from app.db import session_scope
     from app.services import batch_view
     from app.services.ranking_sql import live_page
@@ -79,7 +81,7 @@ def test_live_page_matches_the_python_ranking(client, db_session, higher: bool) 
     expected = _reference(batch_id, higher)
     got = []
     with session_scope() as session:
-        batch = batch_view.get_batch(session, batch_id)
+        batch = batch_view.get_batch(session, batch_id, LOCAL_PRINCIPAL)
         for offset in range(0, len(expected) + 3, 4):
             page, total, pending = live_page(session, batch, batch.methods[0], higher, 4, offset)
             assert total == len(expected) and pending == 2

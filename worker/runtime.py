@@ -153,7 +153,9 @@ class ServiceContext:
         from worker.methods.base import LostOwnership
 
         if self.claim.evaluation_id in self.heartbeat.lost:
-            raise LostOwnership(f"evaluation {self.claim.evaluation_id} was taken over by another attempt")
+            raise LostOwnership(
+                f"evaluation {self.claim.evaluation_id} was cancelled or taken over by another attempt"
+            )
         self.heartbeat.set_progress(self.claim.evaluation_id, fields)
 
     def stage1_budget_s(self) -> float | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from app.api.deps import SessionDep
 from app.api.models import READ_ERRORS, ArchitectureView, problem_responses
+from app.auth import PrincipalDep, visible_owner_filter
 from app.errors import NotFound
 from app.genotypes import SPACES, GenotypeError
-from app.models import Architecture, Evaluation
+from app.models import Architecture, Batch, BatchEvaluation, Evaluation
 from app.schemas import SpaceName
 from app.services.batch_view import evaluation_row, public
 
@@ -27,6 +28,7 @@ router = APIRouter(tags=["architectures"])
 def get_architecture(
     key: Annotated[str, Path(max_length=8192, description="stored key, genotype in any spelling, or index")],
     session: SessionDep,
+    principal: PrincipalDep,
     space: Annotated[SpaceName, Query(description="search space of the key")] = "nb201",
 ) -> Any:
     arch = session.scalar(select(Architecture).where(Architecture.space == space, Architecture.key == key))
@@ -43,9 +45,17 @@ def get_architecture(
         )
     if arch is None:
         raise NotFound(f"architecture {key!r} in space {space!r}")
-    evals = session.scalars(
-        select(Evaluation).where(Evaluation.architecture_id == arch.id).order_by(Evaluation.id)
-    )
+    query = select(Evaluation).where(Evaluation.architecture_id == arch.id)
+    if not principal.is_admin:
+        # Only evaluations that answer a batch the caller can see: others' results stay theirs.
+        query = query.where(
+            exists().where(
+                BatchEvaluation.evaluation_id == Evaluation.id,
+                Batch.id == BatchEvaluation.batch_id,
+                visible_owner_filter(principal),
+            )
+        )
+    evals = session.scalars(query.order_by(Evaluation.id))
     return {
         "space": arch.space,
         "key": arch.key,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
+from app.api.batch_control_models import BatchCancelled, EvaluationChanges
 from app.api.conditional import conditional_model
 from app.api.deps import BatchId, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
 from app.api.models import READ_ERRORS, problem_responses
+from app.auth import PrincipalDep, owner_for_new_batch, owner_scoped_idempotency_key
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
-from app.services import batch_view, composite_view
+from app.services import batch_control, batch_view, composite_view
 from app.services.ranking_cache import etag_of, fingerprint, ground_truth_fingerprint, matches
 from app.services.submission import create
 
@@ -56,6 +59,7 @@ CompositeInfQuery = Annotated[
 def create_batch(
     body: BatchCreate,
     settings: SettingsDep,
+    principal: PrincipalDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -69,7 +73,9 @@ def create_batch(
 ) -> Any:
     # The submission manages its own transaction (retried on deadlocks); tasks are published
     # only after the commit.
-    result = create(body, settings, idempotency_key)
+    owner = owner_for_new_batch(principal, body.owner)
+    stored_key = owner_scoped_idempotency_key(owner, idempotency_key) if idempotency_key else None
+    result = create(body, settings, stored_key, owner)
     if result.replayed:
         response.status_code = 200
     return result.response()
@@ -85,9 +91,10 @@ def get_batch(
     batch_id: BatchId,
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     return conditional_model(BatchStatus, batch_view.status(session, batch, settings), if_none_match)
 
 
@@ -103,6 +110,7 @@ def get_ranking(
     settings: SettingsDep,
     cache: RankingCacheDep,
     pages: PageCacheDep,
+    principal: PrincipalDep,
     method: RankingMethodQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -112,7 +120,7 @@ def get_ranking(
 ) -> Any:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     rules = composite_view.rules_from_query(composite_missing, composite_inf)
     resolved = composite_view.resolve_method(batch, method, rules)
     if isinstance(resolved, composite_view.CompositeMethod):
@@ -162,3 +170,53 @@ def _composite_ranking(
         body = Ranking.model_validate(page).model_dump_json().encode()
         pages.put(etag, body, len(page["items"]))
     return Response(body, media_type="application/json", headers=headers)
+
+
+@router.post(
+    "/batches/{batch_id}/cancel",
+    response_model=BatchCancelled,
+    summary="Cancel a batch: queued evaluations end 'cancelled', running ones stop at their next heartbeat",
+    responses=problem_responses(404, 503),
+)
+def cancel_batch(batch_id: BatchId, settings: SettingsDep, principal: PrincipalDep) -> Any:
+    # Evaluations another live batch also uses keep going; cancelling again changes nothing.
+    return asdict(batch_control.cancel(batch_id, principal, settings))
+
+
+@router.delete(
+    "/batches/{batch_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a batch, its items and ground truth; evaluations no other batch uses go with it",
+    responses={204: {"description": "deleted"}, **problem_responses(404, 503)},
+)
+def delete_batch(batch_id: BatchId, settings: SettingsDep, principal: PrincipalDep) -> Response:
+    batch_control.remove(batch_id, principal, settings)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/batches/{batch_id}/evaluations",
+    response_model=EvaluationChanges,
+    summary="The batch's evaluations that changed since a cursor (ETag: If-None-Match → 304)",
+    responses={304: {"description": "not modified since the ETag given"}, **problem_responses(*READ_ERRORS)},
+)
+def list_batch_evaluations(
+    batch_id: BatchId,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    after: Annotated[
+        str | None,
+        Query(max_length=20, pattern=r"^[0-9]+$", description="the `next` of the previous poll; none: all"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Any:
+    if limit > settings.max_page_size:
+        raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
+    batch = batch_view.get_batch(session, batch_id, principal)
+    page = batch_control.changes(
+        session, batch, batch_control.parse_cursor(after), limit, settings.poll_grace_s
+    )
+    return conditional_model(EvaluationChanges, asdict(page), if_none_match)

@@ -16,6 +16,7 @@ from app.api import listing_cursor
 from app.api.deps import SessionDep, SettingsDep
 from app.api.listing_models import BatchList, BatchListEntry, ListingCounts, ListingStatus
 from app.api.models import problem_responses
+from app.auth import PrincipalDep, visible_owner_filter
 from app.errors import InputError
 from app.models import PENDING, Batch, BatchEvaluation, BatchItem, Evaluation
 from app.settings import Settings
@@ -98,6 +99,7 @@ def _item_counts(session: Session, ids: list[str]) -> dict[str, int]:
 def list_batches(
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     owner: Annotated[str | None, Query(max_length=128, description="only this owner's batches")] = None,
     status: Annotated[
         Literal["running", "done"] | None,
@@ -139,7 +141,9 @@ def list_batches(
         created_before=_utc(before) if before else None,
         label=label,
     )
-    return list_page(session, settings, filters, limit, cursor)
+    # Admins see everything; anyone else their owner's batches. The viewer is bound into the cursor.
+    viewer = f"{principal.owner}|{'admin' if principal.is_admin else 'owner'}"
+    return list_page(session, settings, filters, limit, cursor, visible_owner_filter(principal), viewer)
 
 
 @dataclass(frozen=True)

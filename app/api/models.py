@@ -26,11 +26,14 @@ def iso_utc(value: datetime | None) -> str | None:
 
 _ERROR_TEXT = {
     400: "malformed request (e.g. a body that is not UTF-8 JSON)",
+    401: "no API key, or an unknown, expired or revoked one (docs/security.md)",
+    403: "the key lacks the scope this request needs, or names another owner",
     404: "no such batch, architecture or route",
     409: "conflict with stored state (e.g. an Idempotency-Key reused with a different body)",
     413: "request body too large (also when sent chunked)",
     415: "the body's content-type is not application/json",
     422: "invalid input; errors[].loc names the field, errors[].msg says what to change",
+    429: "this key's (or client's) rate limit is used up; retry after the Retry-After header's seconds",
     503: "the database or broker is unavailable; retry after the Retry-After header's seconds",
 }
 

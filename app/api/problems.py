@@ -5,6 +5,7 @@ and anything unexpected (500, logged, no internals sent)."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,6 +84,20 @@ def dependency_of(exc: BaseException) -> str:
     return "database" if module.startswith("sqlalchemy") else "broker"
 
 
+def allowed_methods(request: Request, named: str | None) -> list[str]:
+    """Every documented method of this request's path, plus what Starlette named (only the first
+    route of the path: one path can have several routes, e.g. GET and DELETE of a batch)."""
+    methods = {m.strip().upper() for m in (named or "").split(",") if m.strip()}
+    path = request.url.path
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
+            methods |= {m.upper() for m in item if m.upper() in _HTTP_METHODS}
+    return sorted(methods)
+
+
+_HTTP_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -97,13 +112,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = str(exc.detail)
+        headers = exc.headers
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path!r}; see /docs for the API"
         elif exc.status_code == 405:
             detail = f"method {request.method} is not allowed on {request.url.path!r}"
+            # Starlette names only the first route of the path; one path can have several routes.
+            named = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request, named))}
         elif exc.status_code == 400 and "parsing the body" in detail:
             detail = "the request body could not be parsed; send UTF-8 JSON"
-        return problem_response(problem(exc.status_code, detail), exc.headers)
+        return problem_response(problem(exc.status_code, detail), headers)
 
     for cls in _outage_classes():
 

@@ -20,6 +20,7 @@ from app.api.models import (
     Report,
     problem_responses,
 )
+from app.auth import PrincipalDep
 from app.errors import InputError
 from app.services import batch_view, composite_view, report_view
 from app.services.reports import report_markdown
@@ -133,10 +134,12 @@ SetName = Annotated[
     summary="Add or replace ground-truth accuracies under a named set (idempotent)",
     responses=problem_responses(400, 404, 413, 415, 422, 503),
 )
-def put_ground_truth(batch_id: BatchId, set_name: SetName, body: GroundTruthBody, session: SessionDep) -> Any:
+def put_ground_truth(
+    batch_id: BatchId, set_name: SetName, body: GroundTruthBody, session: SessionDep, principal: PrincipalDep
+) -> Any:
     if set_name == "full" or set_name.startswith("method:"):
         raise InputError(["path", "set_name"], "set name must not be 'full' or 'method:...' (reserved)")
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     counts = report_view.put_ground_truth(session, batch, set_name, [i.model_dump() for i in body.items])
     return {"batch_id": batch_id, "set_name": set_name, **counts}
 
@@ -147,8 +150,8 @@ def put_ground_truth(batch_id: BatchId, set_name: SetName, body: GroundTruthBody
     summary="Ground-truth sets available for a batch",
     responses=problem_responses(*READ_ERRORS),
 )
-def list_ground_truth(batch_id: BatchId, session: SessionDep) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+def list_ground_truth(batch_id: BatchId, session: SessionDep, principal: PrincipalDep) -> Any:
+    batch = batch_view.get_batch(session, batch_id, principal)
     return {
         "sets": report_view.ground_truth_sets(session, batch),
         "methods": [f"method:{m.alias}" for m in batch.methods if m.name == "full"],
@@ -177,6 +180,7 @@ _VOLATILE = frozenset({"generated_at"})
 def get_report(
     batch_id: BatchId,
     session: SessionDep,
+    principal: PrincipalDep,
     ground_truth: GroundTruthQuery = None,
     method: MethodsQuery = None,
     percents: PercentsQuery = None,
@@ -195,9 +199,9 @@ def get_report(
     ] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     rules = composite_view.rules_from_query(composite_missing, composite_inf)
-    reference = batch_view.get_batch(session, reference_batch) if reference_batch else None
+    reference = batch_view.get_batch(session, reference_batch, principal) if reference_batch else None
     result = report_view.report(
         session,
         [batch],
@@ -217,10 +221,14 @@ def get_report(
     summary="One report over several batches that share ground truth",
     responses={**MARKDOWN_OR_JSON, **problem_responses(400, 404, 413, 415, 422, 503)},
 )
-def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQuery = "json") -> Any:
-    batches = [batch_view.get_batch(session, b) for b in body.batch_ids]
+def create_report(
+    body: CrossBatchReport, session: SessionDep, principal: PrincipalDep, format: FormatQuery = "json"
+) -> Any:
+    batches = [batch_view.get_batch(session, b, principal) for b in body.batch_ids]
     percents = report_view.parse_percents(",".join(str(p) for p in body.percents) if body.percents else None)
-    reference = batch_view.get_batch(session, body.reference_batch) if body.reference_batch else None
+    reference = (
+        batch_view.get_batch(session, body.reference_batch, principal) if body.reference_batch else None
+    )
     result = report_view.report(
         session, batches, body.ground_truth, body.methods, percents, 1000, reference_batch=reference
     )
@@ -236,6 +244,7 @@ def create_report(body: CrossBatchReport, session: SessionDep, format: FormatQue
 def get_plot_scores(
     batch_id: BatchId,
     session: SessionDep,
+    principal: PrincipalDep,
     method: MethodsQuery = None,
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 1200,
@@ -245,7 +254,7 @@ def get_plot_scores(
 ) -> Response:
     from app.services.reports.plots import points_from_rows, score_vs_ground_truth_png
 
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     rules = composite_view.rules_from_query(composite_missing, composite_inf)
     scatter = report_view.scatter_rows(session, batch, ground_truth, method, rules)
     png = score_vs_ground_truth_png(
@@ -267,6 +276,7 @@ def get_plot_scores(
 def get_plot_cost(
     batch_id: BatchId,
     session: SessionDep,
+    principal: PrincipalDep,
     ground_truth: GroundTruthQuery = None,
     width: Annotated[int, Query(ge=200, le=4000)] = 900,
     height: Annotated[int, Query(ge=200, le=4000)] = 600,
@@ -274,7 +284,7 @@ def get_plot_cost(
 ) -> Response:
     from app.services.reports.plots import cost_vs_spearman_png, entries_from_report
 
-    batch = batch_view.get_batch(session, batch_id)
+    batch = batch_view.get_batch(session, batch_id, principal)
     result = report_view.report(session, [batch], ground_truth, method, report_view.parse_percents(None), 200)
     png = cost_vs_spearman_png(entries_from_report(result), width_px=width, height_px=height)
     return Response(png, media_type="image/png")
@@ -286,8 +296,10 @@ def get_plot_cost(
     responses={**CSV, **problem_responses(*READ_ERRORS)},
     summary="Every evaluation as CSV (cells that a spreadsheet would run as a formula are quoted with ')",
 )
-def export_csv(batch_id: BatchId, session: SessionDep, composite: CompositeExportQuery = None) -> Response:
-    batch = batch_view.get_batch(session, batch_id)
+def export_csv(
+    batch_id: BatchId, session: SessionDep, principal: PrincipalDep, composite: CompositeExportQuery = None
+) -> Response:
+    batch = batch_view.get_batch(session, batch_id, principal)
     rows = report_view.export_rows(session, batch)
     body = report_view.to_csv(rows + report_view.composite_export_rows(session, batch, composite or ()))
     return Response(
@@ -303,8 +315,10 @@ def export_csv(batch_id: BatchId, session: SessionDep, composite: CompositeExpor
     summary="Every evaluation as JSON",
     responses=problem_responses(*READ_ERRORS),
 )
-def export_json(batch_id: BatchId, session: SessionDep, composite: CompositeExportQuery = None) -> Any:
-    batch = batch_view.get_batch(session, batch_id)
+def export_json(
+    batch_id: BatchId, session: SessionDep, principal: PrincipalDep, composite: CompositeExportQuery = None
+) -> Any:
+    batch = batch_view.get_batch(session, batch_id, principal)
     composites = report_view.composite_export_rows(session, batch, composite or ())
     return {
         "batch_id": batch_id,

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.auth.ownership import visible_batch
+from app.auth.principal import Principal
 from app.catalog.methods import all_methods
-from app.errors import InputError, NotFound
+from app.errors import InputError
 from app.models import (
     PENDING,
     RUNNING,
@@ -30,11 +32,9 @@ from app.services.ranking_cache import Fingerprint, RankingCache
 from app.settings import Settings
 
 
-def get_batch(session: Session, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
-    if batch is None:
-        raise NotFound(f"batch {batch_id!r}")
-    return batch
+def get_batch(session: Session, batch_id: str, principal: Principal) -> Batch:
+    """The batch if ``principal`` may see it; another owner's batch is the same 404 as a missing id."""
+    return visible_batch(session, principal, batch_id)
 
 
 def method_by_alias(batch: Batch, alias: str | None) -> BatchMethod:
@@ -104,6 +104,8 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "timings": timings,
         "eta_s": eta.seconds,
         "eta_basis": eta.basis,
+        "cancelled_at": batch.cancelled_at,
+        "cancel_reason": batch.cancel_reason,
     }
 
 

@@ -33,7 +33,7 @@ def _category(higher_is_better: bool) -> Any:
         (done, _UNRANKED_POSITION["nan"]),  # a finite number flagged non-finite by the worker
         *(
             (Evaluation.status == status, _UNRANKED_POSITION[status])
-            for status in ("unmet", "rejected", "failed", "lost", "running", "queued")
+            for status in ("unmet", "rejected", "failed", "lost", "cancelled", "running", "queued")
         ),
         else_=_UNRANKED_POSITION["unknown"],
     )

@@ -13,9 +13,10 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, select
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -96,7 +97,7 @@ def request_hash(body: BatchCreate) -> str:
     if dumped["options"].get("search_id") is None:
         # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
         dumped["options"].pop("search_id", None)
-    for later_option in ("composites", "funnel"):  # options added later: absent keeps old bodies' hashes
+    for later_option in ("composites", "funnel", "max_failed"):  # added later: absent keeps old hashes
         if dumped["options"].get(later_option) is None:
             dumped["options"].pop(later_option, None)
     blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
@@ -348,10 +349,27 @@ def submit(
     body: BatchCreate,
     settings: Settings,
     idempotency_key: str | None = None,
+    owner: str | None = None,
 ) -> SubmissionResult:
+    """``idempotency_key`` is the stored (owner-scoped) form; ``owner`` is stored on the batch
+    (default: the body's ``owner``)."""
     digest = request_hash(body)
     if idempotency_key:
         record = session.get(IdempotencyRecord, idempotency_key)
+        if record is not None and _expired(record, settings):
+            # The key is free again: the stale record goes, this request is a new submission. A
+            # conditional delete, so two requests doing this at once cannot trip over each other
+            # (the loser's insert of the new record then conflicts and it replays the winner's).
+            session.execute(
+                delete(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.key == idempotency_key,
+                    IdempotencyRecord.created_at == record.created_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.expunge(record)
+            record = None
         if record is not None:
             if record.request_hash != digest:
                 raise Conflict(
@@ -373,7 +391,7 @@ def submit(
     now = utcnow()
     batch = Batch(
         id=batch_id,
-        owner=body.owner,
+        owner=owner if owner is not None else body.owner,
         space=body.space,
         dataset=body.dataset,
         seed=body.seed,
@@ -540,6 +558,13 @@ def group_payloads(
     return payloads
 
 
+def _expired(record: IdempotencyRecord, settings: Settings) -> bool:
+    created = record.created_at
+    if created.tzinfo is None:  # SQLite hands back naive datetimes; every stored time is UTC
+        created = created.replace(tzinfo=UTC)
+    return utcnow() - created > timedelta(seconds=settings.idempotency_ttl_s)
+
+
 def replay(record: IdempotencyRecord) -> SubmissionResult:
     """The stored response of an earlier submission with the same Idempotency-Key and body."""
     return SubmissionResult(
@@ -562,14 +587,16 @@ BROKER_DOWN_WARNING = (
 )
 
 
-def create(body: BatchCreate, settings: Settings, idempotency_key: str | None = None) -> SubmissionResult:
+def create(
+    body: BatchCreate, settings: Settings, idempotency_key: str | None = None, owner: str | None = None
+) -> SubmissionResult:
     """Submit in its own transaction, then publish. The transaction runs again (a bounded number of
     times) after a deadlock or serialization failure, and once after a concurrent request with the
     same Idempotency-Key won the race (this one then answers with that request's response)."""
 
     def once() -> SubmissionResult:
         with session_scope() as session:
-            return submit(session, body, settings, idempotency_key)
+            return submit(session, body, settings, idempotency_key, owner)
 
     def retryable(exc: BaseException) -> bool:
         return is_retryable_conflict(exc) or (idempotency_key is not None and isinstance(exc, IntegrityError))

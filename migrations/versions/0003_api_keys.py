@@ -1,7 +1,7 @@
 """api keys
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 01:10:00
 """
 
