@@ -65,6 +65,16 @@ class BatchOptions(Strict):
         description="batches with the same search id (and ratio_to_fastest) share one fastest "
         "time-to-threshold for FEAR's cap; without it each batch has its own",
     )
+    device_class: Literal["gpu", "cpu"] | None = Field(
+        None,
+        description="pin every evaluation of this batch to GPU or CPU workers; default: routed by method "
+        "and preset (paper-scale training → gpu, the rest → any worker)",
+    )
+    ratio_basis: Literal["seconds", "steps"] = Field(
+        "seconds",
+        description="what ratio_to_fastest compares: wall-clock 'seconds' of stage 1, or optimizer 'steps' "
+        "to the threshold (immune to packing and contention); compared within one device class",
+    )
     ground_truth_set: str = Field(
         "client",
         min_length=1,
