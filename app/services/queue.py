@@ -111,11 +111,10 @@ def _routes(ids: list[int]) -> dict[int, str | None]:
     found: dict[int, str | None] = {}
     with session_scope() as session:
         for part in chunks(sorted(set(ids)), MAX_PARAMS):
-            found.update(
-                session.execute(
-                    select(Evaluation.id, Evaluation.device_class).where(Evaluation.id.in_(list(part)))
-                ).tuples()
+            rows = session.execute(
+                select(Evaluation.id, Evaluation.device_class).where(Evaluation.id.in_(list(part)))
             )
+            found.update((eid, cls) for eid, cls in rows)
     return found
 
 
