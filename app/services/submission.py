@@ -212,13 +212,15 @@ def check_fleet(
 ) -> list[str]:
     """The dataset must be on a live worker that consumes each routed queue: 422 if the workers that
     would run the work lack its files. Before any worker has advertised itself, the API's own files
-    decide (one host). Returns warnings (a routed queue nobody consumes: the work waits)."""
+    decide (one host), and so they do for a queue no live worker consumes. Returns warnings (a routed queue nobody consumes: the work waits)."""
     if not any_worker_advertised(session):
         check_local_dataset(body, settings)
         return []
     warnings: list[str] = []
     for a in check_queues(session, settings, classes, body.dataset):
         if a.consumers == 0:
+            # Nobody live to ask: the API's own files decide, as on one host.
+            check_local_dataset(body, settings)
             warnings.append(
                 f"no live worker consumes {a.device_class} work (queue {a.queue!r}): its evaluations stay "
                 f"queued until one starts (`fastarchrank worker --queues {a.device_class},any`), or pin the "
