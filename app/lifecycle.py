@@ -448,8 +448,8 @@ def record_fastest(session: Session, scope: str, device_class: str, basis: str, 
     stmt = insert_ignore(session, table, ["scope", "device_class", "basis"]).values(
         scope=scope, device_class=device_class, basis=basis, value=value, updated_at=now
     )
-    inserted = cast(CursorResult[Any], session.execute(stmt)).rowcount
-    if inserted:
+    inserted = session.execute(stmt.returning(FastestTime.scope)).first()
+    if inserted is not None:
         return True
     return (
         _changed(
