@@ -226,7 +226,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.effective_database_url)
     worker: EmbeddedWorker | None = None
     if not args.no_worker:
-        worker = EmbeddedWorker(worker_argv(settings.queue, "embedded@%h", args.loglevel), args.worker_grace)
+        # Through `fastarchrank worker` (which execs Celery): the device check and the choice of
+        # queues happen in the worker's process, so this API process never imports torch.
+        embedded = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "worker",
+            "--name",
+            "embedded@%h",
+            "--loglevel",
+            args.loglevel,
+        ]
+        worker = EmbeddedWorker(embedded, args.worker_grace)
         atexit.register(worker.stop)
         worker.start()
     broker = "embedded filesystem" if settings.embedded_broker else _redact(settings.effective_broker_url)
