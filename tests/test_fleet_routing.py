@@ -244,3 +244,32 @@ def test_dataset_is_checked_against_the_live_workers_of_the_routed_queue() -> No
         assert ok.json()["warnings"] == []
         with session_scope() as s:
             s.execute(delete(WorkerSeen))
+
+
+def test_embedded_broker_depth_is_counted_per_routed_queue(tmp_path: Any) -> None:
+    from app.services.queue import queue_depths
+    from app.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, broker_url=None, queue="ev")
+    folder = settings.broker_dir / "queue"
+    folder.mkdir(parents=True)
+    for i, q in enumerate(["ev.gpu", "ev.gpu", "ev.any", "other.any"]):
+        (folder / f"{i}_x.{q}.msg").write_bytes(b"{}")
+    assert queue_depths(settings) == {"ev.gpu": 2, "ev.cpu": 0, "ev.any": 1}
+
+
+def test_worker_queues_option_is_validated() -> None:
+    from app.services.fleet import parse_classes
+
+    assert parse_classes("gpu, any,gpu") == ["gpu", "any"]
+    with pytest.raises(ValueError, match="unknown device class 'tpu'"):
+        parse_classes("cpu,tpu")
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "worker", "--device", "cpu", "--queues", "tpu"],
+        env={**os.environ, **TEST_ENV},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "unknown device class 'tpu'" in out.stderr

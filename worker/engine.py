@@ -78,7 +78,8 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         idx = device.index or 0
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={visible})"
+        # evaluations.device holds 64 characters: a long GPU name must not fail the claim.
+        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={visible})"[:64]
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
