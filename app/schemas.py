@@ -55,7 +55,8 @@ class BatchOptions(Strict):
         ge=1.0,
         le=1000.0,
         description="FEAR search-time cap: stage 1 may take at most ratio x the fastest time-to-threshold "
-        "seen so far among this batch's FEAR evaluations; slower candidates end 'rejected'",
+        "seen so far among this batch's FEAR evaluations on the same device class (GPU model or cpu); "
+        "slower candidates end 'rejected'",
     )
     search_id: str | None = Field(
         None,

@@ -212,7 +212,8 @@ def check_fleet(
 ) -> list[str]:
     """The dataset must be on a live worker that consumes each routed queue: 422 if the workers that
     would run the work lack its files. Before any worker has advertised itself, the API's own files
-    decide (one host), and so they do for a queue no live worker consumes. Returns warnings (a routed queue nobody consumes: the work waits)."""
+    decide (one host), and so they do for a queue no live worker consumes. Returns warnings (a
+    routed queue nobody consumes: the work waits)."""
     if not any_worker_advertised(session):
         check_local_dataset(body, settings)
         return []
