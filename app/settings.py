@@ -48,8 +48,8 @@ class Settings(BaseSettings):
 
     cursor_secret: SecretStr | None = Field(
         None,
-        description="HMAC key signing listing cursors; default: a random key kept in <data_dir>/cursor_secret "
-        "(set it explicitly when API processes do not share data_dir)",
+        description="HMAC key signing listing cursors; default: a random key kept in "
+        "<data_dir>/cursor_secret (set it explicitly when API processes do not share data_dir)",
     )
 
     # --- task execution ------------------------------------------------------------------------
