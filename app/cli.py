@@ -46,9 +46,44 @@ def _redact(url: str) -> str:
     return url
 
 
-def worker_argv(queue: str, name: str | None, loglevel: str, concurrency: int = 1) -> list[str]:
+def worker_is_cuda(device: str) -> bool:
+    """Whether a worker configured with ``device`` runs on CUDA ("auto": whether this machine has a
+    usable GPU; only ever asked in a process that then execs or only spawns)."""
+    device = device.strip().lower()
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def worker_classes(explicit: Sequence[str] | None = None) -> list[str]:
+    """Device classes a worker consumes: --queues, else ``worker_device_classes``, else by device."""
+    from app.services.fleet import default_classes
+
+    if explicit:
+        return list(explicit)
+    settings = _settings()
+    if settings.worker_device_classes:
+        return list(settings.worker_device_classes)
+    return list(default_classes(worker_is_cuda(os.environ.get("FASTARCHRANK_DEVICE", settings.device))))
+
+
+def worker_argv(
+    queue: str,
+    name: str | None,
+    loglevel: str,
+    concurrency: int = 1,
+    classes: Sequence[str] | None = None,
+) -> list[str]:
+    """``queue`` is the base name; the worker consumes ``<queue>.<class>`` for each device class."""
     # prefork with one child: Celery's soft and hard time limits need a child process to signal
     # and kill, and the parent never touches CUDA, so forking stays safe.
+    queues = ",".join(f"{queue}.{c}" for c in worker_classes(classes))
     argv = [
         sys.executable,
         "-m",
@@ -61,7 +96,7 @@ def worker_argv(queue: str, name: str | None, loglevel: str, concurrency: int = 
         "--concurrency",
         str(concurrency),
         "-Q",
-        queue,
+        queues,
         "--loglevel",
         loglevel,
         "--without-gossip",
@@ -74,16 +109,48 @@ def worker_argv(queue: str, name: str | None, loglevel: str, concurrency: int = 
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from app.services.fleet import parse_classes
+
+    if args.ping:
+        from worker.slots import ping
+
+        return ping(args.name)
     env = dict(os.environ)
     if args.gpu is not None:
-        # One worker process per GPU: the process sees exactly one device.
+        # One GPU per worker node: its processes see exactly that device, as cuda:0.
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
         env["FASTARCHRANK_DEVICE"] = "cuda"
     if args.device:
         env["FASTARCHRANK_DEVICE"] = args.device
+    os.environ.update({k: v for k, v in env.items() if k in ("CUDA_VISIBLE_DEVICES", "FASTARCHRANK_DEVICE")})
     settings = _settings()
+    device = env.get("FASTARCHRANK_DEVICE", settings.device)
+    # Fail here, once, with what to fix, rather than failing every task later (this process only
+    # execs or spawns, so touching CUDA here is harmless).
+    from worker.device_check import DeviceUnavailable, require_device
+
+    try:
+        facts = require_device(device)
+    except DeviceUnavailable as exc:
+        print(f"fastarchrank worker: {exc}", file=sys.stderr)
+        return 2
+    env["FASTARCHRANK_WORKER_DEVICE_CLASS"] = "gpu" if facts.resolved.startswith("cuda") else "cpu"
+    try:
+        classes = parse_classes(args.queues) if args.queues else None
+    except ValueError as exc:
+        print(f"fastarchrank worker: {exc}", file=sys.stderr)
+        return 2
+    if classes is None and not settings.worker_device_classes:
+        classes = ["gpu", "any"] if facts.resolved.startswith("cuda") else ["cpu", "any"]
     queue = args.queue or settings.queue
-    os.execvpe(sys.executable, worker_argv(queue, args.name, args.loglevel), env)
+    env["FASTARCHRANK_QUEUE"] = queue
+    if args.slots > 1:
+        from worker.slots import run_slots
+
+        return run_slots(
+            lambda n: worker_argv(queue, f"slot{n}@%h", args.loglevel, classes=classes), args.slots, env
+        )
+    os.execvpe(sys.executable, worker_argv(queue, args.name, args.loglevel, classes=classes), env)
     return 0  # not reached
 
 
@@ -159,7 +226,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.effective_database_url)
     worker: EmbeddedWorker | None = None
     if not args.no_worker:
-        worker = EmbeddedWorker(worker_argv(settings.queue, "embedded@%h", args.loglevel), args.worker_grace)
+        # Through `fastarchrank worker` (which execs Celery): the device check and the choice of
+        # queues happen in the worker's process, so this API process never imports torch.
+        embedded = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "worker",
+            "--name",
+            "embedded@%h",
+            "--loglevel",
+            args.loglevel,
+        ]
+        worker = EmbeddedWorker(embedded, args.worker_grace)
         atexit.register(worker.stop)
         worker.start()
     broker = "embedded filesystem" if settings.embedded_broker else _redact(settings.effective_broker_url)
@@ -311,7 +390,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpu", type=int, default=None, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)"
     )
     w.add_argument("--device", default=None, help="override the device: cpu, cuda, cuda:N, auto")
-    w.add_argument("--queue", default=None, help="queue to consume (default: settings.queue)")
+    w.add_argument(
+        "--queue", default=None, help="base queue name (default: settings.queue); consumed as <queue>.<class>"
+    )
+    w.add_argument(
+        "--queues",
+        default=None,
+        help="device classes to consume, e.g. 'cpu,any' or 'gpu,cpu,any' (default: gpu,any on CUDA, "
+        "cpu,any on CPU, or settings.worker_device_classes)",
+    )
+    w.add_argument(
+        "--slots",
+        type=int,
+        default=1,
+        help="worker processes on this device (several evaluations per GPU), each its own node "
+        "slotN@host, supervised: a dead slot is restarted, SIGTERM stops all",
+    )
+    w.add_argument(
+        "--ping",
+        action="store_true",
+        help="healthcheck: exit 0 if a worker node of this host beaconed recently, else 1",
+    )
     w.add_argument("--name", default=None, help="Celery node name")
     w.add_argument("--loglevel", default="INFO")
     w.set_defaults(func=cmd_worker)

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.models import Architecture, Batch, BatchEvaluation, ChangeCounter, Evaluation, utcnow
+from app.models import Architecture, Batch, BatchEvaluation, ChangeCounter, Evaluation, FastestTime, utcnow
 from app.services.sql import MAX_PARAMS, chunks, constant, id_array, insert_ignore, rows_source
 from app.settings import Settings
 from app.status import OUTCOMES, PENDING, RETRYABLE, TERMINAL, EvaluationStatus
@@ -55,11 +55,13 @@ __all__ = [
     "claim",
     "complete",
     "fail",
+    "fastest",
     "heartbeat",
     "lease_for_publish",
     "link_or_reuse",
     "mark_published",
     "reap",
+    "record_fastest",
     "release_lease",
 ]
 
@@ -517,6 +519,43 @@ def fail(session: Session, c: Claim, summary: str, detail: str) -> bool:
     if ok:
         enforce_failure_budgets(session, [c.evaluation_id])
     return ok
+
+
+# --- FEAR's ratio cap: the fastest time-to-threshold per scope and device class ---------------------
+
+
+def record_fastest(session: Session, scope: str, device_class: str, basis: str, value: float) -> bool:
+    """Lower the fastest time-to-threshold of ``scope`` on ``device_class`` (a GPU model string or
+    "cpu") in ``basis`` ("seconds" or "steps") to ``value`` if it is faster. Insert-or-skip, then a
+    conditional UPDATE: concurrent finishers keep the minimum. True if ``value`` is the new fastest."""
+    table: Table = FastestTime.__table__  # type: ignore[assignment]
+    now = utcnow()
+    key = and_(
+        FastestTime.scope == scope, FastestTime.device_class == device_class, FastestTime.basis == basis
+    )
+    stmt = insert_ignore(session, table, ["scope", "device_class", "basis"]).values(
+        scope=scope, device_class=device_class, basis=basis, value=value, updated_at=now
+    )
+    inserted = session.execute(stmt.returning(FastestTime.scope)).first()
+    if inserted is not None:
+        return True
+    return (
+        _changed(
+            session,
+            update(FastestTime).where(key, FastestTime.value > value).values(value=value, updated_at=now),
+        )
+        > 0
+    )
+
+
+def fastest(session: Session, scope: str, device_class: str, basis: str) -> float | None:
+    """The fastest time-to-threshold of ``scope`` measured on ``device_class`` (None: none yet —
+    a device class never caps its first candidates by another class's speed)."""
+    return session.scalar(
+        select(FastestTime.value).where(
+            FastestTime.scope == scope, FastestTime.device_class == device_class, FastestTime.basis == basis
+        )
+    )
 
 
 # --- reaper: requeue stale, mark lost ----------------------------------------------------------------

@@ -101,6 +101,7 @@ class Search(Base):
     scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # = evaluations.scope
     search_id: Mapped[str] = mapped_column(String(128))
     ratio_to_fastest: Mapped[float] = mapped_column(Float)
+    ratio_basis: Mapped[str | None] = mapped_column(String(16))  # "seconds" (NULL: older rows) or "steps"
     fastest_stage1_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -188,6 +189,8 @@ class Evaluation(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     device: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(256))
+    # The queue class submission routed it to ("gpu", "cpu", "any"); every publish uses it.
+    device_class: Mapped[str | None] = mapped_column(String(8))
     error: Mapped[str | None] = mapped_column(Text)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -258,3 +261,18 @@ class WorkerSeen(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the worker can run (app/services/fleet.py Capabilities), rewritten by every beacon.
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class FastestTime(Base):
+    """FEAR's fastest time-to-threshold of one cap scope (a batch id or a search scope), kept per
+    device class (GPU model or "cpu") and basis ("seconds" or "steps"): a cap compares like with like."""
+
+    __tablename__ = "fastest_times"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_class: Mapped[str] = mapped_column(String(128), primary_key=True)
+    basis: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

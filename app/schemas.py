@@ -82,7 +82,8 @@ class BatchOptions(Strict):
         ge=1.0,
         le=1000.0,
         description="FEAR search-time cap: stage 1 may take at most ratio x the fastest time-to-threshold "
-        "seen so far among this batch's FEAR evaluations; slower candidates end 'rejected'",
+        "seen so far among this batch's FEAR evaluations on the same device class (GPU model or cpu); "
+        "slower candidates end 'rejected'",
     )
     search_id: str | None = Field(
         None,
@@ -91,6 +92,16 @@ class BatchOptions(Strict):
         pattern=r"^[A-Za-z0-9._-]+$",
         description="batches with the same search id (and ratio_to_fastest) share one fastest "
         "time-to-threshold for FEAR's cap; without it each batch has its own",
+    )
+    device_class: Literal["gpu", "cpu"] | None = Field(
+        None,
+        description="pin every evaluation of this batch to GPU or CPU workers; default: routed by method "
+        "and preset (paper-scale training → gpu, the rest → any worker)",
+    )
+    ratio_basis: Literal["seconds", "steps"] = Field(
+        "seconds",
+        description="what ratio_to_fastest compares: wall-clock 'seconds' of stage 1, or optimizer 'steps' "
+        "to the threshold (immune to packing and contention); compared within one device class",
     )
     ground_truth_set: str = Field(
         "client",

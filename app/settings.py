@@ -107,6 +107,35 @@ class Settings(BaseSettings):
         0.1, gt=0, le=10, description="how often the embedded filesystem broker is polled, seconds"
     )
 
+    # --- fleet: routing by device class, slots (docs/deploy.md) -----------------------------------
+    gpu_presets: list[str] = Field(
+        ["paper", "paper-search", "paper-nb201-augment"],
+        description="training presets routed to the `<queue>.gpu` queue; other presets go to `<queue>.any`",
+    )
+    gpu_min_prior_cost_s: float = Field(
+        3600.0,
+        gt=0,
+        description="a training entry whose prior cost per evaluation is at least this is routed to GPU "
+        "workers whatever its preset, seconds",
+    )
+    worker_device_classes: list[Literal["gpu", "cpu", "any"]] | None = Field(
+        None,
+        description="queues a worker consumes, by device class; default: gpu + any on a CUDA worker, "
+        "cpu + any on a CPU worker (a CPU worker takes GPU work only when this names gpu)",
+    )
+    slot_memory_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="share of its GPU's memory one worker slot may allocate (torch per-process memory "
+        "fraction); default 1/slots when a GPU runs several slots, no cap with one; ignored on CPU",
+    )
+    warmup: Literal["auto", "always", "off"] = Field(
+        "auto",
+        description="untimed warm-up step per (space, batch size) before FEAR's timed stage 1: 'auto' on "
+        "CUDA only, 'always' also on CPU (tests), 'off' never",
+    )
+
     # --- serve ---------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address of `fastarchrank serve`")
     port: int = Field(8000, ge=1, le=65535, description="port of `fastarchrank serve`")

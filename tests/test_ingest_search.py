@@ -107,7 +107,7 @@ def test_upgrade_from_0001_keeps_rows_and_adds_searches() -> None:
                 )
             )
         assert "searches" not in inspect(engine).get_table_names()
-        upgrade(url, "0002")
+        upgrade(url)
         assert "searches" in inspect(engine).get_table_names()
         with engine.connect() as conn:
             assert conn.execute(text("SELECT key FROM architectures")).scalars().all() == ["k"]

@@ -29,17 +29,57 @@ def worker_device() -> torch.device:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.cuda.set_device(device.index or 0)
         torch.backends.cudnn.benchmark = True
+        fraction = slot_memory_fraction()
+        if fraction is not None:
+            # Several slots share the card: one slot's allocator must not starve the others.
+            torch.cuda.set_per_process_memory_fraction(fraction, device.index or 0)
     threads = get_settings().torch_threads
     if threads:
         torch.set_num_threads(threads)
     return device
 
 
+def slot_memory_fraction() -> float | None:
+    """``slot_memory_fraction``, else 1/slots when the card runs several slots, else no cap."""
+    configured = get_settings().slot_memory_fraction
+    if configured is not None:
+        return configured
+    slots = int(os.environ.get("FASTARCHRANK_SLOTS") or 1)
+    return 1.0 / slots if slots > 1 else None
+
+
+def device_facts() -> dict[str, Any]:
+    """This process's device, for the beacon: class, GPU name and memory, torch's CUDA version."""
+    device = worker_device()
+    facts: dict[str, Any] = {
+        "device_class": "gpu" if device.type == "cuda" else "cpu",
+        "cuda": torch.version.cuda,
+        "label": device_label(device),
+        "gpu": None,
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device.index or 0)
+        facts["gpu"] = {
+            "name": props.name,
+            "memory_bytes": int(props.total_memory),
+            "index": device.index or 0,
+        }
+    return facts
+
+
+def cap_device_class(device: torch.device) -> str:
+    """The device class FEAR's ratio cap compares within: the GPU model, or "cpu"."""
+    if device.type == "cuda":
+        return f"cuda {torch.cuda.get_device_name(device.index or 0)}"
+    return "cpu"
+
+
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         idx = device.index or 0
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={visible})"
+        # evaluations.device holds 64 characters: a long GPU name must not fail the claim.
+        return f"cuda:{idx} {torch.cuda.get_device_name(idx)} (CUDA_VISIBLE_DEVICES={visible})"[:64]
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
@@ -83,14 +123,14 @@ def run_claims(claims: list[Claim]) -> None:
         for c in unknown:
             store_failure(c, ValueError(f"this worker does not implement method {c.method!r}"))
         for c in training:
-            ctx = ServiceContext(c, beat, device, load_data)
+            ctx = ServiceContext(c, beat, device, load_data, cap_device_class(device))
             _run_one(c, lambda c=c, ctx=ctx: _run_training(c, ctx, device))
         apply_reproducibility(device, deterministic=False)
         by_arch: dict[tuple[str, str, str, int], list[Claim]] = {}
         for c in zero_cost:
             by_arch.setdefault((c.space, c.genotype, c.dataset, c.seed), []).append(c)
         for group in by_arch.values():
-            ctx = ServiceContext(group[0], beat, device, load_data)
+            ctx = ServiceContext(group[0], beat, device, load_data, cap_device_class(device))
             try:
                 results = run_zero_cost([to_request(c) for c in group], ctx)
             except LostOwnership:

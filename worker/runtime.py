@@ -135,12 +135,16 @@ class Heartbeat:
 class ServiceContext:
     """The RunContext handed to methods (see worker/methods/base.py)."""
 
-    def __init__(self, claim: Claim, heartbeat: Heartbeat, device: Any, datasets: Any) -> None:
+    def __init__(
+        self, claim: Claim, heartbeat: Heartbeat, device: Any, datasets: Any, cap_class: str = "cpu"
+    ) -> None:
         self.claim = claim
         self.heartbeat = heartbeat
         self.device = device
+        # The device class FEAR's ratio cap compares within (the GPU model, or "cpu").
+        self.cap_class = cap_class
         self._datasets = datasets
-        self._budget_cache: tuple[float, float | None] | None = None
+        self._budget_cache: tuple[float, tuple[str, float] | None] | None = None
 
     def dataset(self, dataset: str, data_config: dict[str, Any]) -> Any:
         # Loading is cached per process, but a first synthetic generation can take minutes: say so.
@@ -158,35 +162,57 @@ class ServiceContext:
             )
         self.heartbeat.set_progress(self.claim.evaluation_id, fields)
 
-    def stage1_budget_s(self) -> float | None:
+    def _cap(self) -> tuple[float, str] | None:
+        """(ratio, basis) of this evaluation's cap scope, None if it has none (cached for 1 s)."""
+        with session_scope() as session:
+            if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
+                found = session.execute(
+                    select(Search.ratio_to_fastest, Search.ratio_basis).where(
+                        Search.scope == self.claim.scope
+                    )
+                ).one_or_none()
+                return (float(found[0]), found[1] or "seconds") if found is not None else None
+            options = session.scalar(select(Batch.options).where(Batch.id == self.claim.scope))
+        if not options or not options.get("ratio_to_fastest"):
+            return None
+        return float(options["ratio_to_fastest"]), str(options.get("ratio_basis") or "seconds")
+
+    def _budget(self, basis: str) -> float | None:
         if not self.claim.scope:
             return None
         now = time.monotonic()
         if self._budget_cache and now - self._budget_cache[0] < 1.0:  # at most one query per second
-            return self._budget_cache[1]
-        budget = None
-        with session_scope() as session:
-            if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
-                found = session.execute(
-                    select(Search.fastest_stage1_s, Search.ratio_to_fastest).where(
-                        Search.scope == self.claim.scope
-                    )
-                ).one_or_none()
-                if found is not None and found[0] is not None:
-                    budget = float(found[1]) * float(found[0])
-            else:
-                row = session.execute(
-                    select(Batch.fastest_stage1_s, Batch.options).where(Batch.id == self.claim.scope)
-                ).one_or_none()
-                if row is not None and row[0] is not None and row[1].get("ratio_to_fastest"):
-                    budget = float(row[1]["ratio_to_fastest"]) * float(row[0])
+            cached = self._budget_cache[1]
+            return cached[1] if cached is not None and cached[0] == basis else None
+        budget: tuple[str, float] | None = None
+        cap = self._cap()
+        if cap is not None:
+            ratio, cap_basis = cap
+            with session_scope() as session:
+                best = lifecycle.fastest(session, self.claim.scope, self.cap_class, cap_basis)
+            if best is not None:
+                budget = (cap_basis, ratio * best)
         self._budget_cache = (now, budget)
-        return budget
+        return budget[1] if budget is not None and budget[0] == basis else None
 
-    def report_stage1_time(self, seconds: float) -> None:
+    def stage1_budget_s(self) -> float | None:
+        """Stage 1's budget in seconds: ratio x the fastest time-to-threshold of this scope *on this
+        device class* (docs/lifecycle.md, "The ratio cap across devices"); None without a cap in
+        seconds or before the class has a fastest time."""
+        return self._budget("seconds")
+
+    def stage1_budget_steps(self) -> float | None:
+        """The same budget in optimizer steps (``options.ratio_basis = "steps"``)."""
+        return self._budget("steps")
+
+    def report_stage1_time(self, seconds: float, steps: int | None = None) -> None:
         if not self.claim.scope:
             return
         with session_scope() as session:
+            lifecycle.record_fastest(session, self.claim.scope, self.cap_class, "seconds", seconds)
+            if steps is not None:
+                lifecycle.record_fastest(session, self.claim.scope, self.cap_class, "steps", float(steps))
+            # The overall fastest, whatever the device, stays on the batch/search row for display.
             if self.claim.scope.startswith(SEARCH_SCOPE_PREFIX):
                 session.execute(
                     update(Search)

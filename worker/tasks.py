@@ -46,9 +46,47 @@ def evaluate(self: Any, evaluation_ids: list[int]) -> None:
         run_claims(claims)
 
 
+def _consumed_queues() -> list[str]:
+    try:
+        return sorted(celery_app.amqp.queues.consume_from or {})
+    except Exception:  # not started from `celery worker`: nothing consumed
+        return []
+
+
+def capabilities() -> dict[str, Any]:
+    """What this node can run, as ``app.services.fleet.Capabilities``. Computed in the main process,
+    which must not initialise CUDA: the GPU's name and memory come from the pool child
+    (``workers.info.device_facts``, written by ``_on_child_start``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from app.catalog.datasets import DATASETS, availability
+    from app.services.fleet import Capabilities
+
+    settings = get_settings()
+    wanted = settings.device.strip().lower()
+    device_class = os.environ.get("FASTARCHRANK_WORKER_DEVICE_CLASS") or (
+        "gpu" if wanted.startswith("cuda") else "cpu" if wanted == "cpu" else "unknown"
+    )
+    try:
+        torch_version: str | None = version("torch")
+    except PackageNotFoundError:
+        torch_version = None
+    datasets = [n for n in sorted(DATASETS) if availability(n, settings.effective_datasets_dir)["present"]]
+    return Capabilities(
+        device_class=device_class,
+        device=settings.device,
+        torch=torch_version,
+        slot=int(os.environ["FASTARCHRANK_SLOT"]) if os.environ.get("FASTARCHRANK_SLOT") else None,
+        slots=int(os.environ.get("FASTARCHRANK_SLOTS") or 1),
+        queues=_consumed_queues(),
+        datasets=datasets,
+    ).model_dump(mode="json")
+
+
 def _announce(device: str) -> None:
     settings = get_settings()
     now = utcnow()
+    caps = capabilities()
     with session_scope() as session:
         table = WorkerSeen.__table__
         session.execute(
@@ -61,11 +99,41 @@ def _announce(device: str) -> None:
                     "started_at": now,
                     "last_seen": now,
                     "info": {"pid": os.getpid()},
+                    "capabilities": caps,
                 }
             ],
         )
         session.execute(
-            update(WorkerSeen).where(WorkerSeen.name == worker_name()).values(last_seen=now, device=device)
+            update(WorkerSeen)
+            .where(WorkerSeen.name == worker_name())
+            .values(last_seen=now, device=device, capabilities=caps)
+        )
+
+
+def _record_device_facts() -> None:
+    """The pool child's view of its device (it is the process that uses it): resolved device class,
+    GPU name and memory, torch's CUDA version, into ``workers.info.device_facts`` of this node."""
+    from worker.engine import device_facts
+
+    facts = device_facts()
+    now = utcnow()
+    with session_scope() as session:
+        session.execute(
+            insert_ignore(session, WorkerSeen.__table__, ["name"]),  # type: ignore[arg-type]
+            [
+                {
+                    "name": worker_name(),
+                    "queue": get_settings().queue,
+                    "started_at": now,
+                    "last_seen": now,
+                    "info": {},
+                }
+            ],
+        )
+        session.execute(
+            update(WorkerSeen)
+            .where(WorkerSeen.name == worker_name())
+            .values(info={"pid": os.getppid(), "device_facts": facts})
         )
 
 
@@ -145,6 +213,10 @@ def _on_child_start(**_: Any) -> None:
     from app.db import get_engine
 
     get_engine().dispose(close=False)
+    try:
+        _record_device_facts()
+    except Exception:  # advisory: the beacon still advertises the rest
+        log.warning("could not record this worker's device facts", exc_info=True)
 
 
 @worker_shutdown.connect

@@ -30,9 +30,9 @@ Rules the methods rely on:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -108,6 +108,7 @@ class TrainResult:
     epochs: list[EpochStats] = field(default_factory=list)
     seconds: float = 0.0  # all training time, a partial (interrupted) epoch included
     steps: int = 0
+    gpu_seconds: float | None = None  # CUDA-event time of the whole loop (None off CUDA)
     stopped: StopReason = "completed"
     final_lr: float = 0.0  # the lr the schedule gives after the last step taken
 
@@ -285,6 +286,71 @@ class _Mixup:
         return lam * x + (1.0 - lam) * x[order], order, lam
 
 
+class SlidingHits:
+    """Train hits over the last ``size`` steps, kept on the device as a ring buffer plus a running
+    sum: a step adds one element-wise update (no host sync), a check reads one scalar (one sync),
+    nothing is stacked. float64 holds integer counts exactly (and mixup's fractional hits)."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.size = size
+        self.ring = torch.zeros(size, dtype=torch.float64, device=device)
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.counts = [0] * size
+        self.count_total = 0
+        self.pushed = 0
+
+    def push(self, hits: torch.Tensor, n: int) -> None:
+        pos = self.pushed % self.size
+        value = hits.to(torch.float64)
+        self.total.add_(value - self.ring[pos])
+        self.ring[pos] = value
+        self.count_total += n - self.counts[pos]
+        self.counts[pos] = n
+        self.pushed += 1
+
+    def accuracy(self) -> float | None:
+        """Top-1 over the window; None before a whole window of steps has run."""
+        if self.pushed < self.size or self.count_total == 0:
+            return None
+        return float(self.total.item()) / self.count_total
+
+
+def _cuda_events(device: torch.device) -> tuple[Any, Any] | None:
+    """A (start, end) pair of CUDA timing events, the start recorded now; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    return start, end
+
+
+def warm_up(model: nn.Module, data: DeviceDataset, options: TrainOptions, batch_sizes: Iterable[int]) -> None:
+    """One untimed forward + backward per batch size on a copy of ``model``, so that cuDNN
+    autotuning and lazy kernel loading are paid here and not inside a timed stage. The copy, its own
+    generator and a forked RNG state keep the real run's weights and random streams untouched."""
+    device = next(model.parameters()).device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        scratch = copy.deepcopy(model)
+        scratch.train()
+        set_float32_numerics(device, options.precision)
+        generator = make_generator(0)
+        x, y = next(iter(data.train_batches(max(batch_sizes), generator, augment=False, cutout=0)))
+        if not options.normalize:
+            x = raw_inputs(data, device)(x)
+        if uses_fast_path(device, options.precision):
+            x = x.contiguous(memory_format=torch.channels_last)
+        for size in sorted(set(batch_sizes), reverse=True):
+            with _autocast(device, options.precision):
+                output, _ = _split_outputs(scratch(x[:size]))
+                loss = F.cross_entropy(output.float(), y[:size])
+            loss.backward()
+            scratch.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        del scratch
+
+
 def train(
     model: nn.Module,
     data: DeviceDataset,
@@ -330,18 +396,15 @@ def train(
     to_raw = None if options.normalize else raw_inputs(data, device)
     mixup = _Mixup(options.mixup_alpha, generator) if options.mixup_alpha > 0 else None
 
-    # Per-step correct counts of the last epoch's worth of steps, kept only for
-    # ``StepInfo.window_accuracy`` (device scalars: summing them is the one host sync per check).
-    window: deque[tuple[torch.Tensor, int]] = deque(maxlen=steps_per_epoch)
+    # Correct counts of the last epoch's worth of steps, kept only for ``StepInfo.window_accuracy``.
+    window = SlidingHits(steps_per_epoch, device) if hooks.keeps_window else None
 
     def window_accuracy() -> float | None:
-        if not window or len(window) < steps_per_epoch:
-            return None
-        hit_sum = torch.stack([h for h, _ in window]).sum().item()
-        return float(hit_sum) / sum(k for _, k in window)
+        return window.accuracy() if window is not None else None
 
     result = TrainResult()
     model.train()
+    events = _cuda_events(device)
     start = clock()
     callback_s = 0.0  # time spent in on_epoch (progress writes): not training time
     step = 0
@@ -396,8 +459,8 @@ def train(
             loss_sum.add_(loss.detach().float() * n)
             seen += n
             step += 1
-            if hooks.keeps_window:
-                window.append((hits, n))
+            if window is not None:
+                window.push(hits, n)
             if (
                 hooks.check_every
                 and step % hooks.check_every == 0
@@ -427,8 +490,12 @@ def train(
         if stop:
             result.stopped = "epoch_callback"
             break
+    if events is not None:
+        events[1].record()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    if events is not None:
+        result.gpu_seconds = events[0].elapsed_time(events[1]) / 1000.0
     result.seconds = clock() - start - callback_s
     result.steps = step
     result.final_lr = scheduled_lr(sgd, options.schedule, step, steps_per_epoch, horizon)

@@ -148,6 +148,9 @@ class BrokerHealth(BaseModel):
     ok: bool
     detail: str
     queue_depth: int | None
+    queue_depths: dict[str, int] | None = Field(
+        None, description="messages waiting per routed queue (<queue>.gpu, <queue>.cpu, <queue>.any)"
+    )
 
 
 class WorkerSeenOut(BaseModel):
@@ -155,12 +158,29 @@ class WorkerSeenOut(BaseModel):
     device: str | None
     queue: str | None
     last_seen: UtcDateTime
+    capabilities: dict[str, Any] | None = Field(
+        None, description="what the worker advertises: device class, GPU, torch/CUDA, slots, queues, datasets"
+    )
+
+
+class DeviceClassHealth(BaseModel):
+    """The live workers of one device class and the queues they consume."""
+
+    workers: int
+    slots: int
+    gpus: list[str] = Field(default_factory=list, description="GPU models of these workers")
+    queues: dict[str, int | None] = Field(
+        default_factory=dict, description="queue → messages waiting, for each queue these workers consume"
+    )
 
 
 class WorkersHealth(BaseModel):
     recent: int
     items: list[WorkerSeenOut]
     window_s: float
+    by_device_class: dict[str, DeviceClassHealth] = Field(
+        default_factory=dict, description="the fleet per device class (gpu, cpu, unknown)"
+    )
 
 
 class PendingCounts(BaseModel):

@@ -12,9 +12,13 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import select
 
 from app.db import session_scope
 from app.lifecycle import mark_published
+from app.models import Evaluation
+from app.services.fleet import DEVICE_CLASSES, queue_name
+from app.services.sql import MAX_PARAMS, chunks
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -47,8 +51,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_hard_time_limit_s,
         # If the broker connection drops, a late-ack task would be redelivered elsewhere anyway.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_default_queue": settings.queue,
-        "task_routes": {TASK_EVALUATE: {"queue": settings.queue}},
+        # Every evaluation is published to the queue of its routed device class (app/services/fleet.py);
+        # the default only catches a send without one.
+        "task_default_queue": queue_name(settings, "any"),
+        "task_routes": {TASK_EVALUATE: {"queue": queue_name(settings, "any")}},
         "broker_connection_retry_on_startup": True,
         # A request must not hang on a broker that is down: fail fast, the sweeper publishes later.
         "broker_connection_timeout": 2.0,
@@ -100,23 +106,57 @@ class Published:
         return not self.failed_ids
 
 
+def _routes(ids: list[int]) -> dict[int, str | None]:
+    """The stored device class of each evaluation (the routing decision made at submission)."""
+    found: dict[int, str | None] = {}
+    with session_scope() as session:
+        for part in chunks(sorted(set(ids)), MAX_PARAMS):
+            rows = session.execute(
+                select(Evaluation.id, Evaluation.device_class).where(Evaluation.id.in_(list(part)))
+            )
+            found.update((eid, cls) for eid, cls in rows)
+    return found
+
+
+def routed(payloads: Iterable[list[int]]) -> list[tuple[str, list[int]]]:
+    """(queue, ids) per task: a payload whose evaluations were routed to different classes (the
+    sweeper groups across batches) is split so each part goes to its own queue."""
+    settings = get_settings()
+    todo = [list(p) for p in payloads]
+    classes = _routes([eid for ids in todo for eid in ids])
+    out: list[tuple[str, list[int]]] = []
+    for ids in todo:
+        parts: dict[str | None, list[int]] = {}
+        for eid in ids:
+            parts.setdefault(classes.get(eid), []).append(eid)
+        out.extend((queue_name(settings, cls), part) for cls, part in parts.items())
+    return out
+
+
 def publish(payloads: Iterable[list[int]]) -> Published:
-    """Send one task per payload. Never raises: a payload not sent is reported in ``failed_ids``
-    (the broker is down); its evaluations stay queued for the sweeper."""
-    app = producer_app()
+    """Send one task per payload to the queue its evaluations were routed to. Never raises: a
+    payload not sent is reported in ``failed_ids`` (the broker or the database is down); its
+    evaluations stay queued for the sweeper."""
     out = Published()
-    todo = list(payloads)
+    todo = [list(p) for p in payloads]
+    try:
+        tasks = routed(todo)
+    except Exception:
+        log.exception("cannot read the routes of %d tasks; the sweeper will publish them", len(todo))
+        out.failed_ids = [eid for ids in todo for eid in ids]
+        return out
+    app = producer_app()
     try:
         with app.producer_or_acquire() as producer:
-            for ids in todo:
-                app.send_task(TASK_EVALUATE, args=[ids], producer=producer)
+            for queue, ids in tasks:
+                app.send_task(TASK_EVALUATE, args=[ids], producer=producer, queue=queue)
                 out.evaluation_ids.extend(ids)
                 out.tasks += 1
     except Exception:  # broker down: the client already has its batch id
         log.exception(
-            "publishing failed after %d of %d tasks; the sweeper will publish the rest", out.tasks, len(todo)
+            "publishing failed after %d of %d tasks; the sweeper will publish the rest", out.tasks, len(tasks)
         )
-        out.failed_ids = [eid for ids in todo[out.tasks :] for eid in ids]
+        out.failed_ids = [eid for _, ids in tasks[out.tasks :] for eid in ids]
     return out
 
 
@@ -132,23 +172,32 @@ def enqueue(payloads: Iterable[list[int]]) -> Published:
     return out
 
 
-def queue_depth(settings: Settings | None = None) -> int | None:
-    """Messages waiting in the broker queue (None if the broker cannot be asked)."""
+def queue_depths(settings: Settings | None = None) -> dict[str, int] | None:
+    """Messages waiting per routed queue (gpu, cpu, any; None if the broker cannot be asked)."""
     settings = settings or get_settings()
+    names = [queue_name(settings, c) for c in DEVICE_CLASSES]
     try:
         if settings.embedded_broker:
+            # The filesystem transport names each message file ``<stamp>_<uuid>.<queue>.msg``.
             folder = settings.broker_dir / "queue"
-            return sum(1 for p in folder.iterdir() if p.suffix == ".msg") if folder.exists() else 0
+            files = [p.name for p in folder.iterdir()] if folder.exists() else []
+            return {q: sum(1 for f in files if f.endswith(f".{q}.msg")) for q in names}
         import redis
 
         client = redis.Redis.from_url(settings.effective_broker_url, socket_timeout=2)
         try:
-            return int(client.llen(settings.queue))  # type: ignore[arg-type]
+            return {q: int(client.llen(q)) for q in names}  # type: ignore[arg-type]
         finally:
             client.close()
     except Exception:
         log.warning("cannot read the broker queue depth", exc_info=True)
         return None
+
+
+def queue_depth(settings: Settings | None = None) -> int | None:
+    """Messages waiting in all routed queues together (None if the broker cannot be asked)."""
+    depths = queue_depths(settings)
+    return None if depths is None else sum(depths.values())
 
 
 def broker_ok(settings: Settings | None = None) -> tuple[bool, str]:

@@ -16,7 +16,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Table, Text, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,20 +37,22 @@ from app.catalog.methods import ResolvedMethod, resolve
 from app.db import is_retryable_conflict, retrying, session_scope
 from app.errors import Conflict, InputError
 from app.genotypes import GenotypeError, ParsedArch, get_space
-from app.lifecycle import EvaluationSpec, link_or_reuse
+from app.lifecycle import EvaluationSpec, Linked, link_or_reuse
 from app.models import (
     Architecture,
     Batch,
     BatchEvaluation,
     BatchItem,
     BatchMethod,
+    Evaluation,
     GroundTruth,
     IdempotencyRecord,
     Search,
     utcnow,
 )
 from app.schemas import BatchCreate
-from app.services.sql import insert_ignore, insert_select, rows_source
+from app.services.fleet import DeviceClass, any_worker_advertised, check_queues, route
+from app.services.sql import MAX_PARAMS, chunks, insert_ignore, insert_select, rows_source
 from app.settings import Settings, get_settings
 
 
@@ -86,20 +100,28 @@ class SubmissionResult:
 SEARCH_SCOPE_PREFIX = "search:"
 
 
-def search_scope(search_id: str, ratio: float) -> str:
-    """The evaluations.scope (32 characters) of a search's capped FEAR evaluations."""
-    digest = hashlib.sha256(f"{search_id}|{ratio!r}".encode()).hexdigest()
+def search_scope(search_id: str, ratio: float, basis: str = "seconds") -> str:
+    """The evaluations.scope (32 characters) of a search's capped FEAR evaluations (a cap in steps
+    is another search than one in seconds; the seconds scope keeps its historical digest)."""
+    key = f"{search_id}|{ratio!r}" + ("" if basis == "seconds" else f"|{basis}")
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return SEARCH_SCOPE_PREFIX + digest[: 32 - len(SEARCH_SCOPE_PREFIX)]
 
 
 def request_hash(body: BatchCreate) -> str:
     dumped = body.model_dump(mode="json")
-    if dumped["options"].get("search_id") is None:
-        # Bodies from before the option existed keep their hash (stored Idempotency-Keys replay).
-        dumped["options"].pop("search_id", None)
-    for later_option in ("composites", "funnel", "max_failed"):  # added later: absent keeps old hashes
-        if dumped["options"].get(later_option) is None:
-            dumped["options"].pop(later_option, None)
+    # Bodies from before an option existed keep their hash (stored Idempotency-Keys replay).
+    later_options: tuple[tuple[str, Any], ...] = (
+        ("search_id", None),
+        ("device_class", None),
+        ("ratio_basis", "seconds"),
+        ("composites", None),
+        ("funnel", None),
+        ("max_failed", None),
+    )
+    for option, default in later_options:
+        if dumped["options"].get(option) == default:
+            dumped["options"].pop(option, None)
     blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -187,7 +209,8 @@ def plan_methods(body: BatchCreate, batch_id: str) -> list[PlannedMethod]:
         if capped:
             ratio = body.options.ratio_to_fastest
             search = body.options.search_id
-            scope = search_scope(search, float(ratio)) if search and ratio is not None else batch_id
+            basis = body.options.ratio_basis
+            scope = search_scope(search, float(ratio), basis) if search and ratio is not None else batch_id
         planned.append(PlannedMethod(alias, pos, resolved, scope))
     check_composites(body, [p.alias for p in planned])
     return planned
@@ -279,6 +302,46 @@ def check_dataset(body: BatchCreate, settings: Settings) -> None:
         raise InputError(
             ["body", "dataset"], f"unknown dataset {body.dataset!r}; allowed: {', '.join(sorted(DATASETS))}"
         )
+
+
+def routed_classes(body: BatchCreate, planned: list[PlannedMethod], settings: Settings) -> list[DeviceClass]:
+    """The device class of each planned method entry (same order)."""
+    pinned = body.options.device_class
+    return [route(p.resolved.name, p.resolved.family, p.resolved.preset, pinned, settings) for p in planned]
+
+
+def check_fleet(
+    session: Session, body: BatchCreate, classes: list[DeviceClass], settings: Settings
+) -> list[str]:
+    """The dataset must be on a live worker that consumes each routed queue: 422 if the workers that
+    would run the work lack its files. Before any worker has advertised itself, the API's own files
+    decide (one host), and so they do for a queue no live worker consumes. Returns warnings (a
+    routed queue nobody consumes: the work waits)."""
+    if not any_worker_advertised(session):
+        check_local_dataset(body, settings)
+        return []
+    warnings: list[str] = []
+    for a in check_queues(session, settings, classes, body.dataset):
+        if a.consumers == 0:
+            # Nobody live to ask: the API's own files decide, as on one host.
+            check_local_dataset(body, settings)
+            warnings.append(
+                f"no live worker consumes {a.device_class} work (queue {a.queue!r}): its evaluations stay "
+                f"queued until one starts (`fastarchrank worker --queues {a.device_class},any`), or pin the "
+                "batch with options.device_class"
+            )
+        elif a.with_dataset == 0:
+            raise InputError(
+                ["body", "dataset"],
+                f"dataset {body.dataset!r} is not available on the workers: no live worker for "
+                f"{a.device_class} work has {body.dataset} files ({a.consumers} consume "
+                f"queue {a.queue!r}); place the dataset in their datasets folder (FASTARCHRANK_DATASETS_DIR) "
+                "or pin the batch to workers that have it with options.device_class",
+            )
+    return warnings
+
+
+def check_local_dataset(body: BatchCreate, settings: Settings) -> None:
     try:
         require_available(body.dataset, settings.effective_datasets_dir)
     except DatasetUnavailable as exc:
@@ -301,6 +364,7 @@ def _register_search(session: Session, body: BatchCreate, planned: list[PlannedM
                 "scope": s,
                 "search_id": body.options.search_id,
                 "ratio_to_fastest": body.options.ratio_to_fastest,
+                "ratio_basis": body.options.ratio_basis,
                 "created_at": utcnow(),
             }
             for s in scopes
@@ -383,6 +447,8 @@ def submit(
     batch_id = uuid.uuid4().hex
     planned = plan_methods(body, batch_id)
     stage2 = plan_funnel(body, planned, batch_id)
+    classes = routed_classes(body, planned, settings)
+    fleet_warnings = check_fleet(session, body, classes, settings)
 
     unique: dict[str, ParsedArch] = {}
     for arch in parsed:
@@ -470,7 +536,7 @@ def submit(
         )
 
     new, reused, retried, to_enqueue = _link_evaluations(
-        session, batch_id, body, planned, method_rows, arch_ids
+        session, batch_id, body, planned, method_rows, arch_ids, classes
     )
     result = SubmissionResult(
         batch_id=batch_id,
@@ -481,6 +547,7 @@ def submit(
         architectures=len(unique),
         methods=[method_summary(m) for m in method_rows + stage2_rows],
         to_enqueue=to_enqueue,
+        warnings=fleet_warnings,
     )
     if idempotency_key:
         session.add(
@@ -509,6 +576,7 @@ def _link_evaluations(
     planned: list[PlannedMethod],
     method_rows: list[BatchMethod],
     arch_ids: dict[str, int],
+    classes: list[DeviceClass],
 ) -> tuple[int, int, int, list[list[int]]]:
     specs = [
         EvaluationSpec(p.resolved.name, p.resolved.config_hash, p.scope, p.resolved.config) for p in planned
@@ -533,8 +601,27 @@ def _link_evaluations(
         family_by_eval[eid] = planned[pos].resolved.family
         arch_by_eval[eid] = a
     to_run = linked.new + linked.retried
+    _record_routes(session, linked, classes)
     payloads = group_payloads(to_run, family_by_eval.__getitem__, arch_by_eval.__getitem__)
     return len(linked.new), len(linked.reused), len(linked.retried), payloads
+
+
+def _record_routes(session: Session, linked: Linked, classes: list[DeviceClass]) -> None:
+    """Store the device class of every evaluation this submission (re)queued: each later publish
+    (this request's, the sweeper's, the reaper's) sends it to the same queue."""
+    to_run = set(linked.new) | set(linked.retried)
+    by_class: dict[DeviceClass, list[int]] = {}
+    for (pos, _arch), eid in linked.ids.items():
+        if eid in to_run:
+            by_class.setdefault(classes[pos], []).append(eid)
+    for cls, ids in sorted(by_class.items()):
+        for part in chunks(sorted(set(ids)), MAX_PARAMS):
+            session.execute(
+                update(Evaluation)
+                .where(Evaluation.id.in_(list(part)))
+                .values(device_class=cls)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def group_payloads(
