@@ -8,11 +8,21 @@ file existence only: parsing the files is the worker's job.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 Source = Literal["generated", "pickle", "image_folder"]
+# Which part of the test split a method evaluates on: all of it, or one half of NAS-Bench-201's split
+# (CIFAR-100 test set, ImageNet16-120 validation set) as listed in the benchmark's own index file.
+HeldOutSplit = Literal["all", "x-valid", "x-test"]
+HELD_OUT_SPLITS: tuple[HeldOutSplit, ...] = ("all", "x-valid", "x-test")
+SPLIT_FILE_FORMAT = (
+    "a JSON object with keys 'xvalid' and 'xtest', each either a list of 0-based image indices into the "
+    "test split or NAS-Bench-201's typed pair [\"int\", [indices...]]; the two lists are disjoint and "
+    "together cover the whole test split"
+)
 
 
 def _per_255(values: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -36,6 +46,9 @@ class DatasetInfo:
     folder: str | None  # below the data directory; None for generated datasets
     required: tuple[str, ...]  # files (or directories, ending in "/") that must exist inside ``folder``
     layout: str  # the expected layout, quoted in error messages
+    # NAS-Bench-201's file splitting the test split into x-valid / x-test, directly in the data directory
+    # under the benchmark's own name; None: the dataset has no official split.
+    split_file: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +71,7 @@ class DatasetInfo:
             "source": self.source,
             "folder": self.folder,
             "layout": self.layout,
+            "split_file": self.split_file,
         }
 
 
@@ -137,6 +151,7 @@ DATASETS: dict[str, DatasetInfo] = {
             required=("train", "test"),
             layout="<data_dir>/cifar-100-python/ with train and test: Python pickles of dicts with 'data' "
             "(uint8 N x 3072, channel planes R,G,B of 32x32) and 'fine_labels' (0-99)",
+            split_file="cifar100-test-split.txt",
         ),
         DatasetInfo(
             name="imagenet16_120",
@@ -154,6 +169,7 @@ DATASETS: dict[str, DatasetInfo] = {
             required=(*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"),
             layout="<data_dir>/ImageNet16/ with train_data_batch_1..10 and val_data: Python pickles of dicts "
             "with 'data' (uint8 N x 768, channel planes of 16x16) and 'labels' (1-based, 1..1000)",
+            split_file="imagenet-16-120-test-split.txt",
         ),
         DatasetInfo(
             name="cifar10_folder",
@@ -216,6 +232,107 @@ def require_available(name: str, data_dir: Path | str) -> Path:
             name, state["path"], f"missing {', '.join(state['missing'])}", get_dataset(name).layout
         )
     return Path(state["path"])
+
+
+@dataclass(frozen=True)
+class SplitHalves:
+    """The two halves of a test split, as listed in the benchmark's split file."""
+
+    path: Path
+    x_valid: tuple[int, ...]
+    x_test: tuple[int, ...]
+
+    def half(self, split: HeldOutSplit) -> tuple[int, ...]:
+        if split == "x-valid":
+            return self.x_valid
+        if split == "x-test":
+            return self.x_test
+        raise ValueError(f"{split!r} is not a half of the test split; use 'x-valid' or 'x-test'")
+
+
+def split_file_path(name: str, data_dir: Path | str) -> Path:
+    """Where the dataset's x-valid/x-test index file must be; ValueError if it has no official split."""
+    info = get_dataset(name)
+    if info.split_file is None:
+        raise ValueError(
+            f"dataset {name!r} has no official x-valid/x-test split (only cifar100 and imagenet16_120 do)"
+        )
+    return Path(data_dir) / info.split_file
+
+
+def _index_list(raw: object) -> list[int] | None:
+    # NAS-Bench-201 stores every config value as a typed pair [type name, value]; a bare list is also
+    # accepted. Its loader converts each element with int(), so numeric strings are accepted too.
+    if isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str) and isinstance(raw[1], list):
+        if raw[0] != "int":
+            return None
+        raw = raw[1]
+    if not isinstance(raw, list):
+        return None
+    out: list[int] = []
+    for item in raw:
+        if isinstance(item, bool):
+            return None
+        if isinstance(item, int):
+            out.append(item)
+        elif isinstance(item, str) and item.strip().isdigit():
+            out.append(int(item))
+        else:
+            return None
+    return out
+
+
+def read_split_file(name: str, data_dir: Path | str, test_total: int | None = None) -> SplitHalves:
+    """Parse and check the dataset's split file: both halves present, disjoint, in range and, given
+    ``test_total`` (the loaded test split's size), covering it. Any problem is ``DatasetUnavailable``
+    naming the file, since only the operator can fix it.
+
+    The file is small (tens of kB): the API reads it at submission without ``test_total`` (it never
+    parses the dataset itself, so indices are bounded by the catalogue's split size and coverage is
+    not checked) and the worker reads it again at load with the real size.
+    """
+    info = get_dataset(name)
+    bound = info.test_size if test_total is None else test_total
+    path = split_file_path(name, data_dir)
+    expected = f"{path.name} from NAS-Bench-201 in {Path(data_dir)}: {SPLIT_FILE_FORMAT}"
+
+    def fail(problem: str) -> DatasetUnavailable:
+        return DatasetUnavailable(name, path, problem, expected)
+
+    if not path.is_file():
+        raise fail(f"missing split file {path.name}")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise fail(f"{path.name} is not readable JSON ({type(error).__name__}: {error})") from error
+    if not isinstance(content, dict):
+        raise fail(f"{path.name} holds a {type(content).__name__}, not an object with 'xvalid' and 'xtest'")
+    halves: dict[str, list[int]] = {}
+    for key in ("xvalid", "xtest"):
+        if key not in content:
+            raise fail(f"{path.name} lacks key {key!r} (has {sorted(map(str, content))})")
+        indices = _index_list(content[key])
+        if indices is None:
+            raise fail(f"{path.name}: {key!r} is not a list of integer indices")
+        out_of_range = [i for i in indices if not 0 <= i < bound]
+        if out_of_range:
+            raise fail(
+                f"{path.name}: {key!r} holds index {out_of_range[0]} outside 0..{bound - 1}, the test "
+                f"split's indices ({len(out_of_range)} out of range)"
+            )
+        if len(set(indices)) != len(indices):
+            raise fail(f"{path.name}: {key!r} lists an index more than once")
+        halves[key] = indices
+    shared = set(halves["xvalid"]) & set(halves["xtest"])
+    if shared:
+        raise fail(f"{path.name}: 'xvalid' and 'xtest' share {len(shared)} indices (e.g. {min(shared)})")
+    covered = len(halves["xvalid"]) + len(halves["xtest"])
+    if test_total is not None and covered != test_total:
+        raise fail(
+            f"{path.name}: 'xvalid' and 'xtest' cover {covered} of the {test_total} test images; "
+            "together they must cover all of them"
+        )
+    return SplitHalves(path, tuple(halves["xvalid"]), tuple(halves["xtest"]))
 
 
 def describe(name: str, data_dir: Path | str) -> dict[str, Any]:

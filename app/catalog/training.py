@@ -35,7 +35,7 @@ from app.catalog.base import (
     StageOptions,
     StrictModel,
 )
-from app.catalog.datasets import DATASETS
+from app.catalog.datasets import DATASETS, HeldOutSplit
 from app.spaces import SPACE_NAMES, get_space_spec
 
 TRAINING_SPACES: tuple[str, ...] = SPACE_NAMES
@@ -248,10 +248,25 @@ class ShortregConfig(_TrainingOptions):
         return StageOptions(self.epochs, self.batch_size, sgd)
 
 
+class FullDataOptions(DataOptions):
+    """full's data options: the shared ones plus which part of the test split is evaluated."""
+
+    test_split: HeldOutSplit = Field(
+        "all",
+        description=(
+            "test top-1 on the whole test split ('all'), or on one half of NAS-Bench-201's split of it: "
+            "'x-test' (what NATS-Bench reports as test accuracy) or 'x-valid'; cifar100 and "
+            "imagenet16_120 only, read from the benchmark's split file in the datasets folder"
+        ),
+        json_schema_extra=HASH_OMITS_DEFAULT,
+    )
+
+
 class FullConfig(ShortregConfig):
     """full: E epochs of regular training, then top-1 on the test split (the in-service ground truth)."""
 
     epochs: int = _epochs(200, 1000, "training length and cosine horizon")
+    data: FullDataOptions = Field(default_factory=lambda: FullDataOptions.model_validate({}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +311,22 @@ def check_network(space: str, dataset: str, network: dict[str, Any]) -> tuple[li
 
 def _check_common(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[str | int], str] | None:
     return check_network(space, dataset, config.get("network") or {})
+
+
+def _check_full(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[str | int], str] | None:
+    problem = _check_common(space, dataset, config)
+    if problem is not None:
+        return problem
+    split = (config.get("data") or {}).get("test_split", "all")
+    facts = DATASETS.get(dataset)
+    if split != "all" and facts is not None and facts.split_file is None:
+        with_split = sorted(name for name, info in DATASETS.items() if info.split_file is not None)
+        return (
+            ["data", "test_split"],
+            f"test_split={split!r} needs NAS-Bench-201's x-valid/x-test split, which {dataset!r} does not "
+            f"have (only {', '.join(with_split)}); use test_split='all'",
+        )
+    return None
 
 
 def _check_fear(space: str, dataset: str, config: dict[str, Any]) -> tuple[list[str | int], str] | None:
@@ -624,6 +655,6 @@ METHODS: dict[str, MethodInfo] = {
         },
         default_preset="paper",
         spaces=TRAINING_SPACES,
-        check=_check_common,
+        check=_check_full,
     ),
 }

@@ -25,6 +25,7 @@ from worker.data.image_folder import load_image_folder
 from worker.data.imagenet16 import load_imagenet16_120
 from worker.data.raw import RawSplits
 from worker.data.synthetic import load_synthetic
+from worker.data.test_half import select_test_half
 
 __all__ = [
     "DataRequest",
@@ -69,6 +70,7 @@ def request_from_config(dataset: str, data_config: dict[str, Any]) -> DataReques
         subset_seed=int(data_config.get("subset_seed", 0)),
         synthetic=dict(data_config.get("synthetic") or {}),
         fixed_batch_only=bool(data_config.get("fixed_batch_only", False)),
+        test_split=str(data_config.get("test_split", "all")),
     )
 
 
@@ -132,6 +134,7 @@ def _request_key(request: DataRequest, device: torch.device, data_dir: Path) -> 
         request.subset_seed,
         synthetic,
         _reads_prefix_only(request),
+        request.test_split,
         str(device),
         str(data_dir),
     )
@@ -187,6 +190,8 @@ def load_dataset(
             dataset = _fixed_batch_dataset(request, catalog, device, data_dir, progress)
         else:
             raw = _load_raw(request, device, data_dir, progress)
+            if request.test_split != "all":
+                raw = select_test_half(raw, request.dataset, request.test_split, data_dir)
             dataset = build_device_dataset(raw, catalog, request, device)
         _remember(_device_cache, key, dataset, MAX_DEVICE_DATASETS)
         return dataset

@@ -23,6 +23,9 @@ class DataRequest:
     # the stream prefix each fixed batch needs (see worker/data/synthetic.py) unless a train subset
     # is asked for, which needs the whole split; file datasets are read in full as before.
     fixed_batch_only: bool = False
+    # "all", or one half of NAS-Bench-201's test split ("x-valid" / "x-test") read from the dataset's
+    # split file; a test subset (``test_size``) is then drawn from within that half.
+    test_split: str = "all"
 
 
 @dataclass(frozen=True)
