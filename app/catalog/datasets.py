@@ -19,8 +19,8 @@ Source = Literal["generated", "pickle", "image_folder"]
 HeldOutSplit = Literal["all", "x-valid", "x-test"]
 HELD_OUT_SPLITS: tuple[HeldOutSplit, ...] = ("all", "x-valid", "x-test")
 SPLIT_FILE_FORMAT = (
-    "a JSON object with keys 'xvalid' and 'xtest', each either a list of 0-based image indices into the "
-    "test split or NAS-Bench-201's typed pair [\"int\", [indices...]]; the two lists are disjoint and "
+    "a JSON object with keys 'xvalid' and 'xtest', each a list of 0-based indices into the test split, "
+    "either bare or as the benchmark's typed pair [\"int\", [...]]; the two lists are disjoint and "
     "together cover the whole test split"
 )
 

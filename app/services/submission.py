@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.catalog.datasets import DATASETS, DatasetUnavailable, require_available
+from app.catalog.datasets import DATASETS, DatasetUnavailable, read_split_file, require_available
 from app.catalog.methods import ResolvedMethod, resolve
 from app.db import is_retryable_conflict, retrying, session_scope
 from app.errors import Conflict, InputError
@@ -311,20 +311,24 @@ def routed_classes(body: BatchCreate, planned: list[PlannedMethod], settings: Se
 
 
 def check_fleet(
-    session: Session, body: BatchCreate, classes: list[DeviceClass], settings: Settings
+    session: Session,
+    body: BatchCreate,
+    classes: list[DeviceClass],
+    settings: Settings,
+    planned: list[PlannedMethod] | None = None,
 ) -> list[str]:
     """The dataset must be on a live worker that consumes each routed queue: 422 if the workers that
     would run the work lack its files. Before any worker has advertised itself, the API's own files
     decide (one host), and so they do for a queue no live worker consumes. Returns warnings (a
     routed queue nobody consumes: the work waits)."""
     if not any_worker_advertised(session):
-        check_local_dataset(body, settings)
+        check_local_dataset(body, settings, planned)
         return []
     warnings: list[str] = []
     for a in check_queues(session, settings, classes, body.dataset):
         if a.consumers == 0:
             # Nobody live to ask: the API's own files decide, as on one host.
-            check_local_dataset(body, settings)
+            check_local_dataset(body, settings, planned)
             warnings.append(
                 f"no live worker consumes {a.device_class} work (queue {a.queue!r}): its evaluations stay "
                 f"queued until one starts (`fastarchrank worker --queues {a.device_class},any`), or pin the "
@@ -341,9 +345,16 @@ def check_fleet(
     return warnings
 
 
-def check_local_dataset(body: BatchCreate, settings: Settings) -> None:
+def check_local_dataset(
+    body: BatchCreate, settings: Settings, planned: list[PlannedMethod] | None = None
+) -> None:
     try:
         require_available(body.dataset, settings.effective_datasets_dir)
+        # A method evaluating one half of the test split also needs the benchmark's split file.
+        if any(
+            (p.resolved.config.get("data") or {}).get("test_split", "all") != "all" for p in planned or []
+        ):
+            read_split_file(body.dataset, settings.effective_datasets_dir)
     except DatasetUnavailable as exc:
         raise InputError(
             ["body", "dataset"],
@@ -448,7 +459,7 @@ def submit(
     planned = plan_methods(body, batch_id)
     stage2 = plan_funnel(body, planned, batch_id)
     classes = routed_classes(body, planned, settings)
-    fleet_warnings = check_fleet(session, body, classes, settings)
+    fleet_warnings = check_fleet(session, body, classes, settings, planned)
 
     unique: dict[str, ParsedArch] = {}
     for arch in parsed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 import torch
 
@@ -29,7 +29,7 @@ def select_test_half(raw: RawSplits, dataset: str, split: str, data_dir: Path) -
         raise ValueError(f"test_split {split!r} is not a half of the test split; use 'x-valid' or 'x-test'")
     total = int(raw.test_y.shape[0])
     halves = read_split_file(dataset, data_dir, test_total=total)
-    chosen = torch.tensor(sorted(halves.half(split)), dtype=torch.int64)  # type: ignore[arg-type]
+    chosen = torch.tensor(sorted(halves.half(cast(HeldOutSplit, split))), dtype=torch.int64)
     return replace(
         raw,
         test_x=raw.test_x.index_select(0, chosen),
