@@ -20,8 +20,8 @@ HeldOutSplit = Literal["all", "x-valid", "x-test"]
 HELD_OUT_SPLITS: tuple[HeldOutSplit, ...] = ("all", "x-valid", "x-test")
 SPLIT_FILE_FORMAT = (
     "a JSON object with keys 'xvalid' and 'xtest', each a list of 0-based indices into the test split, "
-    "either bare or as the benchmark's typed pair [\"int\", [...]]; the two lists are disjoint and "
-    "together cover the whole test split"
+    "bare or as the benchmark's typed pair ('int' then the list); the lists are disjoint and together "
+    "cover the whole test split"
 )
 
 
