@@ -51,12 +51,9 @@ def full_data_config(dataset: str, **data: Any) -> dict[str, Any]:
     return resolve("full", "tiny", overrides, "nb201", dataset, ["methods", 0]).config["data"]
 
 
-def test_images(dataset: DeviceDataset) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluated_images(dataset: DeviceDataset) -> tuple[torch.Tensor, torch.Tensor]:
     batches = list(dataset.test_batches(2))
     return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-
-
-test_images.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def test_cifar100_x_test_evaluates_exactly_the_listed_images(tmp_path: Path) -> None:
@@ -67,7 +64,7 @@ def test_cifar100_x_test_evaluates_exactly_the_listed_images(tmp_path: Path) -> 
         data = load_dataset(
             request_from_config("cifar100", full_data_config("cifar100", test_split=split)), CPU, tmp_path
         )
-        images, got_labels = test_images(data)
+        images, got_labels = evaluated_images(data)
         chosen = sorted(indices)
         assert data.info["test_size"] == len(chosen) and data.info["test_split"] == split
         assert data.info["test_split_of"] == 5
@@ -87,7 +84,7 @@ def test_imagenet16_halves_index_the_validation_set_after_keeping_120_classes(tm
     write_split(tmp_path, "imagenet-16-120-test-split.txt", [str(i) for i in range(1, kept, 2)], x_test)
     config = full_data_config("imagenet16_120", test_split="x-test")
     data = load_dataset(request_from_config("imagenet16_120", config), CPU, tmp_path)
-    images, labels = test_images(data)
+    images, labels = evaluated_images(data)
     assert data.info["test_size"] == len(x_test)
     assert labels.tolist() == written["test_labels"][x_test].tolist()
     expected = normalised(written["test_rows"][x_test].reshape(-1, 3, 16, 16), "imagenet16_120")
@@ -99,7 +96,7 @@ def test_test_subset_is_drawn_inside_the_half(tmp_path: Path) -> None:
     write_split(tmp_path, "cifar100-test-split.txt", CIFAR100_X_VALID, CIFAR100_X_TEST)
     config = full_data_config("cifar100", test_split="x-test", test_size=2)
     data = load_dataset(request_from_config("cifar100", config), CPU, tmp_path)
-    _, labels = test_images(data)
+    _, labels = evaluated_images(data)
     assert data.info["test_size"] == 2
     x_test_labels = [written["test"][1][i] for i in CIFAR100_X_TEST]
     assert all(label in x_test_labels for label in labels.tolist())
