@@ -17,7 +17,6 @@ Source = Literal["generated", "pickle", "image_folder"]
 # Which part of the test split a method evaluates on: all of it, or one half of NAS-Bench-201's split
 # (CIFAR-100 test set, ImageNet16-120 validation set) as listed in the benchmark's own index file.
 HeldOutSplit = Literal["all", "x-valid", "x-test"]
-HELD_OUT_SPLITS: tuple[HeldOutSplit, ...] = ("all", "x-valid", "x-test")
 SPLIT_FILE_FORMAT = (
     "a JSON object with keys 'xvalid' and 'xtest', each a list of 0-based indices into the test split, "
     "bare or as the benchmark's typed pair ('int' then the list); the lists are disjoint and together "
