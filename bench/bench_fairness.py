@@ -168,7 +168,7 @@ def figure(results: list[Scenario], large: int, small: int, path: Path) -> None:
     ax.set_yticks(list(y), labels)
     ax.set_xlabel("seconds after the small batch was posted")
     ax.set_title(f"{small}-item batch posted behind a {large}-item batch (1 worker)", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
