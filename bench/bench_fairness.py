@@ -198,12 +198,13 @@ def report(results: list[Scenario], large: int, small: int) -> str:
     lines += [
         "",
         f"Ratio off/on: time-to-first-result {off.small_first_result_s / on.small_first_result_s:.1f}×, "
-        f"time-to-done {off.small_done_s / on.small_done_s:.1f}×. With priorities the small batch waits "
-        f"for the {on.large_done_before_small} large-batch tasks the worker took before it was posted "
-        "(bounded by one task per worker slot once it is queued); FIFO makes it wait for the whole "
-        "large batch. Priorities only reorder work: the large batch's own time-to-done is its task "
-        "count × task time in both rows (the mean task time differs between the rows with the load of "
-        "this shared 2-core host, not with the setting).",
+        f"time-to-done {off.small_done_s / on.small_done_s:.1f}×. With priorities only "
+        f"{on.large_done_before_small} large-batch tasks finished before the small batch was done "
+        "(those the worker took while the small batch was being posted, plus at most about one per "
+        "worker slot once it is queued); FIFO makes it wait for the whole large batch. Priorities "
+        "only reorder work: the large batch's own time-to-done is its task count × task time in "
+        "both rows (the mean task time differs between the rows with the load of this shared "
+        "2-core host, not with the setting).",
         "",
         "![fairness](fairness.png)",
         "",
