@@ -183,6 +183,22 @@ class Settings(BaseSettings):
         "deployments sharing one Redis never share counters",
     )
 
+    # --- fair queues (docs/lifecycle.md "Fair queues") ----------------------------------------------
+    fair_priorities: bool = Field(
+        True,
+        description="publish every task with a broker priority from the size of the smallest batch it "
+        "serves, so a small batch overtakes a large one queued before it (Redis only; the filesystem "
+        "broker ignores priorities)",
+    )
+    fair_priority_base: int = Field(
+        4,
+        ge=2,
+        le=1000,
+        description="batch-size ratio of one priority step: below base² evaluations a batch gets the "
+        "best step 0, and each base-fold growth one step worse (at 4: 1-15 → 0, 16-63 → 1, ... 20,000 "
+        "→ 6, 1,048,576+ → 9), evaluations",
+    )
+
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
         if self.task_soft_time_limit_s >= self.task_hard_time_limit_s:

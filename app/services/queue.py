@@ -12,11 +12,11 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.db import session_scope
 from app.lifecycle import mark_published
-from app.models import Evaluation
+from app.models import BatchEvaluation, Evaluation
 from app.services.fleet import DEVICE_CLASSES, queue_name
 from app.services.sql import MAX_PARAMS, chunks
 from app.settings import Settings, get_settings
@@ -24,6 +24,30 @@ from app.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TASK_EVALUATE = "fastarchrank.evaluate"
+
+# Redis transport priorities (docs/lifecycle.md "Fair queues"): kombu keeps one list per step and
+# a consumer pops the lists in ascending order, so 0 is served first and 9 last.
+PRIORITY_STEPS = list(range(10))
+BEST_PRIORITY, WORST_PRIORITY = PRIORITY_STEPS[0], PRIORITY_STEPS[-1]
+# kombu's default separator between a queue name and its priority step (``<queue>\x06\x16<step>``);
+# kept as is: queue names may contain ':' and the worker strips the suffix at the last separator.
+PRIORITY_SEP = "\x06\x16"
+
+
+def size_priority(evaluations: int, base: int) -> int:
+    """The priority step of a batch of ``evaluations``: 0 below ``base**2`` evaluations (small
+    batches share the best step), then one step worse each time the size grows ``base``-fold
+    (log-scaled: at base 4, 10 evaluations → 0, 60 → 1, 20,000 → 6)."""
+    step, bound = BEST_PRIORITY, base * base
+    while evaluations >= bound and step < WORST_PRIORITY:
+        step += 1
+        bound *= base
+    return step
+
+
+def priority_keys(queue: str) -> list[str]:
+    """The Redis lists that hold one routed queue's messages, best priority first."""
+    return [queue] + [f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -79,7 +103,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "polling_interval": settings.broker_polling_interval_s,
         }
     else:
-        conf["broker_transport_options"] = {"visibility_timeout": settings.broker_visibility_timeout_s}
+        conf["broker_transport_options"] = {
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            # One list per step; a message without a priority goes to step 0 (served first). The
+            # order across a worker's queues (gpu/cpu/any) stays round robin within a step.
+            "priority_steps": PRIORITY_STEPS,
+            "sep": PRIORITY_SEP,
+        }
     return conf
 
 
@@ -106,30 +136,77 @@ class Published:
         return not self.failed_ids
 
 
-def _routes(ids: list[int]) -> dict[int, str | None]:
-    """The stored device class of each evaluation (the routing decision made at submission)."""
-    found: dict[int, str | None] = {}
+@dataclass(frozen=True)
+class Route:
+    """Where one evaluation's message goes and how soon it is served."""
+
+    device_class: str | None
+    priority: int
+
+
+def _batch_sizes(session: Any, ids: list[int]) -> dict[int, int]:
+    """Evaluation id → evaluations in the smallest batch it belongs to (two set-based reads: the
+    links of these evaluations, then one count per batch they touch)."""
+    batches_of: dict[int, set[str]] = {}
+    for part in chunks(ids, MAX_PARAMS):
+        rows = session.execute(
+            select(BatchEvaluation.evaluation_id, BatchEvaluation.batch_id).where(
+                BatchEvaluation.evaluation_id.in_(list(part))
+            )
+        )
+        for eid, batch_id in rows:
+            batches_of.setdefault(eid, set()).add(batch_id)
+    sizes: dict[str, int] = {}
+    for part_b in chunks(sorted({b for bs in batches_of.values() for b in bs}), MAX_PARAMS):
+        rows = session.execute(
+            select(BatchEvaluation.batch_id, func.count())
+            .where(BatchEvaluation.batch_id.in_(list(part_b)))
+            .group_by(BatchEvaluation.batch_id)
+        )
+        sizes.update((batch_id, int(n)) for batch_id, n in rows)
+    return {eid: min(sizes.get(b, 1) for b in bs) for eid, bs in batches_of.items()}
+
+
+def _routes(ids: list[int]) -> dict[int, Route]:
+    """The stored device class of each evaluation (the routing decision made at submission) and its
+    priority, derived from stored rows only, so a re-publish gets what the first publish got."""
+    settings = get_settings()
+    wanted = sorted(set(ids))
+    classes: dict[int, str | None] = {}
     with session_scope() as session:
-        for part in chunks(sorted(set(ids)), MAX_PARAMS):
+        for part in chunks(wanted, MAX_PARAMS):
             rows = session.execute(
                 select(Evaluation.id, Evaluation.device_class).where(Evaluation.id.in_(list(part)))
             )
-            found.update((eid, cls) for eid, cls in rows)
-    return found
+            classes.update((eid, cls) for eid, cls in rows)
+        sizes = _batch_sizes(session, wanted) if settings.fair_priorities else {}
+    base = settings.fair_priority_base
+    return {
+        eid: Route(cls, size_priority(sizes[eid], base) if eid in sizes else BEST_PRIORITY)
+        for eid, cls in classes.items()
+    }
 
 
-def routed(payloads: Iterable[list[int]]) -> list[tuple[str, list[int]]]:
-    """(queue, ids) per task: a payload whose evaluations were routed to different classes (the
-    sweeper groups across batches) is split so each part goes to its own queue."""
+@dataclass(frozen=True)
+class Task:
+    queue: str
+    priority: int
+    ids: list[int]
+
+
+def routed(payloads: Iterable[list[int]]) -> list[Task]:
+    """One task per payload and (queue, priority): a payload whose evaluations differ (the sweeper
+    groups across batches) is split so each part goes to its own queue at its own priority."""
     settings = get_settings()
     todo = [list(p) for p in payloads]
-    classes = _routes([eid for ids in todo for eid in ids])
-    out: list[tuple[str, list[int]]] = []
+    routes = _routes([eid for ids in todo for eid in ids])
+    unknown = Route(None, BEST_PRIORITY)
+    out: list[Task] = []
     for ids in todo:
-        parts: dict[str | None, list[int]] = {}
+        parts: dict[Route, list[int]] = {}
         for eid in ids:
-            parts.setdefault(classes.get(eid), []).append(eid)
-        out.extend((queue_name(settings, cls), part) for cls, part in parts.items())
+            parts.setdefault(routes.get(eid, unknown), []).append(eid)
+        out.extend(Task(queue_name(settings, r.device_class), r.priority, part) for r, part in parts.items())
     return out
 
 
@@ -148,15 +225,21 @@ def publish(payloads: Iterable[list[int]]) -> Published:
     app = producer_app()
     try:
         with app.producer_or_acquire() as producer:
-            for queue, ids in tasks:
-                app.send_task(TASK_EVALUATE, args=[ids], producer=producer, queue=queue)
-                out.evaluation_ids.extend(ids)
+            for task in tasks:
+                app.send_task(
+                    TASK_EVALUATE,
+                    args=[task.ids],
+                    producer=producer,
+                    queue=task.queue,
+                    priority=task.priority,
+                )
+                out.evaluation_ids.extend(task.ids)
                 out.tasks += 1
     except Exception:  # broker down: the client already has its batch id
         log.exception(
             "publishing failed after %d of %d tasks; the sweeper will publish the rest", out.tasks, len(tasks)
         )
-        out.failed_ids = [eid for _, ids in tasks[out.tasks :] for eid in ids]
+        out.failed_ids = [eid for task in tasks[out.tasks :] for eid in task.ids]
     return out
 
 
@@ -186,7 +269,14 @@ def queue_depths(settings: Settings | None = None) -> dict[str, int] | None:
 
         client = redis.Redis.from_url(settings.effective_broker_url, socket_timeout=2)
         try:
-            return {q: int(client.llen(q)) for q in names}  # type: ignore[arg-type]
+            # A queue is one Redis list per priority step (PRIORITY_STEPS).
+            with client.pipeline() as pipe:
+                for q in names:
+                    for key in priority_keys(q):
+                        pipe.llen(key)
+                lengths = [int(n) for n in pipe.execute()]
+            width = len(PRIORITY_STEPS)
+            return {q: sum(lengths[i * width : (i + 1) * width]) for i, q in enumerate(names)}
         finally:
             client.close()
     except Exception:
