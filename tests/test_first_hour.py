@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import table_counts
 from tests.test_api_batches import batch_body
+from tests.test_worker_e2e import _evaluations
 
 
 @pytest.mark.parametrize(
@@ -34,3 +35,37 @@ def test_json_integers_are_accepted_for_float_fields(client) -> None:  # type: i
     assert resp.status_code == 201, resp.text
     fear = resp.json()["methods"][0]
     assert fear["config"]["threshold"] == 1.0 and fear["config"]["stage1_lr"] == 1.0
+
+
+def test_static_measures_are_stored_before_any_data_is_loaded(client, db_session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """params and synflow read no images: their results are in the database before the first
+    dataset load of naswot starts (a first synthetic generation can take minutes)."""
+    from worker import engine
+    from worker.runtime import claim
+
+    methods = [{"name": "naswot"}, {"name": "params"}, {"name": "synflow"}]
+    resp = client.post(
+        "/v1/batches", json=batch_body(seed=1803, methods=methods, items=batch_body()["items"][:2])
+    )
+    assert resp.status_code == 201, resp.text
+    batch_id = resp.json()["batch_id"]
+    evaluations = _evaluations(db_session, batch_id)
+    by_method = {ev.method: ev for ev in evaluations}
+    assert sorted(by_method) == ["naswot", "params", "synflow"]
+
+    seen_at_load: list[dict[str, str]] = []
+    real_load = engine.load_data
+
+    def observed_load(dataset: str, data_config: dict[str, Any], progress: Any = None) -> Any:
+        seen_at_load.append({ev.method + str(ev.id): ev.status for ev in _evaluations(db_session, batch_id)})
+        return real_load(dataset, data_config, progress)
+
+    monkeypatch.setattr(engine, "load_data", observed_load)
+    engine.run_claims(claim([ev.id for ev in evaluations], "cpu"))
+
+    assert seen_at_load, "naswot loads a dataset"
+    first_load = seen_at_load[0]
+    for ev in evaluations:
+        stored = first_load[ev.method + str(ev.id)] == "done"
+        assert stored == (ev.method != "naswot"), first_load
+    assert {ev.status for ev in _evaluations(db_session, batch_id)} == {"done"}
