@@ -69,3 +69,30 @@ def test_static_measures_are_stored_before_any_data_is_loaded(client, db_session
         stored = first_load[ev.method + str(ev.id)] == "done"
         assert stored == (ev.method != "naswot"), first_load
     assert {ev.status for ev in _evaluations(db_session, batch_id)} == {"done"}
+
+
+def test_every_openapi_example_finishes_on_the_embedded_default() -> None:
+    """A newcomer pastes each POST /v1/batches example from /openapi.json into a fresh
+    `fastarchrank serve` (SQLite, filesystem broker, no dataset files): every one finishes."""
+    import httpx
+
+    from tests.conftest import wait_for
+    from tests.embedded_service import embedded_service
+
+    with embedded_service() as url:
+        schema = httpx.get(f"{url}/openapi.json", timeout=30).json()
+        examples = schema["components"]["schemas"]["BatchCreate"]["examples"]
+        assert len(examples) >= 4
+        batch_ids = []
+        for example in examples:
+            resp = httpx.post(f"{url}/v1/batches", json=example, timeout=30)
+            assert resp.status_code == 201, (example["space"], resp.text)
+            batch_ids.append((example["space"], resp.json()["batch_id"]))
+
+        def all_finished() -> list[dict[str, Any]] | None:
+            statuses = [httpx.get(f"{url}/v1/batches/{bid}", timeout=30).json() for _, bid in batch_ids]
+            return statuses if all(s["status"] not in ("queued", "running") for s in statuses) else None
+
+        statuses = wait_for(all_finished, timeout=300, interval=1.0, what="every OpenAPI example")
+        for (space, _), status in zip(batch_ids, statuses, strict=True):
+            assert status["status"] == "done" and status["counts"].get("failed", 0) == 0, (space, status)
