@@ -96,3 +96,20 @@ def test_every_openapi_example_finishes_on_the_embedded_default() -> None:
         statuses = wait_for(all_finished, timeout=300, interval=1.0, what="every OpenAPI example")
         for (space, _), status in zip(batch_ids, statuses, strict=True):
             assert status["status"] == "done" and status["counts"].get("failed", 0) == 0, (space, status)
+
+
+def test_a_darts_key_without_space_says_to_add_it(client) -> None:  # type: ignore[no-untyped-def]
+    from app.schemas import DARTS_V2
+
+    body = batch_body(space="darts", seed=1804, methods=[{"name": "params"}], items=[{"genotype": DARTS_V2}])
+    resp = client.post("/v1/batches", json=body)
+    assert resp.status_code == 201, resp.text
+    key = client.get(f"/v1/batches/{resp.json()['batch_id']}/evaluations").json()["items"][0]["key"]
+    assert client.get(f"/v1/architectures/{key}?space=darts").status_code == 200
+
+    missing = client.get(f"/v1/architectures/{key}")
+    assert missing.status_code == 404
+    assert "add ?space=darts" in missing.json()["detail"], missing.json()
+    unknown_digest = client.get("/v1/architectures/" + "ab" * 32)
+    assert unknown_digest.status_code == 404
+    assert "add ?space=darts|nb301" in unknown_digest.json()["detail"], unknown_digest.json()
