@@ -113,3 +113,24 @@ def test_a_darts_key_without_space_says_to_add_it(client) -> None:  # type: igno
     unknown_digest = client.get("/v1/architectures/" + "ab" * 32)
     assert unknown_digest.status_code == 404
     assert "add ?space=darts|nb301" in unknown_digest.json()["detail"], unknown_digest.json()
+
+
+def test_the_worker_in_progress_is_the_worker_in_health(client, worker) -> None:  # type: ignore[no-untyped-def]
+    """A user sees which worker runs an evaluation and looks it up in /v1/health: same name."""
+    from tests.conftest import wait_for
+
+    fear = {"name": "fear", "preset": "tiny", "config": {"stage2_epochs": 20}}
+    resp = client.post(
+        "/v1/batches", json=batch_body(seed=1805, methods=[fear], items=batch_body()["items"][:1])
+    )
+    assert resp.status_code == 201, resp.text
+    batch_id = resp.json()["batch_id"]
+
+    def running_entry() -> dict[str, Any] | None:
+        entries = client.get(f"/v1/batches/{batch_id}").json()["progress"]
+        return entries[0] if entries else None
+
+    entry = wait_for(running_entry, timeout=120, what="a running evaluation in the batch's progress")
+    health_names = {w["name"] for w in client.get("/v1/health").json()["workers"]["items"]}
+    assert entry["worker"] in health_names, (entry, health_names)
+    assert isinstance(entry["worker_pid"], int)
