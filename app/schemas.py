@@ -200,7 +200,8 @@ class BatchCreate(Strict):
                 {
                     "space": "nats_sss",
                     "dataset": "synthetic_cifar10",
-                    "methods": [{"name": "fear", "preset": "tiny"}, {"name": "params"}],
+                    # Zero-cost only: the first example shows FEAR; these all finish in seconds on a CPU.
+                    "methods": [{"name": "jacob_cov", "preset": "tiny"}, {"name": "params"}],
                     "items": [{"genotype": "64:32:48:16:64", "label": "s1"}, {"index": 32767}],
                 },
                 {

@@ -69,11 +69,31 @@ def database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
     admin.dispose()
+    _forget_queue_keys(TEST_ENV["FASTARCHRANK_QUEUE"])
+
+
+def _forget_queue_keys(queue: str) -> None:
+    """Leave Redis as we found it: the session's queues (``<queue>`` and the routed ``.gpu``/``.cpu``/
+    ``.any``), kombu's bindings of them, and their messages still in Celery's shared unacked hash."""
+    import json
+
     import redis
 
     r = redis.Redis.from_url(REDIS)
-    r.delete(TEST_ENV["FASTARCHRANK_QUEUE"])
-    r.close()
+    try:
+        patterns = (f"{queue}*", f"_kombu.binding.{queue}*", f"_kombu.binding_permanent.{queue}*")
+        for pattern in patterns:
+            keys = list(r.scan_iter(match=pattern, count=1000))
+            if keys:
+                r.delete(*keys)
+        for tag, payload in r.hscan_iter("unacked"):
+            with contextlib.suppress(ValueError, TypeError, IndexError):
+                routing_key = json.loads(payload)[2]
+                if isinstance(routing_key, str) and routing_key.startswith(queue):
+                    r.hdel("unacked", tag)
+                    r.zrem("unacked_index", tag)
+    finally:
+        r.close()
 
 
 @pytest.fixture

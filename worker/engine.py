@@ -113,7 +113,7 @@ def to_request(c: Claim) -> EvalRequest:
 
 def run_claims(claims: list[Claim]) -> None:
     """Run claimed evaluations: training methods one by one, zero-cost measures together."""
-    from worker.methods.registry import TRAINING, ZERO_COST, run_zero_cost
+    from worker.methods.registry import TRAINING, ZERO_COST
 
     device = worker_device()
     with Heartbeat(claims) as beat:
@@ -129,19 +129,37 @@ def run_claims(claims: list[Claim]) -> None:
         by_arch: dict[tuple[str, str, str, int], list[Claim]] = {}
         for c in zero_cost:
             by_arch.setdefault((c.space, c.genotype, c.dataset, c.seed), []).append(c)
-        for group in by_arch.values():
-            ctx = ServiceContext(group[0], beat, device, load_data, cap_device_class(device))
-            try:
-                results = run_zero_cost([to_request(c) for c in group], ctx)
-            except LostOwnership:
-                continue
-            except Exception as exc:  # one broken architecture must not take down the worker
-                log.exception("zero-cost measures failed for %s", [c.evaluation_id for c in group])
-                for c in group:
-                    store_failure(c, exc)
-                continue
-            # Stored per architecture: a later failure or time limit cannot take these results along.
-            _finish_many(list(zip(group, results, strict=True)))
+        # Measures that read no images (params, flops, synflow's all-ones input) of every
+        # architecture are stored before any data is loaded: a first dataset generation must not
+        # hold them back.
+        for reads_data in (False, True):
+            for group in by_arch.values():
+                part = [c for c in group if _reads_data(c.method) == reads_data]
+                if part:
+                    _run_zero_cost_group(part, beat, device)
+
+
+def _reads_data(method: str) -> bool:
+    from app.catalog.zero_cost import MEASURE_SPECS
+
+    return any(spec.name == method and spec.input == "batch" for spec in MEASURE_SPECS)
+
+
+def _run_zero_cost_group(group: list[Claim], beat: Heartbeat, device: torch.device) -> None:
+    from worker.methods.registry import run_zero_cost
+
+    ctx = ServiceContext(group[0], beat, device, load_data, cap_device_class(device))
+    try:
+        results = run_zero_cost([to_request(c) for c in group], ctx)
+    except LostOwnership:
+        return
+    except Exception as exc:  # one broken architecture must not take down the worker
+        log.exception("zero-cost measures failed for %s", [c.evaluation_id for c in group])
+        for c in group:
+            store_failure(c, exc)
+        return
+    # Stored per architecture: a later failure or time limit cannot take these results along.
+    _finish_many(list(zip(group, results, strict=True)))
 
 
 def _run_training(c: Claim, ctx: ServiceContext, device: torch.device) -> MethodResult:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep
 from app.api.models import READ_ERRORS, ArchitectureView, problem_responses
@@ -17,6 +19,29 @@ from app.schemas import SpaceName
 from app.services.batch_view import evaluation_row, public
 
 router = APIRouter(tags=["architectures"])
+
+# DARTS and NB301 keys are sha256 hex digests of the canonical genotype (no spelling to parse).
+_DIGEST_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def _space_hint(session: Session, key: str, space: str) -> str:
+    """Where the key does name an architecture (stored, or parsable as a genotype), say which
+    ``?space=`` to add; a DARTS-style digest key is a darts or nb301 key."""
+    stored = set(session.scalars(select(Architecture.space).where(Architecture.key == key)))
+    parsable = set()
+    for name, codec in SPACES.items():
+        try:
+            codec.parse(key)
+        except GenotypeError:
+            continue
+        parsable.add(name)
+    candidates = sorted((stored | parsable) - {space})
+    if not candidates and _DIGEST_KEY.fullmatch(key):
+        candidates = [name for name in ("darts", "nb301") if name != space]
+    if not candidates:
+        return "; for another space add ?space=<name>" if space == "nb201" else ""
+    choice = "|".join(candidates)
+    return f"; this key is an architecture of space {choice}: add ?space={choice}"
 
 
 @router.get(
@@ -38,8 +63,9 @@ def get_architecture(
             by_index = key.isdigit() and SPACES[space].has_index and len(key) <= 12
             parsed = SPACES[space].from_index(int(key)) if by_index else SPACES[space].parse(key)
         except GenotypeError as exc:
-            hint = "" if space != "nb201" else "; for another space add ?space=<name>"
-            raise NotFound(f"architecture {key!r} in space {space!r} ({exc}{hint})") from None
+            raise NotFound(
+                f"architecture {key!r} in space {space!r} ({exc}){_space_hint(session, key, space)}"
+            ) from None
         arch = session.scalar(
             select(Architecture).where(Architecture.space == space, Architecture.key == parsed.key)
         )

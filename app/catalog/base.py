@@ -25,7 +25,7 @@ HASH_OMITS_DEFAULT: dict[str, Any] = {"hash_omits_default": True}
 class StrictModel(BaseModel):
     """Unknown config keys are errors: a typo must not silently fall back to a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class NetworkOptions(StrictModel):

@@ -160,7 +160,9 @@ def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str,
             "genotype": canonical,
             "index": index,
             "attempt": ev.attempts,
-            "worker": ev.worker,
+            # The node name, as /v1/health lists it; the attempt's process id beside it.
+            "worker": worker_node(ev.worker),
+            "worker_pid": worker_pid(ev.worker),
             "device": ev.device,
             "started_at": ev.started_at,
             "heartbeat_at": ev.heartbeat_at,
@@ -168,6 +170,20 @@ def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str,
         }
         for ev, mid, canonical, index in rows
     ]
+
+
+def worker_node(owner: str | None) -> str | None:
+    """The worker node of an attempt's owner label ``<node>/<pid>`` (labels without a pid are
+    the node name itself)."""
+    if owner is None:
+        return None
+    node, sep, pid = owner.rpartition("/")
+    return node if sep and pid.isdigit() else owner
+
+
+def worker_pid(owner: str | None) -> int | None:
+    _, sep, pid = (owner or "").rpartition("/")
+    return int(pid) if sep and pid.isdigit() else None
 
 
 # What rankings and reports read of an evaluation: the heavy JSON columns (config, info, timings)
