@@ -171,7 +171,8 @@ def folder() -> Iterator[Path]:
 @pytest.fixture
 def own_queue() -> dict[str, str]:
     """A queue no other test publishes to (messages carry ids of one database)."""
-    return {"FASTARCHRANK_QUEUE": f"faults-{uuid.uuid4().hex[:8]}"}
+    # under the session queue name, so the session-end cleanup removes its keys too
+    return {"FASTARCHRANK_QUEUE": f"{os.environ['FASTARCHRANK_QUEUE']}-faults-{uuid.uuid4().hex[:8]}"}
 
 
 def _client() -> Any:

@@ -39,7 +39,8 @@ def own_queue() -> Iterator[str]:
     from app.db import session_scope
     from app.models import WorkerSeen
 
-    queue = f"fleet-{uuid.uuid4().hex[:8]}"
+    # under the session queue name, so the session-end cleanup removes its keys too
+    queue = f"{os.environ['FASTARCHRANK_QUEUE']}-fleet-{uuid.uuid4().hex[:8]}"
     old = os.environ.get("FASTARCHRANK_QUEUE")
     os.environ["FASTARCHRANK_QUEUE"] = queue
     _clear_caches()
@@ -59,7 +60,7 @@ def _client() -> Any:
 
     from app.main import create_app
 
-    return TestClient(create_app(), raise_server_exceptions=False)
+    return TestClient(create_app(), base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
 
 
 def _body(seed: int, methods: list[dict[str, Any]], pin: str | None = None, n: int = 2) -> dict[str, Any]:

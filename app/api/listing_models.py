@@ -7,20 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.schemas import StatusCounts
+
 ListingStatus = Literal["running", "done"]
 
 
-class ListingCounts(BaseModel):
-    """Evaluations of the batch per status (one per batch item and method entry)."""
-
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
-    unmet: int = 0
-    rejected: int = 0
-    lost: int = 0
-    cancelled: int = 0
+# One count model for the listing and the status view.
+ListingCounts = StatusCounts
 
 
 class BatchListEntry(BaseModel):

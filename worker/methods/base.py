@@ -6,7 +6,6 @@ computed together for one architecture (built once, one data batch) by ``run_zer
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -40,18 +39,6 @@ class MethodResult:
     stage1_s: float | None = None
 
 
-def json_safe(value: Any) -> Any:
-    """JSON columns cannot hold NaN/inf: encode them as strings ("inf", "-inf", "nan") so nothing
-    is silently lost; numpy/torch scalars become Python numbers. The one encoder of stored info."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return json_safe(value.item())
-    return value
 
 
 class LostOwnership(RuntimeError):

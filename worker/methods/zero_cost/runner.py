@@ -16,9 +16,10 @@ from torch import nn
 
 from app.catalog.datasets import get_dataset
 from app.catalog.zero_cost import ScoredNetworkOptions
+from app.lifecycle import json_safe
 from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
-from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext, json_safe
+from worker.methods.base import EvalRequest, LostOwnership, MethodResult, RunContext
 from worker.methods.zero_cost.common import Batch, LossGradients, Score, loss_gradients
 from worker.methods.zero_cost.registry import Measure, measures
 from worker.methods.zero_cost.state import InitialState
