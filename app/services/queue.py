@@ -91,7 +91,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         folder = settings.broker_dir
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        # The filesystem transport needs no server: producer and consumer share one folder.
+        # The filesystem transport needs no server: producer and consumer share one folder. Our
+        # subclass writes each message file whole (see app/services/fs_broker.py).
+        conf["broker_transport"] = "app.services.fs_broker:Transport"
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
