@@ -202,10 +202,18 @@ def test_default_leaves_the_config_hash_unchanged() -> None:
 
 @pytest.fixture
 def datasets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from sqlalchemy import delete
+
+    from app.db import session_scope
+    from app.models import WorkerSeen
     from app.settings import get_settings
 
     monkeypatch.setenv("FASTARCHRANK_DATASETS_DIR", str(tmp_path))
     get_settings.cache_clear()
+    # These tests are about the API's own files: forget workers that earlier tests left advertising
+    # (with live workers in the fleet the dataset check asks them instead).
+    with session_scope() as s:
+        s.execute(delete(WorkerSeen))
     yield tmp_path
     monkeypatch.delenv("FASTARCHRANK_DATASETS_DIR")
     get_settings.cache_clear()
