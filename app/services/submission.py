@@ -419,6 +419,19 @@ def _upsert_architectures(session: Session, archs: dict[str, ParsedArch], space:
     return ids
 
 
+def _method_row(batch_id: str, p: PlannedMethod) -> BatchMethod:
+    return BatchMethod(
+        batch_id=batch_id,
+        position=p.position,
+        alias=p.alias,
+        name=p.resolved.name,
+        preset=p.resolved.preset,
+        config=p.resolved.config,
+        config_hash=p.resolved.config_hash,
+        scope=p.scope,
+    )
+
+
 def submit(
     session: Session,
     body: BatchCreate,
@@ -477,34 +490,10 @@ def submit(
         created_at=now,
     )
     session.add(batch)
-    method_rows = [
-        BatchMethod(
-            batch_id=batch_id,
-            position=p.position,
-            alias=p.alias,
-            name=p.resolved.name,
-            preset=p.resolved.preset,
-            config=p.resolved.config,
-            config_hash=p.resolved.config_hash,
-            scope=p.scope,
-        )
-        for p in planned
-    ]
+    method_rows = [_method_row(batch_id, p) for p in planned]
     session.add_all(method_rows)
     # a funnel's expensive entries: method entries without evaluations until the cheap stage ends
-    stage2_rows = [
-        BatchMethod(
-            batch_id=batch_id,
-            position=p.position,
-            alias=p.alias,
-            name=p.resolved.name,
-            preset=p.resolved.preset,
-            config=p.resolved.config,
-            config_hash=p.resolved.config_hash,
-            scope=p.scope,
-        )
-        for p in stage2
-    ]
+    stage2_rows = [_method_row(batch_id, p) for p in stage2]
     session.add_all(stage2_rows)
     session.flush()
 
