@@ -240,7 +240,7 @@ _CIFAR10_CPU_PUBLISHED = replace(
     summary="every zero-cost measure at the published network size (C=16, N=5) and at the cpu preset's "
     "reduced one, FEAR and shortreg at the cpu preset, judged against NB201's published 200-epoch "
     "CIFAR-10 test accuracies; a funnel keeps the top quarter by a zero-cost composite and runs FEAR "
-    "again (reused) and FEAR/shortreg on a larger network (N=2) on those only",
+    "again (reused) and shortreg on a larger network (N=2) on those only",
     n_archs=200,
     include_full=False,
     zero_cost_preset="default",  # the published network: C=16, N=5
@@ -255,7 +255,8 @@ _CIFAR10_CPU_PUBLISHED = replace(
             # the cpu preset's FEAR again: the same identity, so the service links the study's own
             # evaluations; its ranking is FEAR as the funnel sees it (filtered items unranked)
             {"name": "fear", "preset": "cpu", "alias": "funnel-fear"},
-            {"name": "fear", "preset": "cpu", "alias": "funnel-fear-n2", "config": _LARGER_NETWORK},
+            # No FEAR at N=2: at the preset's threshold (0.40) one FEAR took 50-85 s here at N=1 (FEAR
+            # alone fills most of the 2 h budget), and N=2 would add ~50 min for the kept 50.
             {
                 "name": "shortreg",
                 "preset": "cpu",
@@ -264,17 +265,17 @@ _CIFAR10_CPU_PUBLISHED = replace(
             },
         ],
     },
-    # From the recorded cifar10/cpu costs per architecture (FEAR 25 s, shortreg-e2 9 s, the eleven
-    # measures 1.3 s at C=16, N=1) and an estimate of about 15 s for the eleven at C=16, N=5: ~50
-    # worker-seconds x 200 = ~83 min on two 1-thread workers; the funnel's N=2 runs on the kept 50
-    # (~70 s each, twice the N=1 cost) add ~30 min. Not yet run.
+    # Measured at the start of the 2026-12-02 run (two 1-thread workers): FEAR at the preset 50-85 s per
+    # architecture, so FEAR alone is ~100 of the 120 min; the eleven measures ~4 CPU-s at C=16, N=5
+    # (bench/results/zero_cost.md) and ~1 s at N=1, shortreg-e2 ~9 s: ~20 min more for all 200; the
+    # funnel's N=2 shortreg on the kept 50 ~8 min.
     budget_s=2 * 3600.0,
     ground_truth_hint="--ground-truth-file ../shared/data/nb201_cifar10_test_acc_fear1000.csv "
     "--ground-truth-key nb201_index --ground-truth-column cifar10_test_top1_200ep "
     "--ground-truth-name nb201-cifar10-test-200ep",
     notes="Ground truth: NAS-Bench-201's published 200-epoch CIFAR-10 test accuracy of each architecture "
-    "(uploaded by the harness from --ground-truth-file). The larger-network rows (funnel-*-n2) ran on the "
-    "funnel's kept quarter only, so their ρ is over those 50 architectures, not over all 200. "
+    "(uploaded by the harness from --ground-truth-file). The larger-network row (funnel-shortreg-e2-n2) "
+    "ran on the funnel's kept quarter only, so its ρ is over those 50 architectures, not over all 200. "
     "Choose the composite on one half of the architectures and report it on the other with "
     "bench/published_report.py on this run's export.",
 )

@@ -258,8 +258,8 @@ def test_published_experiment_is_a_valid_batch_with_a_funnel() -> None:
     assert (network["C"], network["N"]) in ((None, None), (16, 5))  # None: NB201's own C=16, N=5
     assert by_alias["synflow@cpu"].config["network"]["N"] == 1
     stage2 = {p.alias: p.resolved for p in plan_funnel(body, planned, "b" * 32)}
-    # the funnel's FEAR is the study's FEAR (same identity: reused), the N=2 variants are new
+    # the funnel's FEAR is the study's FEAR (same identity: reused), the N=2 shortreg is new
     assert stage2["funnel-fear"].config_hash == by_alias[FEAR_ALIAS].config_hash
-    assert stage2["funnel-fear-n2"].config["network"]["N"] == 2
+    assert stage2["funnel-shortreg-e2-n2"].config["network"]["N"] == 2
     with pytest.raises(ValueError, match="ground-truth-file"):
         run_experiment(experiment, url="http://127.0.0.1:9", out_dir=Path("/nonexistent"))

@@ -83,3 +83,37 @@ def test_cancel_budget_and_change_sequence_on_sqlite(tmp_path: Path) -> None:
 
         assert delete_unshared_evaluations(s, "b1") == 4
     engine.dispose()
+
+
+def test_reaper_sees_a_dead_worker_on_sqlite(tmp_path: Path) -> None:
+    """SQLite hands back naive timestamps; the embedded default's reaper compared them with an aware
+    ``utcnow()`` and failed every round, so a dead worker's evaluation was never re-queued."""
+    from datetime import timedelta
+
+    from app.lifecycle import reap
+    from app.models import WorkerSeen
+    from app.services.maintenance import dead_owners, owner_label
+    from app.settings import get_settings
+
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    settings = get_settings()
+    old = utcnow() - timedelta(seconds=settings.worker_dead_after_s + 5)
+    with Session(engine) as s, s.begin():
+        archs = [Architecture(space="nb201", key="k0", canonical="c0")]
+        s.add_all(archs)
+        s.flush()
+        (eid,) = _batch(s, "b1", [archs[0].id], {})
+        s.add(WorkerSeen(name="gone:1", started_at=old, last_seen=old))
+        claim(s, [eid], "cpu", owner_label("gone:1", 7))
+    with Session(engine) as s, s.begin():
+        beacons = {n: t for n, t in s.execute(select(WorkerSeen.name, WorkerSeen.last_seen))}
+        assert all(t.tzinfo is not None for t in beacons.values())  # aware, as on PostgreSQL
+        now = utcnow()
+        dead = dead_owners({owner_label("gone:1", 7)}, beacons, now, settings, this_node="here:1")
+        assert dead == {owner_label("gone:1", 7)}
+        reaped = reap(s, settings, now, dead)
+        assert reaped.requeued == [eid]
+        ev = s.get(Evaluation, eid)
+        assert ev is not None and ev.status == "queued" and ev.queued_at.tzinfo is not None
