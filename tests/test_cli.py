@@ -91,7 +91,10 @@ def test_ground_truth_put_from_csv(client, db_session, capsys, api_url, tmp_path
     by_genotype = tmp_path / "by_genotype.csv"
     arch = client.get(f"/v1/batches/{batch_id}/ranking").json()["items"][0]["genotype"]
     by_genotype.write_text(f"genotype,acc\n{arch},99.5\n")
-    assert main(["ground-truth", "put", batch_id, "--set", "g", "--csv", str(by_genotype), "--url", api_url]) == 0
+    assert (
+        main(["ground-truth", "put", batch_id, "--set", "g", "--csv", str(by_genotype), "--url", api_url])
+        == 0
+    )
 
     bad = tmp_path / "bad.csv"
     bad.write_text("nb201_index,acc\n10,high\n")
@@ -115,7 +118,11 @@ def test_the_product_does_not_import_or_package_bench() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

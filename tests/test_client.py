@@ -24,7 +24,10 @@ def embedded_url() -> Iterator[str]:
     with embedded_service() as url:
         yield url
 
-NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+NB201_EXAMPLE = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+)
 ALL_CONV3 = 1462  # every edge nor_conv_3x3: the most parameters
 ALL_NONE = 1651  # every edge none: the fewest
 DATASET = "synthetic_cifar10"
@@ -97,9 +100,10 @@ def test_submit_wait_scores_ranking_report_and_plot(embedded_url: str, tmp_path:
 
 def test_over_limit_batch_is_split_into_idempotent_parts(embedded_url: str) -> None:
     with Client(embedded_url) as probe:
-        assert probe.max_items_per_batch() == probe.openapi()["components"]["schemas"]["BatchCreate"][
-            "properties"
-        ]["items"]["maxItems"]
+        assert (
+            probe.max_items_per_batch()
+            == probe.openapi()["components"]["schemas"]["BatchCreate"]["properties"]["items"]["maxItems"]
+        )
     items = [ALL_NONE, 10, ALL_CONV3, 20, 30]
     with Client(embedded_url, max_items_per_batch=2, poll_s=0.3) as client:
         batch = client.submit("nb201", DATASET, "params", items, idempotency_key="split-test-1")

@@ -67,7 +67,10 @@ def test_live_answers_parse_with_the_client_models(live_url: str, worker: Worker
         assert report.ground_truth is not None
         stored = batch.put_ground_truth("pub", [{"nb201_index": 200, "value": 50.0}])
         assert stored.parts[0].set_name == "pub" and stored.created == 1
-        assert {m["name"] for m in client.methods("nb201", "synthetic_cifar10")["items"]} >= {"params", "flops"}
+        assert {m["name"] for m in client.methods("nb201", "synthetic_cifar10")["items"]} >= {
+            "params",
+            "flops",
+        }
 
 
 def test_unfinished_items_score_none_with_their_status_as_reason(live_url: str) -> None:

@@ -63,7 +63,9 @@ def test_503_is_retried_after_retry_after_and_4xx_never() -> None:
 
     def conflict(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
-        return httpx.Response(409, json={"title": "Conflict", "status": 409, "code": "conflict", "detail": "x"})
+        return httpx.Response(
+            409, json={"title": "Conflict", "status": 409, "code": "conflict", "detail": "x"}
+        )
 
     with _client(conflict) as c, pytest.raises(FastArchRankError) as err:
         c.health()
@@ -140,7 +142,12 @@ def test_item_limit_comes_from_the_schema_when_health_does_not_say() -> None:
         n = len(posts)
         return httpx.Response(
             201,
-            json={"batch_id": f"b{n}", "evaluations": {"new": 1, "reused": 0}, "items": 1, "architectures": 1},
+            json={
+                "batch_id": f"b{n}",
+                "evaluations": {"new": 1, "reused": 0},
+                "items": 1,
+                "architectures": 1,
+            },
         )
 
     with _client(server) as c:

@@ -74,8 +74,20 @@ def test_regularized_evolution_improves_on_its_first_population(embedded_url: st
 
 def test_random_search_script_prints_best_and_cost(embedded_url: str) -> None:
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "random_search.py"), "--url", embedded_url, "--n", "4",
-         "--per-round", "4", "--method", "params", "--seed", "3"],
+        [
+            sys.executable,
+            str(EXAMPLES / "random_search.py"),
+            "--url",
+            embedded_url,
+            "--n",
+            "4",
+            "--per-round",
+            "4",
+            "--method",
+            "params",
+            "--seed",
+            "3",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
