@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from app.batch_versions import touch_batch, touch_evaluations
 from app.models import Architecture, Batch, BatchEvaluation, ChangeCounter, Evaluation, FastestTime, utcnow
 from app.services.sql import MAX_PARAMS, chunks, constant, id_array, insert_ignore, rows_source
 from app.settings import Settings
@@ -219,6 +220,7 @@ def link_or_reuse(
                 )
                 .execution_options(synchronize_session=False)
             )
+        touch_evaluations(session, retry)  # queued again: the other batches linking them show it
         # A new (live) batch wants these: a pending cancel of another batch no longer applies.
         keep = sorted(eid for eid, status in existing.values() if status == Q.RUNNING)
         for part in chunks(keep, MAX_PARAMS):
@@ -386,6 +388,7 @@ def claim(session: Session, evaluation_ids: Sequence[int], device: str, owner: s
             )
         )
     }
+    touch_evaluations(session, (r.id for r in claimed))
     skipped = set(evaluation_ids) - {r.id for r in claimed}
     if skipped:
         log.info("evaluations %s are not queued any more: duplicate delivery, skipped", sorted(skipped))
@@ -426,6 +429,7 @@ def heartbeat(session: Session, c: Claim, now: datetime, progress: dict[str, Any
         ),
     )
     if stopped:
+        touch_evaluations(session, [c.evaluation_id])
         log.info("evaluation %s attempt %s cancelled at its heartbeat", c.evaluation_id, c.attempt)
     return False
 
@@ -488,7 +492,9 @@ def complete(session: Session, pairs: Sequence[tuple[Claim, Outcome]]) -> list[b
                 **_stamp(session, now),
             ),
         )
-        if not ok:
+        if ok:
+            touch_evaluations(session, [c.evaluation_id])
+        else:
             log.warning(
                 "evaluation %s attempt %s lost ownership; result discarded", c.evaluation_id, c.attempt
             )
@@ -517,6 +523,7 @@ def fail(session: Session, c: Claim, summary: str, detail: str) -> bool:
         > 0
     )
     if ok:
+        touch_evaluations(session, [c.evaluation_id])
         enforce_failure_budgets(session, [c.evaluation_id])
     return ok
 
@@ -578,12 +585,13 @@ def reap(session: Session, settings: Settings, now: datetime, dead_owners: Colle
     if dead_owners:
         gone = or_(gone, Evaluation.worker.in_(sorted(dead_owners)))
     # Asked to stop and its worker is gone: it stops here instead of running again.
-    session.execute(
+    stopped = session.scalars(
         update(Evaluation)
         .where(Evaluation.status == Q.RUNNING, gone, Evaluation.cancel_requested_at.is_not(None))
         .values(status=Q.CANCELLED, reason=CANCELLED_BY_REQUEST, finished_at=now, **_stamp(session, now))
+        .returning(Evaluation.id)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
     requeued = session.scalars(
         update(Evaluation)
         .where(Evaluation.status == Q.RUNNING, gone, Evaluation.attempts < settings.max_attempts)
@@ -606,6 +614,7 @@ def reap(session: Session, settings: Settings, now: datetime, dead_owners: Colle
         .returning(Evaluation.id)
         .execution_options(synchronize_session=False)
     ).all()
+    touch_evaluations(session, [*stopped, *requeued, *lost])
     if lost:
         enforce_failure_budgets(session, list(lost))
     return Reaped(list(requeued), list(lost))
@@ -672,6 +681,7 @@ def _stop_evaluations(
         .returning(Evaluation.id)
         .execution_options(synchronize_session=False)
     ).all()
+    touch_evaluations(session, cancelled)
     stopping: Sequence[int] = []
     if running_too:
         stopping = session.scalars(
@@ -699,6 +709,7 @@ def cancel_batch(session: Session, batch_id: str, reason: str = "cancelled by it
     alone. Idempotent: the batch keeps its first cancel time and reason."""
     now = utcnow()
     _mark_batch(session, batch_id, now, reason)
+    touch_batch(session, batch_id)
     return _stop_evaluations(session, batch_id, now, f"cancelled: {reason}", running_too=True)
 
 

@@ -248,6 +248,18 @@ class ChangeCounter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class BatchVersion(Base):
+    """A batch's change counter (app/batch_versions.py): bumped in the committing transaction of every
+    change a ranking page shows, so a read compares one integer instead of aggregating the batch's
+    evaluations. No row yet = version 0. No foreign key: a worker's bump must not fail because the
+    batch was deleted meanwhile (orphan rows are harmless and removed with the batch)."""
+
+    __tablename__ = "batch_versions"
+
+    batch_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class BatchEvaluation(Base):
     """Which evaluations answer which method entry of which batch."""
 

@@ -9,7 +9,8 @@ with random scores by SQL; a pending batch of ``--pending-items`` NATS size-spac
 stays queued. Two API processes (uvicorn via ``fastarchrank serve --no-worker``) run on the same rows:
 one as configured (rendered pages cached by ETag), one with the page cache off
 (``FASTARCHRANK_RANKING_CACHE_ROWS=0``: every request reads and ranks the rows, the path before any
-cache), so the ratio is measured in one run. Conditional polls
+cache), so the ratio is measured in one run; the pending page on that process is what the first poll
+after a change costs (the page is cached under the batch's version otherwise). Conditional polls
 (If-None-Match → 304) are timed too. Everything scratch is removed at the end.
 """
 
@@ -39,12 +40,16 @@ def _post(url: str, body: dict[str, Any]) -> str:
 
 def _mark_done(database_url: str, batch_id: str) -> None:
     from sqlalchemy import create_engine, func, select, update
+    from sqlalchemy.orm import Session
 
+    from app.batch_versions import bump
     from app.models import BatchEvaluation, Evaluation
 
     engine = create_engine(database_url)
     ids = select(BatchEvaluation.evaluation_id).where(BatchEvaluation.batch_id == batch_id)
-    with engine.begin() as conn:
+    # A shortcut around the lifecycle: it bumps the batch's version itself (app/batch_versions.py).
+    with Session(engine) as conn, conn.begin():
+        bump(conn, [batch_id])
         conn.execute(
             update(Evaluation)
             .where(Evaluation.id.in_(ids))
@@ -127,8 +132,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "finished_16": _hammer(url, args.clients, args.requests, finished_page),
                     "finished_16_if_none_match": _hammer(url, args.clients, args.requests, conditional_page),
                     "finished_1": _hammer(url, 1, args.requests, finished_page),
+                    # unchanged since the last poll: the page cached under the batch's version
                     "pending_1": _hammer(url, 1, args.pending_requests, pending_page),
                     "pending_4": _hammer(url, 4, args.pending_requests, pending_page),
+                    "pending_16": _hammer(url, args.clients, args.pending_requests, pending_page),
+                    # the first poll after a change (no page cache: every request ranks in SQL)
+                    "pending_1_no_cache": _hammer(base_url, 1, args.pending_requests, pending_page),
                 }
     return {
         "finished_items": args.finished_items,

@@ -216,7 +216,8 @@ def test_superseded_attempt_writes_nothing(db_session, arch_ids) -> None:  # typ
     # the reaper decides node-dead is gone and re-queues the evaluation
     reaped = reap(db_session, get_settings(), utcnow(), dead_owners={"node-dead/99"})
     db_session.commit()
-    assert reaped.requeued == linked.new
+    # (other tests' running rows may be stale by now and re-queued with it)
+    assert set(linked.new) <= set(reaped.requeued)
     (second,) = claim(db_session, linked.new, "cpu", "node-live/5")
     db_session.commit()
     assert second.attempt == first.attempt + 1

@@ -121,3 +121,83 @@ def test_cache_is_bounded_by_rows_and_evicts_least_recently_used() -> None:
     assert cache.get(("big", 1), fp) is None
     assert cache.get(("a", 1), None) is None  # a pending ranking (no fingerprint) is never served
     assert RankingCache(max_rows=0).get(("a", 1), fp) is None
+
+
+def _pending_batch(client, seed: int, n: int) -> str:  # type: ignore[no-untyped-def]
+    resp = client.post(
+        "/v1/batches",
+        json={
+            "space": "nb201",
+            "dataset": "synthetic_cifar10",
+            "methods": [{"name": "params"}],
+            "seed": seed,
+            "items": [{"nb201_index": i, "label": f"i{i}"} for i in range(n)],
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["batch_id"])
+
+
+def test_pending_ranking_answers_304_until_a_lifecycle_change(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    """A live ranking is keyed by the batch's version: an unchanged poll is a 304, and every
+    transition the page shows (claim, result) is seen by the next poll, in every batch that shares
+    the evaluation — and only there."""
+    from dataclasses import dataclass, field
+
+    from app import batch_versions
+    from app.lifecycle import claim, complete
+    from app.models import BatchEvaluation
+
+    @dataclass
+    class Result:
+        score: float | None
+        status: str = "done"
+        reason: str | None = None
+        cost_s: float | None = 1.0
+        timings: dict[str, float] = field(default_factory=dict)
+        info: dict[str, float] = field(default_factory=dict)
+
+    seed = 306
+    first = _pending_batch(client, seed, 3)
+    shared = _pending_batch(client, seed, 2)  # the same identities for i0, i1: linked, not new
+    other = _pending_batch(client, seed + 1, 2)
+    page = client.get(f"/v1/batches/{first}/ranking")
+    etag = page.headers["ETag"]
+    assert page.json()["partial"] is True
+    assert client.get(f"/v1/batches/{first}/ranking", headers={"If-None-Match": etag}).status_code == 304
+
+    before = {b: batch_versions.version(db_session, b) for b in (first, shared, other)}
+    eid = db_session.scalars(
+        select(BatchEvaluation.evaluation_id)
+        .where(BatchEvaluation.batch_id == shared)
+        .order_by(BatchEvaluation.evaluation_id)
+    ).first()
+    (c,) = claim(db_session, [eid], "cpu", "node/1")
+    db_session.commit()
+    after_claim = {b: batch_versions.version(db_session, b) for b in (first, shared, other)}
+    assert after_claim[first] > before[first] and after_claim[shared] > before[shared]
+    assert after_claim[other] == before[other]  # not linked: its cached pages stay valid
+
+    polled = client.get(f"/v1/batches/{first}/ranking", headers={"If-None-Match": etag})
+    assert polled.status_code == 200 and polled.headers["ETag"] != etag
+    assert "running" in {i["status"] for i in polled.json()["items"]}
+    complete(db_session, [(c, Result(score=7.0))])
+    db_session.commit()
+    body = client.get(f"/v1/batches/{shared}/ranking").json()
+    assert [i["score"] for i in body["items"] if i["status"] == "done"] == [7.0]
+
+
+def test_a_rolled_back_change_bumps_nothing(db_session) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from app import batch_versions
+
+    batch_id = uuid.uuid4().hex
+
+    batch_versions.touch_batch(db_session, batch_id)
+    db_session.rollback()
+    db_session.commit()
+    assert batch_versions.version(db_session, batch_id) == 0
+    batch_versions.touch_batch(db_session, batch_id)
+    db_session.commit()
+    assert batch_versions.version(db_session, batch_id) == 1

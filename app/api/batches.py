@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
+from app import batch_versions
 from app.api.batch_control_models import BatchCancelled, EvaluationChanges
 from app.api.conditional import conditional_model
 from app.api.deps import BatchId, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
@@ -15,7 +17,7 @@ from app.auth import PrincipalDep, owner_for_new_batch, owner_scoped_idempotency
 from app.errors import InputError
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_control, batch_view, composite_view
-from app.services.ranking_cache import etag_of, fingerprint, ground_truth_fingerprint, matches
+from app.services.ranking_cache import etag_of, fingerprint, matches
 from app.services.submission import create
 
 # printable ASCII without spaces at the ends: keys are compared byte for byte and echoed in logs
@@ -126,22 +128,18 @@ def get_ranking(
     if isinstance(resolved, composite_view.CompositeMethod):
         return _composite_ranking(session, batch, resolved, pages, limit, offset, if_none_match)
     entry = resolved
-    fp = fingerprint(session, batch.id, entry.id)
-    if fp is None:  # still running: every poll may differ, nothing to cache
-        return batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
-    # Finished: the page is a function of the evaluations' and the ground truth's state, so two cheap
-    # aggregate queries decide between 304, a rendered page from memory, and building it.
-    gt_set = batch.options.get("ground_truth_set", "client")
-    etag = etag_of(batch.id, entry.id, fp, ground_truth_fingerprint(session, batch.id, gt_set), limit, offset)
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    body = pages.get(etag)
-    if body is None:
-        page = batch_view.ranking_page(session, batch, entry, cache, limit, offset, fp)
-        body = Ranking.model_validate(page).model_dump_json().encode()
-        pages.put(etag, body, len(page["items"]))
-    return Response(body, media_type="application/json", headers=headers)
+    # The page is a function of the batch's version (bumped by every change a page shows, pending or
+    # finished) and the request, so one primary-key read decides between 304, a rendered page from
+    # memory, and building it; only building reads the evaluations.
+    etag = etag_of(batch.id, entry.id, batch_versions.version(session, batch.id), limit, offset)
+    return _conditional_page(
+        etag,
+        if_none_match,
+        pages,
+        lambda: batch_view.ranking_page(
+            session, batch, entry, cache, limit, offset, fingerprint(session, batch.id, entry.id)
+        ),
+    )
 
 
 def _composite_ranking(
@@ -153,20 +151,23 @@ def _composite_ranking(
     offset: int,
     if_none_match: str | None,
 ) -> Any:
-    """A composite ranking: live while a member is pending, else under an ETag like a method's."""
-    fp = composite_view.composite_fingerprint(session, batch, composite)
-    if fp is None:
-        return composite_view.ranking_page(session, batch, composite, limit, offset)
-    gt_set = batch.options.get("ground_truth_set", "client")
-    etag = etag_of(
-        batch.id, composite.alias, fp, ground_truth_fingerprint(session, batch.id, gt_set), limit, offset
-    )
+    """A composite ranking: cached under the batch's version like a method's (its rules are part of
+    the ETag: the same members under other rules rank differently)."""
+    rules = (composite.spec.name, composite.rules.missing.value, composite.rules.infinite.value)
+    etag = etag_of(batch.id, composite.alias, rules, batch_versions.version(session, batch.id), limit, offset)
+    build = lambda: composite_view.ranking_page(session, batch, composite, limit, offset)  # noqa: E731
+    return _conditional_page(etag, if_none_match, pages, build)
+
+
+def _conditional_page(
+    etag: str, if_none_match: str | None, pages: PageCacheDep, build: Callable[[], dict[str, Any]]
+) -> Response:
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     body = pages.get(etag)
     if body is None:
-        page = composite_view.ranking_page(session, batch, composite, limit, offset)
+        page = build()
         body = Ranking.model_validate(page).model_dump_json().encode()
         pages.put(etag, body, len(page["items"]))
     return Response(body, media_type="application/json", headers=headers)

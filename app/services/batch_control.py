@@ -23,6 +23,7 @@ from app.models import (
     BatchEvaluation,
     BatchItem,
     BatchMethod,
+    BatchVersion,
     Evaluation,
     GroundTruth,
     IdempotencyRecord,
@@ -98,7 +99,7 @@ def remove(batch_id: str, principal: Principal, settings: Settings) -> int:
         visible_batch(session, principal, batch_id)
         removed = lifecycle.delete_unshared_evaluations(session, batch_id)
         # Explicit deletes (not only ON DELETE CASCADE): SQLite enforces foreign keys only when asked.
-        for model in (GroundTruth, BatchItem, IdempotencyRecord, BatchMethod):
+        for model in (GroundTruth, BatchItem, IdempotencyRecord, BatchMethod, BatchVersion):
             session.execute(
                 delete(model)
                 .where(model.batch_id == batch_id)  # type: ignore[attr-defined]

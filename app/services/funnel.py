@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import BigInteger, String, exists, select
 from sqlalchemy.orm import Session
 
+from app.batch_versions import touch_batch
 from app.lifecycle import EvaluationSpec, link_or_reuse
 from app.models import PENDING, Batch, BatchEvaluation, BatchMethod, utcnow
 from app.services.sql import insert_select
@@ -158,6 +159,7 @@ def advance(session: Session, batch_id: str) -> list[list[int]]:
                 {"batch_id": (String(), batch.id)},
             )
         )
+    touch_batch(session, batch.id)  # its funnel entries have rows now, its stage-1 page marks the filtered
     state = dict(batch.options.get(STAGE_KEY) or {})
     state.update(advanced=True, kept=kept, n_candidates=len(arch_of_key), advanced_at=utcnow().isoformat())
     batch.options = {**batch.options, STAGE_KEY: state}  # a new dict: the JSON column sees the change

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.models import iso_utc
+from app.batch_versions import touch_batch
 from app.catalog.methods import all_methods
 from app.errors import InputError
 from app.genotypes import GenotypeError, get_space
@@ -410,6 +411,8 @@ def put_ground_truth(
                 ],
             )
             created += 1
+    if created or updated:
+        touch_batch(session, batch.id)  # pages show the ground truth beside each item
     return {"created": created, "updated": updated, "unchanged": len(values) - created - updated}
 
 
