@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
-from app import batch_versions
 from app.api.batch_control_models import BatchCancelled, EvaluationChanges
 from app.api.conditional import conditional_model
 from app.api.deps import BatchId, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
@@ -122,55 +120,43 @@ def get_ranking(
 ) -> Any:
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
-    batch = batch_view.get_batch(session, batch_id, principal)
-    rules = composite_view.rules_from_query(composite_missing, composite_inf)
-    resolved = composite_view.resolve_method(batch, method, rules)
-    if isinstance(resolved, composite_view.CompositeMethod):
-        return _composite_ranking(session, batch, resolved, pages, limit, offset, if_none_match)
-    entry = resolved
-    # The page is a function of the batch's version (bumped by every change a page shows, pending or
-    # finished) and the request, so one primary-key read decides between 304, a rendered page from
-    # memory, and building it; only building reads the evaluations.
-    etag = etag_of(batch.id, entry.id, batch_versions.version(session, batch.id), limit, offset)
-    return _conditional_page(
-        etag,
-        if_none_match,
-        pages,
-        lambda: batch_view.ranking_page(
-            session, batch, entry, cache, limit, offset, fingerprint(session, batch.id, entry.id)
-        ),
-    )
-
-
-def _composite_ranking(
-    session: SessionDep,
-    batch: Any,
-    composite: composite_view.CompositeMethod,
-    pages: PageCacheDep,
-    limit: int,
-    offset: int,
-    if_none_match: str | None,
-) -> Any:
-    """A composite ranking: cached under the batch's version like a method's (its rules are part of
-    the ETag: the same members under other rules rank differently)."""
-    rules = (composite.spec.name, composite.rules.missing.value, composite.rules.infinite.value)
-    etag = etag_of(batch.id, composite.alias, rules, batch_versions.version(session, batch.id), limit, offset)
-    build = lambda: composite_view.ranking_page(session, batch, composite, limit, offset)  # noqa: E731
-    return _conditional_page(etag, if_none_match, pages, build)
-
-
-def _conditional_page(
-    etag: str, if_none_match: str | None, pages: PageCacheDep, build: Callable[[], dict[str, Any]]
-) -> Response:
+    # A page is a function of the batch's version (bumped at commit by every change a page shows,
+    # pending or finished) and of the request, so one query (the batch's owner and version) decides
+    # between 304, a rendered page from memory, and building it. Only building reads the batch's
+    # methods and evaluations; an unknown method fails there, and an error is never cached.
+    version = batch_view.visible_version(session, batch_id, principal)
+    etag = etag_of(batch_id, method, composite_missing, composite_inf, version, limit, offset)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     body = pages.get(etag)
     if body is None:
-        page = build()
+        page = _build_ranking(
+            session, batch_id, principal, cache, method, limit, offset, composite_missing, composite_inf
+        )
         body = Ranking.model_validate(page).model_dump_json().encode()
         pages.put(etag, body, len(page["items"]))
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _build_ranking(
+    session: SessionDep,
+    batch_id: str,
+    principal: Any,
+    cache: RankingCacheDep,
+    method: str | None,
+    limit: int,
+    offset: int,
+    composite_missing: str | None,
+    composite_inf: str | None,
+) -> dict[str, Any]:
+    batch = batch_view.get_batch(session, batch_id, principal)
+    rules = composite_view.rules_from_query(composite_missing, composite_inf)
+    resolved = composite_view.resolve_method(batch, method, rules)
+    if isinstance(resolved, composite_view.CompositeMethod):
+        return composite_view.ranking_page(session, batch, resolved, limit, offset)
+    fp = fingerprint(session, batch.id, resolved.id)  # None while pending: the live SQL ranking
+    return batch_view.ranking_page(session, batch, resolved, cache, limit, offset, fp)
 
 
 @router.post(

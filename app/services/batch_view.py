@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.auth.ownership import visible_batch
+from app.auth.ownership import can_see, visible_batch
 from app.auth.principal import Principal
 from app.catalog.methods import all_methods
-from app.errors import InputError
+from app.errors import InputError, NotFound
 from app.models import (
     PENDING,
     RUNNING,
@@ -23,6 +23,7 @@ from app.models import (
     BatchEvaluation,
     BatchItem,
     BatchMethod,
+    BatchVersion,
     Evaluation,
     WorkerSeen,
     utcnow,
@@ -35,6 +36,19 @@ from app.settings import Settings
 def get_batch(session: Session, batch_id: str, principal: Principal) -> Batch:
     """The batch if ``principal`` may see it; another owner's batch is the same 404 as a missing id."""
     return visible_batch(session, principal, batch_id)
+
+
+def visible_version(session: Session, batch_id: str, principal: Principal) -> int:
+    """The batch's version (app/batch_versions.py) if ``principal`` may see it, else the 404 of
+    :func:`get_batch`: one query, where loading the batch and its methods would take three."""
+    row = session.execute(
+        select(Batch.owner, BatchVersion.version)
+        .outerjoin(BatchVersion, BatchVersion.batch_id == Batch.id)
+        .where(Batch.id == batch_id)
+    ).first()
+    if row is None or not can_see(principal, row.owner):
+        raise NotFound(f"batch {batch_id!r}")
+    return int(row.version or 0)
 
 
 def method_by_alias(batch: Batch, alias: str | None) -> BatchMethod:
