@@ -17,8 +17,9 @@ itself, or cached pages do not see it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import weakref
+from collections.abc import Collection, Iterable
+from typing import Any, Protocol
 
 from sqlalchemy import Table, event, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +30,27 @@ from app.services.sql import MAX_PARAMS, chunks
 
 _EVALUATIONS = "fastarchrank.touched_evaluations"
 _BATCHES = "fastarchrank.touched_batches"
+_BUMPED = "fastarchrank.bumped_batches"
+
+
+class Forgetter(Protocol):
+    def forget(self, batch_ids: Collection[str]) -> None: ...
+
+
+# Told after a commit which batches it bumped: an API process's memo of their versions
+# (app/services/ranking_cache.py VersionCache) forgets them, so a client sees its own writes at once.
+# Weak: every app a test creates subscribes its cache.
+_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def subscribe(listener: Forgetter) -> None:
+    _listeners.add(listener)
+
+
+def announce(batch_ids: Collection[str]) -> None:
+    """Tell this process's memos that these batches changed (or are gone)."""
+    for listener in list(_listeners):
+        listener.forget(batch_ids)
 
 
 def touch_evaluations(session: Session, evaluation_ids: Iterable[int]) -> None:
@@ -106,6 +128,15 @@ def _bump_touched(session: Session) -> None:
     if evaluations:
         batches |= _batches_of(session, evaluations)
     bump(session, batches)
+    if batches:
+        session.info[_BUMPED] = batches
+
+
+@event.listens_for(Session, "after_commit")
+def _announce_bumped(session: Session) -> None:
+    bumped: set[str] | None = session.info.pop(_BUMPED, None)
+    if bumped:
+        announce(bumped)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -116,3 +147,4 @@ def _forget_touched(session: Session, previous: Any) -> None:
         return
     session.info.pop(_EVALUATIONS, None)
     session.info.pop(_BATCHES, None)
+    session.info.pop(_BUMPED, None)

@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from app import batch_versions
 from app.api import architectures, batches, catalog, health, problems, reports
 from app.api.listing import router as listing_router
 from app.api.middleware import RequestGuard
 from app.api.models import problem_responses
 from app.auth import install_auth, route_guard
-from app.services.ranking_cache import PageCache, RankingCache
+from app.services.ranking_cache import PageCache, RankingCache, VersionCache
 from app.settings import get_settings
 from app.ui import install as install_ui
 
@@ -58,5 +59,7 @@ def create_app() -> FastAPI:
 
     app.state.ranking_cache = RankingCache(settings.ranking_cache_rows)
     app.state.page_cache = PageCache(settings.ranking_cache_rows)
+    app.state.version_cache = VersionCache(settings.ranking_version_ttl_s)
+    batch_versions.subscribe(app.state.version_cache)
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
     return app

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         ge=0,
         description="rows of finished rankings each API process keeps in memory (~2 KB each); 0 = no cache",
     )
+    ranking_version_ttl_s: float = Field(
+        0.25,
+        ge=0,
+        description="how long an API process reuses a batch's version before reading it again, seconds: "
+        "a ranking poll may trail a worker's change by this much (the process's own writes are seen at "
+        "once); 0 = read it on every request",
+    )
 
     cursor_secret: SecretStr | None = Field(
         None,

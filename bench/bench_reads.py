@@ -1,16 +1,17 @@
 """Reads under load: ranking pages of a finished and of a still-pending batch, 16 client threads.
 
     python -m bench.bench_reads [--finished-items 1000] [--pending-items 20000] [--clients 16]
-                                [--requests 50] [--out bench/results/bench_reads.md]
+                                [--requests 50] [--out bench/results/reads.md]
 
 One scratch Postgres database, a private Redis queue and no worker (nothing is consumed: the API is
 what is measured). A finished batch of ``--finished-items`` NB201 cells x ``params`` is marked done
 with random scores by SQL; a pending batch of ``--pending-items`` NATS size-space indices x ``params``
-stays queued. Two API processes (uvicorn via ``fastarchrank serve --no-worker``) run on the same rows:
-one as configured (rendered pages cached by ETag), one with the page cache off
+stays queued. Three API processes (uvicorn via ``fastarchrank serve --no-worker``) run on the same
+rows: one as configured (rendered pages cached by ETag), one with the page cache off
 (``FASTARCHRANK_RANKING_CACHE_ROWS=0``: every request reads and ranks the rows, the path before any
-cache), so the ratio is measured in one run; the pending page on that process is what the first poll
-after a change costs (the page is cached under the batch's version otherwise). Conditional polls
+cache), and one that reads the batch's version on every poll (``FASTARCHRANK_RANKING_VERSION_TTL_S=0``),
+so the ratios are measured in one run; the pending page on the cache-less process is what the first
+poll after a change costs (the page is cached under the batch's version otherwise). Conditional polls
 (If-None-Match → 304) are timed too. Everything scratch is removed at the end.
 """
 
@@ -81,9 +82,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "FASTARCHRANK_DATA_DIR": str(data_dir / "nopages"),
                 "FASTARCHRANK_RANKING_CACHE_ROWS": "0",
             }
+            every_poll_env = {
+                **env,
+                "FASTARCHRANK_DATA_DIR": str(data_dir / "everypoll"),
+                "FASTARCHRANK_RANKING_VERSION_TTL_S": "0",
+            }
             with (
                 EmbeddedService(data_dir, env=env, workers=0) as url,
                 EmbeddedService(data_dir / "nopages", env=baseline_env, workers=0) as base_url,
+                EmbeddedService(data_dir / "everypoll", env=every_poll_env, workers=0) as every_url,
             ):
                 started = time.perf_counter()
                 finished = _post(
@@ -131,10 +138,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 def pending_page(http: httpx.Client, rng: random.Random) -> httpx.Response:
                     return http.get(f"/v1/batches/{pending}/ranking", params={"limit": 100})
 
-                for warm in (url, base_url):  # first-use imports and the listing cache's fill
+                for warm in (url, base_url, every_url):  # first-use imports and the listing cache's fill
                     _hammer(warm, 2, 10, finished_page)
                 results = {
                     "finished_16_no_cache": _hammer(base_url, args.clients, args.requests, finished_page),
+                    # the version read from the database on every poll (no memo)
+                    "finished_16_version_every_poll": _hammer(
+                        every_url, args.clients, args.requests, finished_page
+                    ),
                     "finished_16": _hammer(url, args.clients, args.requests, finished_page),
                     "finished_16_if_none_match": _hammer(url, args.clients, args.requests, conditional_page),
                     "finished_1": _hammer(url, 1, args.requests, finished_page),
@@ -159,7 +170,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# Reads under load (bench/bench_reads.py)",
         "",
         f"Finished batch {result['finished_items']} items, pending batch {result['pending_items']} items, "
-        "Postgres, one uvicorn API process each, no worker.",
+        "Postgres, one uvicorn API process per configuration, no worker, rate limits off.",
         "",
         "| case | requests | errors | p50 ms | p99 ms | req/s |",
         "|---|---|---|---|---|---|",

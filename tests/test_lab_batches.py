@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from app.api.deps import request_settings
 from app.db import session_scope
 from app.lifecycle import Claim, claim, fail, heartbeat
 from app.models import Batch, BatchEvaluation, BatchItem, Evaluation, GroundTruth, utcnow
-from app.settings import Settings, get_settings
+from app.settings import Settings
 from tests.test_api_batches import batch_body
 
 
@@ -69,9 +70,9 @@ def _beat(c: Claim, progress: dict[str, Any] | None = None) -> bool:
 def no_grace(client: Any) -> Iterator[Any]:
     """Polling with a zero commit-lag grace, so a change is passed by the very next cursor."""
     app = client.app
-    app.dependency_overrides[get_settings] = lambda: Settings(poll_grace_s=0)
+    app.dependency_overrides[request_settings] = lambda: Settings(poll_grace_s=0)
     yield client
-    app.dependency_overrides.pop(get_settings, None)
+    app.dependency_overrides.pop(request_settings, None)
 
 
 def test_cancel_queued_and_running(client: Any) -> None:

@@ -199,12 +199,13 @@ def test_database_outage_is_503_with_retry_after(database: str) -> None:
 def test_broker_outage_shows_in_health(database: str) -> None:
     from fastapi.testclient import TestClient
 
+    from app.api.deps import request_settings
     from app.main import create_app
-    from app.settings import Settings, get_settings
+    from app.settings import Settings
 
     app = create_app()
     dead = Settings(broker_url="redis://127.0.0.1:9/0")
-    app.dependency_overrides[get_settings] = lambda: dead
+    app.dependency_overrides[request_settings] = lambda: dead
     with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         health = c.get("/v1/health")
         assert health.status_code == 503, health.text

@@ -201,3 +201,28 @@ def test_a_rolled_back_change_bumps_nothing(db_session) -> None:  # type: ignore
     batch_versions.touch_batch(db_session, batch_id)
     db_session.commit()
     assert batch_versions.version(db_session, batch_id) == 1
+
+
+def test_version_memo_expires_and_forgets_on_a_local_commit(db_session) -> None:  # type: ignore[no-untyped-def]
+    """A ranking read reuses a batch's version for ``ttl_s``; a commit in this process that bumps it
+    makes the memo forget it at once (read-your-writes), another process's change within the TTL."""
+    import time
+    import uuid
+
+    from app import batch_versions
+    from app.services.ranking_cache import VersionCache
+
+    memo = VersionCache(ttl_s=0.2)
+    batch_versions.subscribe(memo)
+    batch_id = uuid.uuid4().hex
+    memo.put(batch_id, "alice", 3)
+    assert memo.get(batch_id) == ("alice", 3)
+    batch_versions.touch_batch(db_session, batch_id)
+    db_session.commit()
+    assert memo.get(batch_id) is None  # forgotten by the commit's announcement
+    memo.put(batch_id, "alice", 4)
+    time.sleep(0.25)
+    assert memo.get(batch_id) is None  # expired
+    off = VersionCache(ttl_s=0)
+    off.put(batch_id, "alice", 4)
+    assert off.get(batch_id) is None

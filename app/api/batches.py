@@ -6,16 +6,18 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.batch_control_models import BatchCancelled, EvaluationChanges
 from app.api.conditional import conditional_model
-from app.api.deps import BatchId, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep
+from app.api.deps import BatchId, PageCacheDep, RankingCacheDep, SessionDep, SettingsDep, VersionCacheDep
 from app.api.models import READ_ERRORS, problem_responses
-from app.auth import PrincipalDep, owner_for_new_batch, owner_scoped_idempotency_key
-from app.errors import InputError
+from app.auth import Principal, PrincipalDep, can_see, owner_for_new_batch, owner_scoped_idempotency_key
+from app.db import session_scope
+from app.errors import InputError, NotFound
 from app.schemas import BatchCreate, BatchCreated, BatchStatus, Ranking
 from app.services import batch_control, batch_view, composite_view
-from app.services.ranking_cache import etag_of, fingerprint, matches
+from app.services.ranking_cache import RankingCache, etag_of, fingerprint, matches
 from app.services.submission import create
 
 # printable ASCII without spaces at the ends: keys are compared byte for byte and echoed in logs
@@ -104,12 +106,12 @@ def get_batch(
     summary="Ranking of the batch under one method (finished rankings carry an ETag: If-None-Match → 304)",
     responses={304: {"description": "not modified since the ETag given"}, **problem_responses(*READ_ERRORS)},
 )
-def get_ranking(
+async def get_ranking(
     batch_id: BatchId,
-    session: SessionDep,
     settings: SettingsDep,
     cache: RankingCacheDep,
     pages: PageCacheDep,
+    versions: VersionCacheDep,
     principal: PrincipalDep,
     method: RankingMethodQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -118,45 +120,60 @@ def get_ranking(
     composite_inf: CompositeInfQuery = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
+    """The most polled route, so it is a coroutine that hops into the thread pool once for its one
+    query (a ``def`` route with a session dependency takes three hops)."""
     if limit > settings.max_page_size:
         raise InputError(["query", "limit"], f"limit must be at most {settings.max_page_size}")
     # A page is a function of the batch's version (bumped at commit by every change a page shows,
     # pending or finished) and of the request, so one query (the batch's owner and version) decides
     # between 304, a rendered page from memory, and building it. Only building reads the batch's
     # methods and evaluations; an unknown method fails there, and an error is never cached.
-    version = batch_view.visible_version(session, batch_id, principal)
+    head = versions.get(batch_id)
+    if head is None:
+        head = await run_in_threadpool(_owner_and_version, batch_id)
+        versions.put(batch_id, *head)
+    owner, version = head
+    if not can_see(principal, owner):
+        raise NotFound(f"batch {batch_id!r}")  # another owner's batch: the same 404 as a missing one
     etag = etag_of(batch_id, method, composite_missing, composite_inf, version, limit, offset)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     body = pages.get(etag)
     if body is None:
-        page = _build_ranking(
-            session, batch_id, principal, cache, method, limit, offset, composite_missing, composite_inf
-        )
-        body = Ranking.model_validate(page).model_dump_json().encode()
-        pages.put(etag, body, len(page["items"]))
+        args = (batch_id, principal, cache, method, limit, offset, composite_missing, composite_inf)
+        built, rows = await run_in_threadpool(_build_ranking, *args)
+        pages.put(etag, built, rows)
+        body = built
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _owner_and_version(batch_id: str) -> tuple[str | None, int]:
+    with session_scope() as session:
+        return batch_view.owner_and_version(session, batch_id)
+
+
 def _build_ranking(
-    session: SessionDep,
     batch_id: str,
-    principal: Any,
-    cache: RankingCacheDep,
+    principal: Principal,
+    cache: RankingCache,
     method: str | None,
     limit: int,
     offset: int,
     composite_missing: str | None,
     composite_inf: str | None,
-) -> dict[str, Any]:
-    batch = batch_view.get_batch(session, batch_id, principal)
-    rules = composite_view.rules_from_query(composite_missing, composite_inf)
-    resolved = composite_view.resolve_method(batch, method, rules)
-    if isinstance(resolved, composite_view.CompositeMethod):
-        return composite_view.ranking_page(session, batch, resolved, limit, offset)
-    fp = fingerprint(session, batch.id, resolved.id)  # None while pending: the live SQL ranking
-    return batch_view.ranking_page(session, batch, resolved, cache, limit, offset, fp)
+) -> tuple[bytes, int]:
+    """The rendered page and its row count (rendering happens here too: off the event loop)."""
+    with session_scope() as session:
+        batch = batch_view.get_batch(session, batch_id, principal)
+        rules = composite_view.rules_from_query(composite_missing, composite_inf)
+        resolved = composite_view.resolve_method(batch, method, rules)
+        if isinstance(resolved, composite_view.CompositeMethod):
+            page = composite_view.ranking_page(session, batch, resolved, limit, offset)
+        else:
+            fp = fingerprint(session, batch.id, resolved.id)  # None while pending: the live SQL ranking
+            page = batch_view.ranking_page(session, batch, resolved, cache, limit, offset, fp)
+    return Ranking.model_validate(page).model_dump_json().encode(), len(page["items"])
 
 
 @router.post(

@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.services.ranking_cache import PageCache, RankingCache
+from app.services.ranking_cache import PageCache, RankingCache, VersionCache
 from app.settings import Settings, get_settings
 
 
@@ -20,21 +20,39 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_ranking_cache(request: Request) -> RankingCache:
+# The dependencies that do no I/O are coroutines: FastAPI runs a plain ``def`` dependency in its
+# thread pool, one hop per dependency per request, which was a large share of a cached page's cost.
+
+
+async def request_settings() -> Settings:
+    """The settings (tests override this dependency to serve a request under other settings)."""
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(request_settings)]
+
+
+async def get_ranking_cache(request: Request) -> RankingCache:
     return request.app.state.ranking_cache  # type: ignore[no-any-return]
 
 
 RankingCacheDep = Annotated[RankingCache, Depends(get_ranking_cache)]
 
 
-def get_page_cache(request: Request) -> PageCache:
+async def get_page_cache(request: Request) -> PageCache:
     return request.app.state.page_cache  # type: ignore[no-any-return]
 
 
 PageCacheDep = Annotated[PageCache, Depends(get_page_cache)]
+
+
+async def get_version_cache(request: Request) -> VersionCache:
+    return request.app.state.version_cache  # type: ignore[no-any-return]
+
+
+VersionCacheDep = Annotated[VersionCache, Depends(get_version_cache)]
 
 
 # Path/query values declared with patterns so that schema-valid requests are never rejected by the

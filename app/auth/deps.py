@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.keys import verify_key
@@ -65,11 +66,13 @@ def arrived_on_loopback(request: Request) -> bool:
     return server is not None and is_loopback_host(str(server[0]))
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
+    """A coroutine: without a key there is no I/O, so no thread-pool hop; a presented key is
+    checked against the database in the pool."""
     state = auth_state(request)
     settings = state.settings
     if settings.auth == "off":
@@ -81,8 +84,13 @@ def get_principal(
         raise Unauthorized(MISSING_KEY)
     assert state.pepper is not None  # loaded by install_auth whenever auth is not "off"
     # A presented key is always checked, also on loopback: a bad key is a 401, never silently "local".
-    with state.sessions.begin() as session:
-        return verify_key(session, state.pepper, presented, settings.auth_last_used_resolution_s)
+    pepper = state.pepper
+
+    def verify() -> Principal:
+        with state.sessions.begin() as session:
+            return verify_key(session, pepper, presented, settings.auth_last_used_resolution_s)
+
+    return await run_in_threadpool(verify)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app import lifecycle
+from app import batch_versions, lifecycle
 from app.auth.ownership import visible_batch
 from app.auth.principal import Principal
 from app.db import is_retryable_conflict, retrying, session_scope
@@ -111,6 +111,7 @@ def remove(batch_id: str, principal: Principal, settings: Settings) -> int:
         return removed
 
     removed: int = _in_transaction(run, settings, "delete")
+    batch_versions.announce([batch_id])  # this process's memo of its version goes with it
     return removed
 
 

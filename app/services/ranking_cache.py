@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -142,3 +144,37 @@ class PageCache:
             while self._rows > self.max_rows:
                 _, (evicted, _) = self._entries.popitem(last=False)
                 self._rows -= evicted
+
+
+class VersionCache:
+    """Per-process memo of a batch's (owner, version) for ``ttl_s`` seconds: a cached ranking page is
+    then served without any query. Batches whose version this process bumps are forgotten at its
+    commit (app/batch_versions.py ``on_bump``), so a client sees its own writes at once; a worker's
+    change is seen within ``ttl_s``. 0 disables it."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, str | None, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, batch_id: str) -> tuple[str | None, int] | None:
+        if self.ttl_s <= 0:
+            return None
+        entry = self._entries.get(batch_id)
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        return entry[1], entry[2]
+
+    def put(self, batch_id: str, owner: str | None, version: int) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > 10_000:  # expired entries are only dropped here: bound the dict
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if now - v[0] <= self.ttl_s}
+            self._entries[batch_id] = (time.monotonic(), owner, version)
+
+    def forget(self, batch_ids: Collection[str]) -> None:
+        with self._lock:
+            for b in batch_ids:
+                self._entries.pop(b, None)
