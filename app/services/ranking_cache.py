@@ -1,13 +1,13 @@
-"""Per-process cache of finished rankings.
+"""Per-process caches of ranking reads.
 
 Ranking a batch means reading every item's evaluation and placing ties and unranked rows, whatever
-page the client asked for: ~100 ms of CPU for 1000 items, paid again by every poll. Once nothing in a
-(batch, method) is pending the listing only changes if an evaluation is evaluated again (a new
-attempt, status or score), so it is cached under a fingerprint of those columns that one aggregate
-query recomputes per request. Ground truth and per-row details are attached to the requested page only,
-after the cache, so a ground-truth PUT is seen at once. Each API process has its own cache: nothing to
-invalidate across processes, since every process checks the fingerprint against the database.
-"""
+page the client asked for: ~100 ms of CPU for 1000 items. Rendered pages are kept by ETag
+(:class:`PageCache`), the ETag being derived from the batch's version (app/batch_versions.py), so a
+page stays valid until something it shows changes. Once nothing in a (batch, method) is pending, the
+full ranked listing is kept too (:class:`RankingCache`, under a fingerprint of the evaluations'
+columns), so another page of it is cut without ranking again. Ground truth and per-row details are
+attached to the requested page only. Each API process has its own caches; every process reads the
+version from the database (:class:`VersionCache` memoises it for a fraction of a second)."""
 
 from __future__ import annotations
 
