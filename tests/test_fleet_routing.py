@@ -247,6 +247,48 @@ def test_dataset_is_checked_against_the_live_workers_of_the_routed_queue() -> No
             s.execute(delete(WorkerSeen))
 
 
+def test_eta_divides_each_routed_part_by_the_workers_of_its_queue() -> None:
+    """Paper-scale FEAR goes to the one GPU worker; three CPU workers do not shorten it. The ETA is
+    the slowest routed part over that queue's consumers, not all work over every live worker."""
+    from app.db import session_scope
+    from app.models import WorkerSeen, utcnow
+    from app.services.eta import prior_cost_s
+    from app.services.fleet import Capabilities
+
+    def advertise(name: str, cls: str) -> None:
+        caps = Capabilities(
+            device_class=cls,
+            device="cuda" if cls == "gpu" else "cpu",
+            queues=[f"{queue}.{cls}", f"{queue}.any"],
+            datasets=["synthetic_cifar10"],
+        )
+        with session_scope() as s:
+            s.add(
+                WorkerSeen(
+                    name=name,
+                    device=caps.device,
+                    queue=queue,
+                    last_seen=utcnow(),
+                    capabilities=caps.model_dump(mode="json"),
+                    info={},
+                )
+            )
+
+    with own_queue() as queue, _client() as client:
+        advertise("gpu-host:1", "gpu")
+        for i in range(3):
+            advertise(f"cpu-host:{i}", "cpu")
+        body = _body(73, [{"name": "fear", "preset": "paper"}, {"name": "params"}], n=2)
+        resp = client.post("/v1/batches", json=body)
+        assert resp.status_code == 201, resp.text
+        status = client.get(f"/v1/batches/{resp.json()['batch_id']}").json()
+        assert status["eta_basis"] == "prior"
+        # 2 paper-scale FEAR runs on 1 GPU worker; the params part (4 consumers) is far shorter
+        assert status["eta_s"] == pytest.approx(2 * prior_cost_s("fear", "training", "paper"))
+        with session_scope() as s:
+            s.execute(delete(WorkerSeen))
+
+
 def test_embedded_broker_depth_is_counted_per_routed_queue(tmp_path: Any) -> None:
     from app.services.queue import queue_depths
     from app.settings import Settings

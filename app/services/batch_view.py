@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,10 +24,9 @@ from app.models import (
     BatchMethod,
     BatchVersion,
     Evaluation,
-    WorkerSeen,
-    utcnow,
 )
 from app.services import eta as eta_service
+from app.services import fleet
 from app.services.ranking_cache import Fingerprint, RankingCache
 from app.settings import Settings
 
@@ -137,24 +135,22 @@ def _eta(
     settings: Settings,
 ) -> eta_service.Eta:
     catalog = all_methods()
-    work = {}
+    pinned = (batch.options or {}).get("device_class")
+    work: dict[str, dict[str, eta_service.MethodWork]] = {}
     for m in batch.methods:
         info = catalog.get(m.name)
+        family = info.family if info else "training"
         counts = per_method[m.alias]
         mean = timings.get(m.alias, {}).get("mean_cost_s")
-        work[m.alias] = eta_service.MethodWork(
+        cls = fleet.route(m.name, family, m.preset, pinned, settings)
+        work.setdefault(cls, {})[m.alias] = eta_service.MethodWork(
             name=m.name,
-            family=info.family if info else "training",
+            family=family,
             preset=m.preset,
             pending=counts["queued"] + counts["running"],
             measured_mean_s=None if mean is None else float(mean),
         )
-    cutoff = utcnow() - timedelta(seconds=settings.worker_seen_window_s)
-    workers = (
-        session.scalar(select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen >= cutoff))
-        or 0
-    )
-    return eta_service.estimate(work, workers)
+    return eta_service.estimate_routed(work, fleet.consumers_per_class(session, settings, list(work)))
 
 
 def progress(session: Session, batch: Batch, limit: int = 100) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """How long a batch still needs: a cost prior per method and preset, replaced by the measured mean
-cost of the method's finished evaluations as soon as there is one, spread over the live workers.
+cost of the method's finished evaluations as soon as there is one, spread over the live workers that
+consume the queue the work is routed to (app/services/fleet.py).
 
 The prior is seconds per evaluation on the CPU reference machine (2 cores, torch 1 thread) for a
 NAS-Bench-201-sized network; it only has to be the right order of magnitude for the first polls, and
@@ -69,3 +70,16 @@ def estimate(work: Mapping[str, MethodWork], workers: int) -> Eta:
         return Eta(0.0, None)
     basis: EtaBasis = "mixed" if len(used) == 2 else ("measured" if "measured" in used else "prior")
     return Eta(remaining / max(1, workers), basis)
+
+
+def estimate_routed(work: Mapping[str, Mapping[str, MethodWork]], consumers: Mapping[str, int]) -> Eta:
+    """``work`` grouped by the queue (device class) it is routed to, each part over the live workers
+    consuming that queue (``consumers``); the batch is done when its slowest part is. A worker that
+    consumes two queues counts for both, so the estimate is optimistic where parts share workers."""
+    parts = [estimate(part, consumers.get(cls, 0)) for cls, part in work.items()]
+    timed = [p for p in parts if p.basis is not None and p.seconds is not None]
+    if not timed:
+        return Eta(0.0, None)
+    bases = {p.basis for p in timed}
+    basis: EtaBasis = bases.pop() if len(bases) == 1 else "mixed"  # type: ignore[assignment]
+    return Eta(max(p.seconds for p in timed if p.seconds is not None), basis)

@@ -154,3 +154,14 @@ def check_queues(
         have = [w for w in consumers if w.capabilities and dataset in w.capabilities.datasets]
         out.append(Availability(queue, cls, len(consumers), len(have)))
     return out
+
+
+def consumers_per_class(session: Session, settings: Settings, classes: Sequence[str]) -> dict[str, int]:
+    """Live workers consuming each class's queue (what the ETA divides that class's work by). A
+    worker that advertised no queues (written before capabilities existed) counts for every class."""
+    workers = live_workers(session, settings)
+    out: dict[str, int] = {}
+    for cls in classes:
+        queue = queue_name(settings, cls)
+        out[cls] = sum(1 for w in workers if w.capabilities is None or queue in w.capabilities.queues)
+    return out
