@@ -339,10 +339,20 @@ def check_fleet(
                 ["body", "dataset"],
                 f"dataset {body.dataset!r} is not available on the workers: no live worker for "
                 f"{a.device_class} work has {body.dataset} files ({a.consumers} consume "
-                f"queue {a.queue!r}); place the dataset in their datasets folder (FASTARCHRANK_DATASETS_DIR) "
-                "or pin the batch to workers that have it with options.device_class",
+                f"queue {a.queue!r}); place the files in their datasets folder (FASTARCHRANK_DATASETS_DIR) "
+                f"as {_layout(body.dataset)}, or pin the batch to workers that have it with "
+                "options.device_class",
             )
     return warnings
+
+
+def _layout(dataset: str) -> str:
+    from app.catalog.datasets import get_dataset
+
+    try:
+        return get_dataset(dataset).layout
+    except ValueError:
+        return "the dataset's documented layout (GET /v1/datasets)"
 
 
 def check_local_dataset(
