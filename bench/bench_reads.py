@@ -12,7 +12,9 @@ rows: one as configured (rendered pages cached by ETag), one with the page cache
 cache), and one that reads the batch's version on every poll (``FASTARCHRANK_RANKING_VERSION_TTL_S=0``),
 so the ratios are measured in one run; the pending page on the cache-less process is what the first
 poll after a change costs (the page is cached under the batch's version otherwise). Conditional polls
-(If-None-Match → 304) are timed too. Everything scratch is removed at the end.
+(If-None-Match → 304) are timed too. Several clients are forked processes (one thread each), as
+separate controllers are; one row repeats the 16 clients as threads of this process for comparison.
+Everything scratch is removed at the end.
 """
 
 from __future__ import annotations
@@ -65,6 +67,59 @@ def _mark_done(database_url: str, batch_id: str) -> None:
             )
         )
     engine.dispose()
+
+
+def _hammer_processes(url: str, clients: int, requests: int, call: Any) -> dict[str, Any]:
+    """Like ``_hammer``, but each client is its own forked process (as separate controllers are):
+    16 client threads in one interpreter queue on its GIL, which adds their own wait to every
+    latency. Forked, so ``call`` may be a closure."""
+    import multiprocessing as mp
+
+    import numpy as np
+
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(clients)
+    results: Any = ctx.Queue()
+
+    def client(worker: int) -> None:
+        rng = random.Random(worker)
+        latencies: list[float] = []
+        errors: list[str] = []
+        with httpx.Client(base_url=url, timeout=120) as http:
+            barrier.wait()
+            for _ in range(requests):
+                start = time.perf_counter()
+                try:
+                    resp = call(http, rng)
+                    ok = resp.status_code in (200, 201)
+                except httpx.HTTPError as exc:
+                    ok, resp = False, exc
+                elapsed = time.perf_counter() - start
+                if ok:
+                    latencies.append(elapsed)
+                else:
+                    errors.append(str(getattr(resp, "status_code", resp)))
+        results.put((latencies, errors, time.perf_counter()))
+
+    procs = [ctx.Process(target=client, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    parts = [results.get(timeout=1800) for _ in procs]
+    for p in procs:
+        p.join()
+    wall = max(end for _, _, end in parts) - start
+    arr = np.asarray([x for lat, _, _ in parts for x in lat]) * 1000.0
+    errors = [e for _, errs, _ in parts for e in errs]
+    return {
+        "requests": int(arr.size) + len(errors),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:5],
+        "p50_ms": float(np.percentile(arr, 50)) if arr.size else None,
+        "p99_ms": float(np.percentile(arr, 99)) if arr.size else None,
+        "mean_ms": float(arr.mean()) if arr.size else None,
+        "throughput_rps": arr.size / wall if wall else None,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,6 +175,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"/v1/batches/{finished}/ranking", params={"limit": 100, "offset": offset}
                     )
 
+                def full_page(http: httpx.Client, rng: random.Random) -> httpx.Response:
+                    return http.get(f"/v1/batches/{finished}/ranking", params={"limit": 1000})
+
                 etags: dict[int, str] = {}
 
                 def conditional_page(http: httpx.Client, rng: random.Random) -> httpx.Response:
@@ -140,21 +198,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 for warm in (url, base_url, every_url):  # first-use imports and the listing cache's fill
                     _hammer(warm, 2, 10, finished_page)
+                _hammer(url, 1, 1, full_page)
+                n, k, kp = args.clients, args.requests, args.pending_requests
+                many = _hammer_processes  # n clients: n processes
                 results = {
-                    "finished_16_no_cache": _hammer(base_url, args.clients, args.requests, finished_page),
+                    "finished_16_no_cache": many(base_url, n, k, finished_page),
                     # the version read from the database on every poll (no memo)
-                    "finished_16_version_every_poll": _hammer(
-                        every_url, args.clients, args.requests, finished_page
-                    ),
-                    "finished_16": _hammer(url, args.clients, args.requests, finished_page),
-                    "finished_16_if_none_match": _hammer(url, args.clients, args.requests, conditional_page),
-                    "finished_1": _hammer(url, 1, args.requests, finished_page),
+                    "finished_16_version_every_poll": many(every_url, n, k, finished_page),
+                    "finished_16": many(url, n, k, finished_page),
+                    # the same 16 clients as threads of one process (the earlier runs' client)
+                    "finished_16_threads": _hammer(url, n, k, finished_page),
+                    "finished_16_if_none_match": many(url, n, k, conditional_page),
+                    "finished_16_limit_1000": many(url, n, k, full_page),
+                    "finished_1": _hammer(url, 1, k, finished_page),
                     # unchanged since the last poll: the page cached under the batch's version
-                    "pending_1": _hammer(url, 1, args.pending_requests, pending_page),
-                    "pending_4": _hammer(url, 4, args.pending_requests, pending_page),
-                    "pending_16": _hammer(url, args.clients, args.pending_requests, pending_page),
+                    "pending_1": _hammer(url, 1, kp, pending_page),
+                    "pending_4": many(url, 4, kp, pending_page),
+                    "pending_16": many(url, n, kp, pending_page),
                     # the first poll after a change (no page cache: every request ranks in SQL)
-                    "pending_1_no_cache": _hammer(base_url, 1, args.pending_requests, pending_page),
+                    "pending_1_no_cache": _hammer(base_url, 1, kp, pending_page),
                 }
     return {
         "finished_items": args.finished_items,
