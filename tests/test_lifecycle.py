@@ -307,3 +307,16 @@ def test_status_counts_use_the_enum(db_session) -> None:  # type: ignore[no-unty
     """Stored strings and enum members compare equal, so existing rows need no migration."""
     assert db_session.scalar(select(Evaluation.status).limit(1)) in (None, *STATUS_VALUES)
     assert EvaluationStatus("queued") is EvaluationStatus.QUEUED and EvaluationStatus.DONE == "done"
+
+
+def test_a_worker_woken_from_suspension_judges_no_one_dead() -> None:
+    """After SIGSTOP (or a paused VM) every beacon looks old to the woken worker's reaper, its own
+    included: the round must not call the others dead and re-queue their running evaluations."""
+    from worker.tasks import _RoundClock
+
+    clock = _RoundClock(interval_s=30.0, dead_after_s=20.0)
+    start = clock.last
+    assert not clock.woke_from_suspension(start + 30.5)  # an ordinary round
+    assert not clock.woke_from_suspension(start + 30.5 + 45.0)  # a slow round, within a beacon's life
+    assert clock.woke_from_suspension(start + 30.5 + 45.0 + 300.0)  # stopped for minutes
+    assert not clock.woke_from_suspension(start + 30.5 + 45.0 + 300.0 + 30.0)

@@ -171,10 +171,30 @@ def _beacon_loop(device: str) -> None:
         _stop.wait(settings.worker_beacon_interval_s)
 
 
+class _RoundClock:
+    """Tells a maintenance round that this process itself was suspended (SIGSTOP, a paused VM or
+    container) since the last round: its wait overran by more than a beacon's life. Every other
+    worker's beacon then looks old to it, though they only could not be seen; judging them dead at
+    once re-queued their running evaluations after every pause."""
+
+    def __init__(self, interval_s: float, dead_after_s: float) -> None:
+        self.limit_s = interval_s + dead_after_s
+        self.last = time.monotonic()
+
+    def woke_from_suspension(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        gap, self.last = now - self.last, now
+        return gap > self.limit_s
+
+
 def _maintenance_loop() -> None:
     """Reaper + sweeper every ``sweep_interval_s``."""
     settings = get_settings()
+    clock = _RoundClock(settings.sweep_interval_s, settings.worker_dead_after_s)
     while not _stop.is_set():
+        if clock.woke_from_suspension():
+            log.warning("this worker was suspended; judging no worker dead until beacons resume")
+            _health.failed()  # up_for() restarts at the beacon's next write, as after an outage
         # Right after a database outage every beacon and heartbeat is old: wait until the live
         # workers have had time to write theirs again before judging anyone dead.
         if _health.up_for() >= settings.worker_dead_after_s:
