@@ -42,6 +42,7 @@ import numpy as np
 from app.catalog.methods import all_methods
 from app.genotypes import GenotypeError, get_space
 from app.services.reports.composite import (
+    COMPOSITE_HIGHER_IS_BETTER,
     CompositeRules,
     CompositeSpecError,
     Direction,
@@ -201,6 +202,11 @@ def method_infos(rows: Sequence[ExportRow]) -> dict[str, MethodInfoRow]:
         if row.method in infos:
             continue
         info = catalog.get(row.method_name)
+        if row.method_name == "composite":  # a named composite the service exported: a mean rank
+            infos[row.method] = MethodInfoRow(
+                row.method, "composite", "", "composite", higher_is_better=COMPOSITE_HIGHER_IS_BETTER
+            )
+            continue
         infos[row.method] = MethodInfoRow(
             alias=row.method,
             method_name=row.method_name,

@@ -166,3 +166,22 @@ def test_fixed_composite_is_reported_like_a_method(
     assert result["composites"][0]["measures_pool"] == ["synflow", "naswot"]
     assert published_report.main([*base, "--fixed-composite", "composite:synflow+grasp"]) == 2
     assert "unknown measure 'grasp'" in capsys.readouterr().err
+
+
+def test_an_exported_named_composite_is_oriented_as_a_mean_rank(tmp_path: Path) -> None:
+    """A batch's named composite reaches the export as method_name 'composite' with its mean rank as
+    the score (1 = best): the report must not read a larger mean rank as better."""
+    export, truth = _write_fixture(tmp_path)
+    with export.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        for position, index in enumerate(INDICES):
+            row = _row("zc2", index, float(len(INDICES) - position))  # rank 1 = the best published
+            writer.writerow({**row, "method_name": "composite", "preset": ""})
+    argv = [
+        "--export", str(export), "--ground-truth", str(truth), "--value-column", "acc",
+        "--out", str(tmp_path / "out"), "--n-boot", "100", "--split-repeats", "1",
+        "--composite-measures", "synflow,naswot",
+    ]  # fmt: skip
+    assert published_report.main(argv) == 0
+    result = json.loads((tmp_path / "out" / "published_report.json").read_text())
+    assert _figures(result["ground_truths"][0])["zc2"]["spearman"]["value"] == pytest.approx(1.0)
