@@ -698,6 +698,24 @@ def composite_lines(block: CompositeBlock) -> list[str]:
 # --- command line ------------------------------------------------------------------------------------
 
 
+def cost_plot(result: Mapping[str, Any]) -> bytes:
+    """The service's cost-vs-Spearman plot (Pareto front drawn) against the published ground truth."""
+    from app.services.reports.plots import cost_vs_spearman_png
+
+    costs = result["cost_per_arch_s"]
+    entries = [
+        {
+            "label": m["method"],
+            "cost_s": costs.get(m["method"]),
+            "spearman": m["spearman"]["value"],
+            "ci_low": m["spearman"]["low"],
+            "ci_high": m["spearman"]["high"],
+        }
+        for m in result["ground_truths"][0]["methods"]
+    ]
+    return cost_vs_spearman_png(entries)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.published_report", description=__doc__.split("\n\n")[0]
@@ -856,6 +874,7 @@ def run(args: argparse.Namespace, argv_text: str) -> dict[str, Any]:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "published_report.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "published_cost_vs_spearman.png").write_bytes(cost_plot(result))
     (args.out / "published_report.md").write_text(markdown(result, blocks, composites) + "\n")
     return result
 

@@ -109,6 +109,7 @@ def test_report_against_published_and_in_service_ground_truth(tmp_path: Path) ->
     assert composite["chosen"] == ["synflow"]  # perfect on any half; the smaller subset wins a tie
     assert composite["evaluation"]["spearman"]["value"] == pytest.approx(1.0)
     assert composite["cost_per_arch_s"] == pytest.approx(0.02)
+    assert (tmp_path / "out" / "published_cost_vs_spearman.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / "out" / "published_report.md").read_text()
     assert "ρ vs nb201-test" in text and "Δρ vs synflow" in text and "composite" in text
 

@@ -141,3 +141,13 @@ def test_pending_points_are_named_pending_not_dropped() -> None:
     assert panel_title("fear", None, 0, 20, 0) == "fear: ρ = n/a (n = 0), 20 pending"
     assert "dropped" not in panel_title("fear", 0.5, 3, 17, 0)
     assert panel_title("fear", 0.5, 3, 0, 2).endswith("2 dropped")
+
+
+def test_pareto_front_keeps_only_undominated_methods():
+    from app.services.reports.plots import pareto_front
+
+    points = [(0.002, 0.79), (0.02, 0.80), (0.3, 0.82), (0.44, 0.89), (57.0, 0.51), (0.7, 0.70), (0.02, 0.5)]
+    # cheapest first; fear (57 s, 0.51) and the mid-cost 0.70 are dominated, as is the 0.5 tie on cost
+    assert pareto_front(points) == [0, 1, 2, 3]
+    assert pareto_front([]) == []
+    assert pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [0]  # an equal point does not extend the front

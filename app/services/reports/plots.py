@@ -184,13 +184,27 @@ def _placeable(entry: Mapping[str, Any]) -> bool:
     return cost is not None and cost > 0 and finite_or_none(entry.get("spearman")) is not None
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, ρ) points no other point dominates (as cheap or cheaper and at least as
+    good, better in one), cheapest first: the methods worth choosing at some budget."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front: list[int] = []
+    best = -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
 def cost_vs_spearman_png(
     entries: Sequence[Mapping[str, Any]],
     width_px: int = 900,
     height_px: int = 600,
     dpi: int = 100,
 ) -> bytes:
-    """One labelled point per method or setting: x = mean cost per architecture (s, log), y = Spearman.
+    """One labelled point per method or setting: x = mean cost per architecture (s, log), y = Spearman;
+    the Pareto front (:func:`pareto_front`) is drawn as a dashed step line.
 
     Each entry has ``label``, ``cost_s``, ``spearman`` and optionally ``ci_low``/``ci_high`` (drawn as an
     error bar). Entries without a positive finite cost or without ρ cannot be placed and are skipped.
@@ -211,6 +225,14 @@ def cost_vs_spearman_png(
         else:
             axes.plot([x], [y], "o")
         axes.annotate(str(entry.get("label", "")), (x, y), textcoords="offset points", xytext=(5, 5))
+    coords = [(float(e["cost_s"]), float(e["spearman"])) for e in placed]
+    front = [coords[i] for i in pareto_front(coords)]
+    if len(front) > 1:
+        axes.step(
+            [x for x, _ in front], [y for _, y in front], where="post", color="black", linewidth=1,
+            linestyle="--", label="Pareto front (no method both cheaper and better)",
+        )  # fmt: skip
+        axes.legend(loc="lower right")
     axes.set_xscale("log")
     axes.set_xlabel("mean cost per architecture (s, log scale)")
     axes.set_ylabel("Spearman ρ")
