@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench.embedded import EmbeddedService
-from bench.service_overhead import _hammer, scratch_postgres
+from bench.service_overhead import _hammer, client_run, latency_stats, scratch_postgres
 
 
 def _post(url: str, body: dict[str, Any]) -> str:
@@ -75,30 +75,12 @@ def _hammer_processes(url: str, clients: int, requests: int, call: Any) -> dict[
     latency. Forked, so ``call`` may be a closure."""
     import multiprocessing as mp
 
-    import numpy as np
-
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(clients)
     results: Any = ctx.Queue()
 
     def client(worker: int) -> None:
-        rng = random.Random(worker)
-        latencies: list[float] = []
-        errors: list[str] = []
-        with httpx.Client(base_url=url, timeout=120) as http:
-            barrier.wait()
-            for _ in range(requests):
-                start = time.perf_counter()
-                try:
-                    resp = call(http, rng)
-                    ok = resp.status_code in (200, 201)
-                except httpx.HTTPError as exc:
-                    ok, resp = False, exc
-                elapsed = time.perf_counter() - start
-                if ok:
-                    latencies.append(elapsed)
-                else:
-                    errors.append(str(getattr(resp, "status_code", resp)))
+        latencies, errors = client_run(url, worker, requests, call, barrier)
         results.put((latencies, errors, time.perf_counter()))
 
     procs = [ctx.Process(target=client, args=(i,)) for i in range(clients)]
@@ -109,17 +91,9 @@ def _hammer_processes(url: str, clients: int, requests: int, call: Any) -> dict[
     for p in procs:
         p.join()
     wall = max(end for _, _, end in parts) - start
-    arr = np.asarray([x for lat, _, _ in parts for x in lat]) * 1000.0
-    errors = [e for _, errs, _ in parts for e in errs]
-    return {
-        "requests": int(arr.size) + len(errors),
-        "errors": len(errors),
-        "error_examples": sorted(set(errors))[:5],
-        "p50_ms": float(np.percentile(arr, 50)) if arr.size else None,
-        "p99_ms": float(np.percentile(arr, 99)) if arr.size else None,
-        "mean_ms": float(arr.mean()) if arr.size else None,
-        "throughput_rps": arr.size / wall if wall else None,
-    }
+    return latency_stats(
+        [x for lat, _, _ in parts for x in lat], [e for _, errs, _ in parts for e in errs], wall
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -272,37 +272,29 @@ def seed_evaluations(url: str, database_url: str) -> tuple[str, int]:
     return created["batch_id"], int(stored)
 
 
-def _hammer(url: str, clients: int, requests: int, call: Any) -> dict[str, Any]:
+def client_run(url: str, worker: int, requests: int, call: Any, ready: Any) -> tuple[list[float], list[str]]:
+    """One client: ``requests`` timed calls after ``ready.wait()``; (latencies in s, error labels)."""
     latencies: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients)
+    rng = random.Random(worker)
+    with httpx.Client(base_url=url, timeout=120) as http:
+        ready.wait()
+        for _ in range(requests):
+            start = time.perf_counter()
+            try:
+                resp = call(http, rng)
+                ok = resp.status_code in (200, 201)
+            except httpx.HTTPError as exc:
+                ok, resp = False, exc
+            elapsed = time.perf_counter() - start
+            if ok:
+                latencies.append(elapsed)
+            else:
+                errors.append(str(getattr(resp, "status_code", resp)))
+    return latencies, errors
 
-    def client_loop(worker: int) -> None:
-        rng = random.Random(worker)
-        with httpx.Client(base_url=url, timeout=120) as http:
-            barrier.wait()
-            for _ in range(requests):
-                start = time.perf_counter()
-                try:
-                    resp = call(http, rng)
-                    ok = resp.status_code in (200, 201)
-                except httpx.HTTPError as exc:
-                    ok, resp = False, exc
-                elapsed = time.perf_counter() - start
-                with lock:
-                    if ok:
-                        latencies.append(elapsed)
-                    else:
-                        errors.append(str(getattr(resp, "status_code", resp)))
 
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+def latency_stats(latencies: list[float], errors: list[str], wall: float) -> dict[str, Any]:
     arr = np.asarray(latencies) * 1000.0
     return {
         "requests": len(latencies) + len(errors),
@@ -313,6 +305,27 @@ def _hammer(url: str, clients: int, requests: int, call: Any) -> dict[str, Any]:
         "mean_ms": float(arr.mean()) if arr.size else None,
         "throughput_rps": len(latencies) / wall if wall else None,
     }
+
+
+def _hammer(url: str, clients: int, requests: int, call: Any) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client_loop(worker: int) -> None:
+        lat, err = client_run(url, worker, requests, call, barrier)
+        with lock:
+            latencies.extend(lat)
+            errors.extend(err)
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latency_stats(latencies, errors, time.perf_counter() - start)
 
 
 def latency(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:

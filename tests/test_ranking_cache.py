@@ -11,21 +11,12 @@ def _finished_batch(client, db_session, seed: int, scores: list[float]) -> str: 
     """A params batch over len(scores) NB201 cells whose evaluations are stored as done with ``scores``."""
     from app.models import Architecture, BatchEvaluation, Evaluation
 
-    data = client.post(
-        "/v1/batches",
-        json={
-            "space": "nb201",
-            "dataset": "synthetic_cifar10",
-            "methods": [{"name": "params"}],
-            "seed": seed,
-            "items": [{"nb201_index": i, "label": f"i{i}"} for i in range(len(scores))],
-        },
-    ).json()
+    batch_id = _pending_batch(client, seed, len(scores))
     evs = db_session.scalars(
         select(Evaluation)
         .join(BatchEvaluation, BatchEvaluation.evaluation_id == Evaluation.id)
         .join(Architecture, Architecture.id == Evaluation.architecture_id)
-        .where(BatchEvaluation.batch_id == data["batch_id"])
+        .where(BatchEvaluation.batch_id == batch_id)
         .order_by(Architecture.index)
     ).all()
     for ev, value in zip(evs, scores, strict=True):
@@ -33,7 +24,7 @@ def _finished_batch(client, db_session, seed: int, scores: list[float]) -> str: 
         ev.attempts = 1
         ev.set_score(value)
     db_session.commit()
-    return str(data["batch_id"])
+    return batch_id
 
 
 def _labels(client, batch_id: str, **params) -> list[str]:  # type: ignore[no-untyped-def]
@@ -142,20 +133,10 @@ def test_pending_ranking_answers_304_until_a_lifecycle_change(client, db_session
     """A live ranking is keyed by the batch's version: an unchanged poll is a 304, and every
     transition the page shows (claim, result) is seen by the next poll, in every batch that shares
     the evaluation — and only there."""
-    from dataclasses import dataclass, field
-
     from app import batch_versions
     from app.lifecycle import claim, complete
     from app.models import BatchEvaluation
-
-    @dataclass
-    class Result:
-        score: float | None
-        status: str = "done"
-        reason: str | None = None
-        cost_s: float | None = 1.0
-        timings: dict[str, float] = field(default_factory=dict)
-        info: dict[str, float] = field(default_factory=dict)
+    from tests.test_lifecycle import Result
 
     seed = 306
     first = _pending_batch(client, seed, 3)
