@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from app.errors import InputError
 from app.models import PENDING, Batch, BatchMethod
 from app.services import batch_view
-from app.services.ranking_cache import Fingerprint, fingerprint
 from app.services.reports.composite import (
     COMPOSITE_HIGHER_IS_BETTER,
     CompositeRules,
@@ -209,14 +208,6 @@ def composite_rows(session: Session, batch: Batch, composite: CompositeMethod) -
             }
         )
     return out
-
-
-def composite_fingerprint(session: Session, batch: Batch, composite: CompositeMethod) -> Fingerprint | None:
-    """The members' fingerprints together; None while any member has a pending evaluation."""
-    parts = [fingerprint(session, batch.id, m.id) for m in composite.members]
-    if any(p is None for p in parts):
-        return None
-    return (composite.spec.name, composite.rules.missing.value, composite.rules.infinite.value, *parts)
 
 
 def ranked_listing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -87,18 +87,6 @@ class RankingCache:
                 self._rows -= len(evicted)
 
 
-def ground_truth_fingerprint(session: Session, batch_id: str, set_name: str) -> Fingerprint:
-    """What identifies a ground-truth set's state (rows, last change, sum of values)."""
-    from app.models import GroundTruth
-
-    count, last, total = session.execute(
-        select(func.count(), func.max(GroundTruth.updated_at), func.sum(GroundTruth.value)).where(
-            GroundTruth.batch_id == batch_id, GroundTruth.set_name == set_name
-        )
-    ).one()
-    return (int(count), str(last), float(total or 0.0))
-
-
 def etag_of(*parts: Any) -> str:
     """A strong ETag (quoted) from the state a response was built from."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
