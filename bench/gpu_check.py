@@ -19,9 +19,12 @@ A section that would start after ``--budget-s`` is recorded as skipped. Sections
    dir) for the smallest, median and largest of three NB201 architectures; warm-up timed apart.
 7. processes: K = 1, 2, 4, 8 spawned processes each training one architecture; evaluations/hour and
    peak memory per process.
-8. compile: ``torch.compile`` of the training step at batch 256 (compile time, then images/s); last,
+8. stacked: K = 1, 2, 4, 8 architectures as one stacked network (grouped convolutions, and the exact
+   mode), evaluations/hour against ``processes``; the grouped stack's first fp32 losses against each
+   network alone on the device.
+9. compile: ``torch.compile`` of the training step at batch 256 (compile time, then images/s); last,
    because it is the most expensive.
-Not covered: the stacked-network training and the real service path (a worker child on CUDA).
+Not covered: the real service path (a worker child on CUDA).
 """
 
 from __future__ import annotations
@@ -474,6 +477,74 @@ def processes(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+STACK_CELLS = (LARGEST, MEDIAN, SMALLEST)  # none has skip_connect on edge 0->1: they stack together
+
+
+def _stacked_worker(device: torch.device, sizes: Sizes, k: int, grouped: bool, batch: int) -> dict[str, Any]:
+    from worker.spaces.nb201_stacked import StackedNB201
+
+    nets = [network(STACK_CELLS[i % len(STACK_CELLS)], sizes.network) for i in range(k)]
+    model = StackedNB201(nets, grouped=grouped).to(device).train()  # type: ignore[arg-type]
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+    y = torch.randint(10, (batch,), generator=gen).to(device)
+    bf16 = device.type == "cuda"
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        model.losses(logits.float(), y).sum().backward()
+        model.clip_grad_norm_(5.0)
+        optimizer.step()
+
+    step()
+    timed = _time_steps(device, step, sizes.process_steps, batch)
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {**timed, "evaluations_per_hour": k * 3600 / timed["wall_s"], "max_memory_gib": memory}
+
+
+def stacked(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    """K architectures as one stacked network (``worker.spaces.nb201_stacked``), ``process_steps``
+    steps at batch 256 per evaluation as in ``processes``: grouped (the GPU path) and exact mode;
+    plus the grouped stack's fp32 agreement with each network trained alone on this device."""
+    torch.backends.cudnn.benchmark = True
+    batch = 256 if device.type == "cuda" else 16
+    out: dict[str, Any] = {"steps_per_evaluation": sizes.process_steps, "batch": batch}
+    for k in sizes.process_counts:
+        for grouped in (True, False):
+            out[f"K{k}_{'grouped' if grouped else 'exact'}"] = _stacked_worker(
+                device, sizes, k, grouped, batch
+            )
+    base = out[f"K{sizes.process_counts[0]}_grouped"]["evaluations_per_hour"]
+    out["best_grouped_vs_K1"] = (
+        max(out[f"K{k}_grouped"]["evaluations_per_hour"] for k in sizes.process_counts) / base
+    )
+    with deterministic_fp32():
+        from worker.spaces.nb201_stacked import StackedNB201
+
+        alone = [network(g, sizes.network).to(device).train() for g in STACK_CELLS]
+        stack = (
+            StackedNB201(
+                [network(g, sizes.network) for g in STACK_CELLS],  # type: ignore[misc]
+                grouped=True,
+            )
+            .to(device)
+            .train()
+        )
+        gen = torch.Generator().manual_seed(1)
+        x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+        y = torch.randint(10, (batch,), generator=gen).to(device)
+        with torch.no_grad():
+            stack_loss = stack.losses(stack(x), y)
+            alone_loss = torch.stack([F.cross_entropy(net(x), y) for net in alone])
+        out["grouped_fp32_first_loss_max_abs_diff"] = float((stack_loss - alone_loss).abs().max())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
@@ -496,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         ("throughput", lambda: throughput(device, sizes)),
         ("fear_paper_cifar10", lambda: fear_paper_cifar10(device, sizes, args.cifar_tar)),
         ("processes", lambda: processes(device, sizes)),
+        ("stacked", lambda: stacked(device, sizes)),
         ("compile", lambda: compile_section(device, sizes)),
     ]
     failed = 0

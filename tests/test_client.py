@@ -182,6 +182,41 @@ def test_async_client_gives_the_same_answers(embedded_url: str) -> None:
     assert ev_scores == [expected[1][1], expected[0][1], expected[1][1]]
 
 
+def test_cancel_and_delete_reach_every_part_of_a_split_batch(embedded_url: str) -> None:
+    # shortreg takes seconds per architecture: right after submission nearly all are still queued.
+    items = [5001, 5002, 5003, 5004]
+    with Client(embedded_url, max_items_per_batch=2, poll_s=0.3) as client:
+        batch = client.submit("nb201", DATASET, {"name": "shortreg", "preset": "tiny"}, items, seed=11)
+        assert len(batch.ids) == 2
+        cancelled = batch.cancel()
+        assert [c.batch_id for c in cancelled] == batch.ids
+        assert all(c.cancelled_at is not None for c in cancelled)
+        assert sum(c.counts.cancelled for c in cancelled) >= 2, "queued evaluations end cancelled"
+        assert sum(c.counts.total for c in cancelled) == 4
+        again = batch.cancel()
+        assert [c.cancelled_at for c in again] == [c.cancelled_at for c in cancelled], "idempotent"
+
+        batch.delete()
+        for batch_id in batch.ids:
+            with pytest.raises(FastArchRankError) as err:
+                client.batch(batch_id).status()
+            assert err.value.status == 404
+
+    async def run() -> int | None:
+        async with AsyncClient(embedded_url) as aclient:
+            abatch = await aclient.submit("nb201", DATASET, ["params"], [5005], seed=11)
+            (state,) = await abatch.cancel()
+            assert state.batch_id == abatch.id
+            await abatch.delete()
+            try:
+                await abatch.status()
+            except FastArchRankError as exc:
+                return exc.status
+            return None
+
+    assert asyncio.run(run()) == 404
+
+
 def test_evaluator_keeps_order_computes_duplicates_once_and_is_one_search(embedded_url: str) -> None:
     transport = Recording()
     with Client(embedded_url, poll_s=0.3, transport=transport) as client:

@@ -56,6 +56,7 @@ def test_smoke_mode_runs_every_section_and_writes_json_and_markdown(tmp_path: Pa
         "throughput",
         "fear_paper_cifar10",
         "processes",
+        "stacked",
         "compile",
     ]
     # CPU against itself: the comparisons are exact, so they cannot hide a broken comparison.
@@ -65,4 +66,7 @@ def test_smoke_mode_runs_every_section_and_writes_json_and_markdown(tmp_path: Pa
     assert report["fear_paper_cifar10"]["train_images"] == 40
     assert {"smallest", "median", "largest", "warmup_s"} <= set(report["fear_paper_cifar10"])
     assert report["processes"]["K2"]["evaluations_per_hour"] > 0
+    assert report["stacked"]["K2_grouped"]["evaluations_per_hour"] > 0
+    # On the CPU the grouped stack's first losses are the standalone networks' (3x3 forward is bitwise).
+    assert report["stacked"]["grouped_fp32_first_loss_max_abs_diff"] < 1e-5
     assert "## throughput" in (out / "gpu_check.md").read_text()

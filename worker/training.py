@@ -45,6 +45,7 @@ from torch import nn
 from app.catalog.base import NetworkOptions, Precision, Schedule, SgdOptions, StageOptions
 from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
+from worker.spaces.nb201_stacked import StackedNB201
 
 Clock = Callable[[], float]
 StopReason = Literal["completed", "epoch_callback", "step_callback"]
@@ -101,6 +102,10 @@ class EpochStats:
     seconds: float  # wall time of this epoch
     elapsed_s: float  # wall time since the loop started, this epoch included
     lr_last: float  # learning rate of the epoch's last step
+    # A stacked model (``StackedNB201``): each network's own accuracy and loss; ``train_acc`` and
+    # ``train_loss`` are then their means.
+    per_network_acc: tuple[float, ...] = ()
+    per_network_loss: tuple[float, ...] = ()
 
 
 @dataclass
@@ -372,6 +377,11 @@ def train(
         raise ValueError("epochs and batch_size must be positive")
     if options.drop_path > 0 and not hasattr(model, "drop_path_prob"):
         raise ValueError("drop_path > 0 but the network has no drop_path_prob attribute (darts/nb301 only)")
+    stacked = model if isinstance(model, StackedNB201) else None
+    if stacked is not None and (options.mixup_alpha > 0 or options.aux_weight > 0 or hooks.keeps_window):
+        raise ValueError(
+            "a stacked model trains without mixup, an auxiliary head or a sliding accuracy window"
+        )
     sgd = options.sgd
     device = next(model.parameters()).device
     set_float32_numerics(device, options.precision)
@@ -412,8 +422,9 @@ def train(
     for epoch_index in range(options.epochs):
         _set_drop_path(model, options.drop_path * epoch_index / options.epochs)
         epoch_start = clock()
-        correct = torch.zeros((), dtype=torch.float64 if mixup else torch.long, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        shape = (stacked.stack_size,) if stacked is not None else ()
+        correct = torch.zeros(shape, dtype=torch.float64 if mixup else torch.long, device=device)
+        loss_sum = torch.zeros(shape, dtype=torch.float32, device=device)
         seen = 0
         interrupted = False
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data.train_batches(
@@ -431,10 +442,12 @@ def train(
             with _autocast(device, options.precision), torch.set_grad_enabled(optimizer is not None):
                 output, aux_output = _split_outputs(model(x))
                 logits = output.float()
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y) if stacked is None else stacked.losses(logits, y)
                 if order is not None:
                     loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y[order])
-                objective = loss
+                objective = (
+                    loss if stacked is None else loss.sum()
+                )  # each network's gradient is exactly its own
                 if use_aux and aux_output is not None:
                     aux_loss = F.cross_entropy(aux_output.float(), y)
                     if order is not None:
@@ -447,12 +460,14 @@ def train(
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
-                if sgd.grad_clip is not None:
+                if sgd.grad_clip is not None and stacked is not None:
+                    stacked.clip_grad_norm_(sgd.grad_clip)
+                elif sgd.grad_clip is not None:
                     nn.utils.clip_grad_norm_(params, sgd.grad_clip)
                 optimizer.step()
             n = y.shape[0]
-            predicted = logits.detach().argmax(dim=1)
-            hits = (predicted == y).sum()
+            predicted = logits.detach().argmax(dim=-1)
+            hits = (predicted == y).sum(dim=-1)
             if order is not None:
                 hits = lam * hits.double() + (1.0 - lam) * (predicted == y[order]).sum().double()
             correct.add_(hits)
@@ -472,8 +487,9 @@ def train(
         if interrupted:
             break
         # The single host sync of the epoch (it also makes the epoch time exact on CUDA).
-        accuracy = float(correct.item()) / max(seen, 1)
-        mean_loss = loss_sum.item() / max(seen, 1)
+        accs = [float(c) / max(seen, 1) for c in correct.reshape(-1).tolist()]
+        means = [float(v) / max(seen, 1) for v in loss_sum.reshape(-1).tolist()]
+        accuracy, mean_loss = sum(accs) / len(accs), sum(means) / len(means)
         now = clock()
         stats = EpochStats(
             epoch=epoch_index + 1,
@@ -483,6 +499,8 @@ def train(
             seconds=now - epoch_start,
             elapsed_s=now - start - callback_s,
             lr_last=lr,
+            per_network_acc=tuple(accs) if stacked is not None else (),
+            per_network_loss=tuple(means) if stacked is not None else (),
         )
         result.epochs.append(stats)
         stop = hooks.on_epoch(stats)

@@ -12,6 +12,7 @@ from fastarchrank.client import Batch, Client
 from fastarchrank.errors import FastArchRankError, FieldError, WaitTimeout
 from fastarchrank.evaluator import Evaluator, fitness
 from fastarchrank.models import (
+    BatchCancelled,
     BatchCreated,
     BatchStatus,
     GroundTruthPut,
@@ -30,6 +31,7 @@ __all__ = [
     "AsyncClient",
     "AsyncEvaluator",
     "Batch",
+    "BatchCancelled",
     "BatchCreated",
     "BatchStatus",
     "Client",

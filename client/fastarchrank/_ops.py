@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from fastarchrank.errors import FastArchRankError
 from fastarchrank.models import (
+    BatchCancelled,
     BatchCreated,
     BatchStatus,
     Export,
@@ -206,6 +207,20 @@ def score_of(row: ExportRow, offset: int = 0) -> Score:
         evaluation_id=row.evaluation_id,
         architecture_key=row.architecture_key,
     )
+
+
+def cancel_op(parts: Sequence[Part]) -> Op:
+    out = []
+    for part in parts:
+        out.append(BatchCancelled.model_validate((yield Call("POST", f"/v1/batches/{part.batch_id}/cancel"))))
+    return out
+
+
+def delete_op(parts: Sequence[Part]) -> Op:
+    # 204 with no body: decoded as text so an empty answer is not parsed as JSON.
+    for part in parts:
+        yield Call("DELETE", f"/v1/batches/{part.batch_id}", decode="text")
+    return None
 
 
 def export_op(parts: Sequence[Part]) -> Op:

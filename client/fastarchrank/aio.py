@@ -18,6 +18,7 @@ from fastarchrank._transport import RETRYABLE_ERRORS, RetryPolicy, should_retry
 from fastarchrank.errors import FastArchRankError, WaitTimeout, unreachable
 from fastarchrank.evaluator import SearchSpec, _key
 from fastarchrank.models import (
+    BatchCancelled,
     BatchStatus,
     Export,
     GroundTruthPut,
@@ -222,6 +223,12 @@ class AsyncBatch:
         items = _ops.ground_truth_items(values, self.space)
         op = _ops.put_ground_truth_op(self.parts, set_name, items, skip_unknown)
         return await self.client._run(op)  # type: ignore[no-any-return]
+
+    async def cancel(self) -> list[BatchCancelled]:
+        return list(await self.client._run(_ops.cancel_op(self.parts)))
+
+    async def delete(self) -> None:
+        await self.client._run(_ops.delete_op(self.parts))
 
     async def export(self) -> list[Export]:
         return list(await self.client._run(_ops.export_op(self.parts)))

@@ -14,7 +14,16 @@ from fastarchrank._base import DEFAULT_TIMEOUT_S, ClientConfig, decode, new_key,
 from fastarchrank._ops import Call, Item, MethodArg, Op, Part
 from fastarchrank._transport import RETRYABLE_ERRORS, RetryPolicy, should_retry
 from fastarchrank.errors import FastArchRankError, WaitTimeout, unreachable
-from fastarchrank.models import BatchStatus, Export, GroundTruthPut, Health, Ranking, Report, Score
+from fastarchrank.models import (
+    BatchCancelled,
+    BatchStatus,
+    Export,
+    GroundTruthPut,
+    Health,
+    Ranking,
+    Report,
+    Score,
+)
 from fastarchrank.progress import Progress, combined, format_duration
 
 if TYPE_CHECKING:
@@ -250,9 +259,7 @@ class Batch:
         for anything unfinished, unmet, rejected, failed or non-finite."""
         return list(self.client._run(_ops.scores_op(self.parts, method)))
 
-    def report(
-        self, ground_truth: str | None = None, methods: Sequence[str] | None = None
-    ) -> Report:
+    def report(self, ground_truth: str | None = None, methods: Sequence[str] | None = None) -> Report:
         return self.client._run(_ops.report_op(self.parts, ground_truth, methods, False))  # type: ignore[no-any-return]
 
     def report_markdown(self, ground_truth: str | None = None, methods: Sequence[str] | None = None) -> str:
@@ -280,6 +287,15 @@ class Batch:
         items = _ops.ground_truth_items(values, self.space)
         op = _ops.put_ground_truth_op(self.parts, set_name, items, skip_unknown)
         return self.client._run(op)  # type: ignore[no-any-return]
+
+    def cancel(self) -> list[BatchCancelled]:
+        """Stop every part: queued evaluations end ``cancelled``, running ones stop at their next
+        heartbeat; evaluations another live batch also uses go on. Cancelling again changes nothing."""
+        return list(self.client._run(_ops.cancel_op(self.parts)))
+
+    def delete(self) -> None:
+        """Delete every part with its items and ground truth (evaluations no other batch uses go too)."""
+        self.client._run(_ops.delete_op(self.parts))
 
     def export(self) -> list[Export]:
         """Every (item, method) row of every part, as the service stores it (export.json)."""

@@ -61,6 +61,17 @@ class BatchCreated(_Model):
     ranking_url: str = ""
 
 
+class BatchCancelled(_Model):
+    """One server batch after ``POST /v1/batches/{id}/cancel`` (cancelling again changes nothing)."""
+
+    batch_id: str
+    cancelled_at: datetime
+    cancel_reason: str | None = None
+    counts: StatusCounts
+    stopping: int = 0
+    kept_for_other_batches: int = 0
+
+
 class BatchStatus(_Model):
     batch_id: str
     status: str
