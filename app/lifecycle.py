@@ -61,6 +61,7 @@ __all__ = [
     "lease_for_publish",
     "link_or_reuse",
     "mark_published",
+    "publish_due",
     "reap",
     "record_fastest",
     "release_lease",
@@ -268,15 +269,30 @@ class Leased:
     architecture_id: int
 
 
+def publish_due(queued_at: datetime, enqueued_at: datetime | None, now: datetime, settings: Settings) -> bool:
+    """Whether a published but unclaimed evaluation's lease has run out. The lease grows with the
+    time the evaluation has waited (``max(publish_lease_s, enqueued_at - queued_at)``, at most
+    ``publish_lease_max_s``), so an evaluation deep in a long backlog is re-published every 10, 20,
+    40, ... minutes instead of every 10: a lost message still gets a new one, and a backlog of hours
+    does not pile up one duplicate per evaluation per lease."""
+    if enqueued_at is None:
+        return True
+    waited = (enqueued_at - queued_at).total_seconds()
+    lease = min(
+        max(settings.publish_lease_s, waited), max(settings.publish_lease_max_s, settings.publish_lease_s)
+    )
+    return (now - enqueued_at).total_seconds() > lease
+
+
 def lease_for_publish(
     session: Session, settings: Settings, limit: int, now: datetime, ids: Collection[int] = ()
 ) -> list[Leased]:
     """Take the publish lease (``enqueued_at = now``) of queued evaluations no live message will
-    deliver: never published (older than ``requeue_after_s``), or published longer than
-    ``publish_lease_s`` ago without being claimed — whatever the broker queue depth, so no message
-    lost to a broker or database outage strands its evaluation. ``ids`` are leased if never
-    published, at once (the reaper's re-queued evaluations). The conditions are re-checked by the
-    UPDATE itself, so two sweepers at once lease each evaluation once."""
+    deliver: never published (older than ``requeue_after_s``), or published and not claimed within
+    their lease (``publish_due``) — whatever the broker queue depth, so no message lost to a broker
+    or database outage strands its evaluation. ``ids`` are leased if never published, at once (the
+    reaper's re-queued evaluations). The base conditions are re-checked by the UPDATE itself, so two
+    sweepers at once lease each evaluation once."""
     never = and_(
         Evaluation.enqueued_at.is_(None),
         Evaluation.queued_at < now - timedelta(seconds=settings.requeue_after_s),
@@ -285,19 +301,25 @@ def lease_for_publish(
     due = or_(never, expired)
     if ids:
         due = or_(due, and_(Evaluation.enqueued_at.is_(None), Evaluation.id.in_(sorted(ids))))
-    candidates = session.scalars(
-        select(Evaluation.id).where(Evaluation.status == Q.QUEUED, due).order_by(Evaluation.id).limit(limit)
+    rows = session.execute(
+        select(Evaluation.id, Evaluation.queued_at, Evaluation.enqueued_at)
+        .where(Evaluation.status == Q.QUEUED, due)
+        .order_by(Evaluation.id)
     ).all()
+    # The grown lease is judged here (portable: no timestamp arithmetic on columns in SQL).
+    candidates = [r[0] for r in rows if publish_due(r[1], r[2], now, settings)][:limit]
     if not candidates:
         return []
-    rows = session.execute(
-        update(Evaluation)
-        .where(Evaluation.id.in_(list(candidates)), Evaluation.status == Q.QUEUED, due)
-        .values(enqueued_at=now)
-        .returning(Evaluation.id, Evaluation.method, Evaluation.architecture_id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted((Leased(r[0], r[1], r[2]) for r in rows), key=lambda x: x.evaluation_id)
+    leased: list[Any] = []
+    for part in chunks(candidates, MAX_PARAMS):
+        leased += session.execute(
+            update(Evaluation)
+            .where(Evaluation.id.in_(list(part)), Evaluation.status == Q.QUEUED, due)
+            .values(enqueued_at=now)
+            .returning(Evaluation.id, Evaluation.method, Evaluation.architecture_id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return sorted((Leased(r[0], r[1], r[2]) for r in leased), key=lambda x: x.evaluation_id)
 
 
 def release_lease(session: Session, ids: Sequence[int], lease: datetime) -> None:

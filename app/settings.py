@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         description="a published evaluation not claimed within this many seconds is published again "
         "(its message may have been lost to a broker or database outage), seconds",
     )
+    publish_lease_max_s: float = Field(
+        3600.0,
+        gt=0,
+        description="the publish lease grows with the time an evaluation has waited in the queue, up to "
+        "this many seconds (a long backlog is not re-published every publish_lease_s), seconds",
+    )
     worker_beacon_interval_s: float = Field(
         5.0, gt=0, description="period of a worker's presence beacon (its `workers` row), seconds"
     )

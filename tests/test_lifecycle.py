@@ -27,6 +27,7 @@ from app.lifecycle import (
     lease_for_publish,
     link_or_reuse,
     mark_published,
+    publish_due,
     reap,
     release_lease,
 )
@@ -280,6 +281,43 @@ def test_publish_lease_expires_and_a_failed_publish_releases_it(db_session, arch
     db_session.commit()
     assert leased_now(later + timedelta(seconds=settings.publish_lease_s / 2)) == set()
     assert leased_now(later + timedelta(seconds=settings.publish_lease_s + 1)) == mine
+
+
+def test_the_publish_lease_grows_with_the_wait_so_a_long_backlog_is_not_republished_every_lease(  # type: ignore[no-untyped-def]
+    db_session, arch_ids
+) -> None:
+    settings = get_settings()
+    lease, cap = settings.publish_lease_s, settings.publish_lease_max_s
+    linked = link_or_reuse(db_session, "synthetic_cifar10", _seed(), [SPEC], arch_ids)
+    db_session.commit()
+    mine = set(linked.new)
+    queued = _get(db_session, linked.new[0]).queued_at
+
+    def leased_now(at) -> set[int]:  # type: ignore[no-untyped-def]
+        got = {x.evaluation_id for x in lease_for_publish(db_session, settings, 10_000, at)}
+        db_session.commit()
+        return got & mine
+
+    # One message at submission, then, never claimed (a backlog): the re-publishes of a 3-hour wait.
+    mark_published(db_session, linked.new, queued)
+    db_session.commit()
+    sent_at = [0.0]
+    for minute in range(1, 181):
+        if leased_now(queued + timedelta(minutes=minute)) == mine:
+            sent_at.append(minute)
+    # Sweeps on whole minutes: each lease is the wait so far (strictly exceeded), capped at 60 min.
+    assert sent_at == [0, 11, 23, 47, 95, 156], sent_at
+    assert len(sent_at) < 180 * 60 / lease / 2, "fewer than half the messages of a fixed lease"
+    # The rule itself: at least publish_lease_s, the time already waited, at most the cap.
+    q = queued
+    assert not publish_due(q, q, q + timedelta(seconds=lease), settings)
+    assert publish_due(q, q, q + timedelta(seconds=lease + 1), settings)
+    waited = q + timedelta(seconds=2 * lease)
+    assert not publish_due(q, waited, waited + timedelta(seconds=1.5 * lease), settings)
+    assert publish_due(q, waited, waited + timedelta(seconds=2 * lease + 1), settings)
+    ages_ago = q + timedelta(days=1)
+    assert publish_due(q, ages_ago, ages_ago + timedelta(seconds=cap + 1), settings), "capped"
+    assert publish_due(q, None, q, settings), "never published"
 
 
 def test_dead_owner_detection() -> None:
