@@ -57,7 +57,7 @@ from app.services.reports.composite import (
 )
 from app.services.reports.ranking import score_is_usable
 from app.services.reports.stats import bootstrap_ci, correlation, top_percent_table
-from bench.summary import paired_spearman_difference
+from bench.summary import funnel_lines, paired_spearman_difference
 
 DEFAULT_INTERNAL = "full"
 CHEAP_FAMILIES = ("zero_cost", "static")  # the default pool of composite measures
@@ -241,6 +241,56 @@ def mean_costs(rows: Sequence[ExportRow]) -> dict[str, float | None]:
 
 
 # --- statistics --------------------------------------------------------------------------------------
+
+
+FUNNEL_PERCENTS = (10.0, 20.0, 30.0, 40.0, 50.0, 100.0)
+
+
+def funnel_section(
+    rows: Sequence[ExportRow],
+    scores: Mapping[str, Mapping[str, float]],
+    pairs: Sequence[tuple[str, str]],
+    measure: str | None,
+) -> dict[str, Any]:
+    """A funnel's cost and top-% table from the export, in the service's report shape (``funnel``),
+    for each (funnel alias, the same method's alias on every candidate): the cost of the cheap measure
+    on every candidate plus the expensive method on the kept ones, against the expensive method's mean
+    cost times every candidate; and the top-% table of the funnel against the method run on all."""
+    candidates = {row.key for row in rows}
+    spent: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.cost_s is not None and math.isfinite(row.cost_s):
+            spent[row.method] = spent.get(row.method, 0.0) + row.cost_s
+            counts[row.method] = counts.get(row.method, 0) + 1
+    cheap = spent.get(measure, 0.0) if measure else 0.0
+    methods: dict[str, Any] = {}
+    kept = 0
+    for funnel, full in pairs:
+        if funnel not in scores or full not in scores:
+            raise ValueError(f"--funnel {funnel}={full}: the export has no such method")
+        kept = max(kept, counts.get(funnel, 0))
+        expensive = spent.get(funnel, 0.0)
+        estimated = expensive / max(counts.get(funnel, 0), 1) * len(candidates)
+        total = cheap + expensive
+        table = top_percent_table(
+            _as_hashable(scores[full]), _as_hashable(scores[funnel]), {}, FUNNEL_PERCENTS
+        )
+        methods[funnel] = {
+            "cheap_cost_s": cheap,
+            "expensive_cost_s": expensive,
+            "funnel_cost_s": total,
+            "estimated_expensive_all_s": estimated,
+            "saved_s": estimated - total,
+            "cost_ratio": total / estimated if estimated else None,
+            "vs_reference": {"method": full, "top_percent": table},
+        }
+    return {
+        "rule": f"kept by {measure}" if measure else "",
+        "n_kept": kept,
+        "n_candidates": len(candidates),
+        "methods": methods,
+    }
 
 
 def kendall_bootstrap_ci(
@@ -599,6 +649,8 @@ def markdown(
     lines += top_percent_lines(blocks)
     for composite in composites:
         lines += composite_lines(composite)
+    if result.get("funnel"):
+        lines += funnel_lines({"funnel": result["funnel"]})
     lines += [
         "## Rules",
         "",
@@ -751,6 +803,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a composite named in advance (e.g. composite:synflow+naswot+jacob_cov), reported over all "
         "architectures like any method; repeatable",
     )
+    parser.add_argument(
+        "--funnel",
+        action="append",
+        default=[],
+        metavar="FUNNEL=FULL",
+        help="a funnel stage's alias and the same method's alias run on every candidate (e.g. "
+        "funnel-fear=fear): its cost saved and top-%% table against the full run; repeatable",
+    )
+    parser.add_argument("--funnel-measure", default=None, help="the funnel's cheap measure (its cost counts)")
     parser.add_argument("--max-size", type=int, default=3, help="largest composite tried (measures)")
     parser.add_argument("--missing", choices=[r.value for r in MissingRule], default=MissingRule.WORST.value)
     parser.add_argument(
@@ -846,6 +907,11 @@ def run(args: argparse.Namespace, argv_text: str) -> dict[str, Any]:
         for name, truth in truths
     ]
 
+    pairs = [tuple(text.split("=", 1)) for text in args.funnel]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError("--funnel takes FUNNEL=FULL, e.g. funnel-fear=fear")
+    funnel = funnel_section(rows, scores, pairs, args.funnel_measure) if pairs else None  # type: ignore[arg-type]
+
     recorded = _recorded_note(args.export)
     result: dict[str, Any] = {
         "title": args.title or f"{args.out.name}: the recorded study against the published accuracy",
@@ -871,6 +937,7 @@ def run(args: argparse.Namespace, argv_text: str) -> dict[str, Any]:
         "ground_truth_agreement": agreement,
         "ground_truths": [asdict(b) for b in blocks],
         "composites": [asdict(c) for c in composites],
+        "funnel": funnel,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "published_report.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -896,6 +963,11 @@ def _recorded_note(export: Path) -> str:
         parts.append(f"on {recorded['machine']}")
     if recorded.get("torch_threads"):
         parts.append(f"{recorded['torch_threads']} torch thread per worker")
+    completion = export.parent / "completion.json"
+    if completion.exists():
+        for done in json.loads(completion.read_text()):
+            replaced = ", ".join(f"{n} {alias}" for alias, n in done["replaced_rows"].items())
+            parts.append(f"completed {done['finished_at']} by bench/complete_run.py ({replaced} rows)")
     text = ", ".join(p for p in parts if p)
     return f"; {text}" if text else ""
 

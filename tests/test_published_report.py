@@ -186,3 +186,34 @@ def test_an_exported_named_composite_is_oriented_as_a_mean_rank(tmp_path: Path) 
     assert published_report.main(argv) == 0
     result = json.loads((tmp_path / "out" / "published_report.json").read_text())
     assert _figures(result["ground_truths"][0])["zc2"]["spearman"]["value"] == pytest.approx(1.0)
+
+
+def test_funnel_cost_and_top_percent_against_the_method_run_on_every_candidate(tmp_path: Path) -> None:
+    export, truth = _write_fixture(tmp_path)
+    kept = {INDICES[0]: -1.0, INDICES[1]: -2.0, INDICES[4]: -5.0}  # fear's own scores (orders 1, 2, 5)
+    with export.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        for index, score in kept.items():
+            writer.writerow({**_row("funnel-fear", index, score, cost=10.0), "method_name": "fear"})
+    argv = [
+        "--export", str(export), "--ground-truth", str(truth), "--value-column", "acc",
+        "--out", str(tmp_path / "out"), "--n-boot", "100", "--split-repeats", "1",
+        "--composite-measures", "synflow,naswot", "--funnel", "funnel-fear=fear", "--funnel-measure", "synflow",
+    ]  # fmt: skip
+    assert published_report.main(argv) == 0
+    result = json.loads((tmp_path / "out" / "published_report.json").read_text())
+    funnel = result["funnel"]
+    assert (funnel["n_kept"], funnel["n_candidates"]) == (3, 9)
+    stage = funnel["methods"]["funnel-fear"]
+    assert stage["cheap_cost_s"] == pytest.approx(9 * 0.02)  # synflow on every candidate
+    assert stage["expensive_cost_s"] == pytest.approx(30.0)
+    assert stage["estimated_expensive_all_s"] == pytest.approx(10.0 * 9)
+    assert stage["cost_ratio"] == pytest.approx((30.0 + 0.18) / 90.0)
+    # fear is finite on 7 candidates (orders 0, 1, 2, 5, 6, 7, 8; best = the unpublished EXTRA, order 0)
+    common = {row["p"]: row["common"] for row in stage["vs_reference"]["top_percent"]}
+    assert common[20.0] == 0.0  # k = 1: fear's best (EXTRA) was filtered out
+    assert common[30.0] == pytest.approx(1 / 2)  # k = 2: {0, 1} vs {1, 2}
+    assert common[50.0] == pytest.approx(2 / 3)  # k = 3: {0, 1, 2} vs {1, 2, 5}
+    assert common[100.0] == pytest.approx(3 / 7)
+    assert "## Funnel" in (tmp_path / "out" / "published_report.md").read_text()
+    assert published_report.main([*argv[:-4], "--funnel", "funnel-fear"]) == 2  # no "=FULL": refused
