@@ -15,6 +15,7 @@ A section that would start after ``--budget-s`` is recorded as skipped. Sections
 4. zero_cost_parity: every zero-cost measure through the service's runner, CPU vs device.
 5. throughput: the largest NB201 network (all 3x3 convs, C=16 N=5) at batch 256 and 1024, fp32 and
    bf16, eager vs a CUDA-graph-captured training step (static buffers); wall and CUDA-event time.
+5b. loop_cuda_graph: the service's loop with ``cuda_graph`` off and on (images/s, weight difference).
 6. fear_paper_cifar10: FEAR ``paper`` preset on real CIFAR-10 (the jpg tarball, extracted to a temp
    dir) for the smallest, median and largest of three NB201 architectures; warm-up timed apart.
 7. processes: K = 1, 2, 4, 8 spawned processes each training one architecture; evaluations/hour and
@@ -239,6 +240,45 @@ def same_seed_twice(device: torch.device, sizes: Sizes) -> dict[str, Any]:
         )
         runs.append([result.epochs[0].train_loss, result.epochs[0].train_acc])
     return {"runs": runs, "identical": runs[0] == runs[1], "abs_diff_loss": abs(runs[0][0] - runs[1][0])}
+
+
+def loop_cuda_graph(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    """The service's loop (``worker.training.train``) with ``cuda_graph`` off and on: one epoch of the
+    largest network at batch 256 (bf16 on CUDA), images/s of each, and how far the weights end apart
+    (fused SGD against the default optimiser; on a CPU the two are bitwise equal)."""
+    import dataclasses
+
+    from worker.training import SgdConfig, TrainOptions, make_generator, prepare_model, train
+
+    batch = 256 if device.type == "cuda" else 16
+    images = batch * max(sizes.throughput_steps, 4)
+    data = learnable_data(device, images, 16)
+    options = TrainOptions(
+        epochs=1, batch_size=batch, sgd=SgdConfig(lr=0.05, grad_clip=5.0), precision="bf16", train_size=images
+    )
+    out: dict[str, Any] = {"network": f"nb201 {LARGEST} {sizes.network}", "batch": batch, "images": images}
+    models = {}
+    for graph in (False, True):
+        model = prepare_model(network(LARGEST, sizes.network), device, "bf16")
+        run = dataclasses.replace(options, cuda_graph=graph)
+        train(model, data, run, make_generator(1))  # warm-up epoch: autotuning, capture
+        sync(device)
+        start = time.perf_counter()
+        result = train(model, data, run, make_generator(0))
+        wall = time.perf_counter() - start
+        out["graph" if graph else "eager"] = {
+            "wall_s": wall,
+            "images_per_s": images / wall,
+            "gpu_s": result.gpu_seconds,
+            "train_acc": result.epochs[0].train_acc,
+        }
+        models[graph] = model
+    weights = zip(models[False].state_dict().values(), models[True].state_dict().values(), strict=True)
+    out["max_abs_weight_diff"] = max(
+        float((a.float() - b.float()).abs().max()) for a, b in weights if a.is_floating_point()
+    )
+    out["graph_vs_eager"] = out["graph"]["images_per_s"] / out["eager"]["images_per_s"]
+    return out
 
 
 class FixedContext(OfflineRunMixin):
@@ -565,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         ("same_seed_twice", lambda: same_seed_twice(device, sizes)),
         ("zero_cost_parity", lambda: zero_cost_parity(device, sizes)),
         ("throughput", lambda: throughput(device, sizes)),
+        ("loop_cuda_graph", lambda: loop_cuda_graph(device, sizes)),
         ("fear_paper_cifar10", lambda: fear_paper_cifar10(device, sizes, args.cifar_tar)),
         ("processes", lambda: processes(device, sizes)),
         ("stacked", lambda: stacked(device, sizes)),

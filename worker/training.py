@@ -46,6 +46,7 @@ from app.catalog.base import NetworkOptions, Precision, Schedule, SgdOptions, St
 from app.spaces import get_space_spec
 from worker.data.base import DeviceDataset
 from worker.spaces.nb201_stacked import StackedNB201
+from worker.training_step import StaticStep
 
 Clock = Callable[[], float]
 StopReason = Literal["completed", "epoch_callback", "step_callback"]
@@ -68,6 +69,7 @@ class TrainOptions:
     aux_weight: float = 0.0
     drop_path: float = 0.0
     mixup_alpha: float = 0.0
+    cuda_graph: bool = False  # the static step (worker.training_step): captured on CUDA, eager elsewhere
     train_size: int | None = None  # images per epoch if known (else counted once)
 
     @classmethod
@@ -90,6 +92,7 @@ class TrainOptions:
             aux_weight=0.0 if top_only else aux_weight_of(network),
             drop_path=0.0 if top_only else network.drop_path,
             mixup_alpha=config.mixup_alpha,
+            cuda_graph=config.cuda_graph,
         )
 
 
@@ -382,12 +385,20 @@ def train(
         raise ValueError(
             "a stacked model trains without mixup, an auxiliary head or a sliding accuracy window"
         )
+    if options.cuda_graph and (stacked is not None or options.mixup_alpha > 0 or options.aux_weight > 0):
+        raise ValueError("cuda_graph trains one network without mixup or an auxiliary head")
     sgd = options.sgd
     device = next(model.parameters()).device
     set_float32_numerics(device, options.precision)
     params = [p for p in model.parameters() if p.requires_grad]
     # No trainable parameter (e.g. FEAR stage 2 unfreezing parameter-free cells only): forward
     # passes still measure the accuracy and move the BN running statistics.
+    # The captured step (worker.training_step) owns its own fused optimiser.
+    static = (
+        StaticStep(model, params, sgd, device, lambda: _autocast(device, options.precision))
+        if options.cuda_graph and params
+        else None
+    )
     optimizer = (
         torch.optim.SGD(
             params,
@@ -396,7 +407,7 @@ def train(
             nesterov=sgd.nesterov and sgd.momentum > 0,
             weight_decay=sgd.weight_decay,
         )
-        if params
+        if params and static is None
         else None
     )
     steps_per_epoch = math.ceil((options.train_size or train_sample_count(data)) / options.batch_size)
@@ -411,6 +422,38 @@ def train(
 
     def window_accuracy() -> float | None:
         return window.accuracy() if window is not None else None
+
+    def eager_step(
+        x: torch.Tensor, y: torch.Tensor, lr: float, order: torch.Tensor | None, lam: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the default path; returns the step's loss (per network for a stack) and hits."""
+        with _autocast(device, options.precision), torch.set_grad_enabled(optimizer is not None):
+            output, aux_output = _split_outputs(model(x))
+            logits = output.float()
+            loss = F.cross_entropy(logits, y) if stacked is None else stacked.losses(logits, y)
+            if order is not None:
+                loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y[order])
+            objective = loss if stacked is None else loss.sum()  # each network's gradient is exactly its own
+            if use_aux and aux_output is not None:
+                aux_loss = F.cross_entropy(aux_output.float(), y)
+                if order is not None:
+                    aux_loss = lam * aux_loss + (1.0 - lam) * F.cross_entropy(aux_output.float(), y[order])
+                objective = loss + options.aux_weight * aux_loss
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if sgd.grad_clip is not None and stacked is not None:
+                stacked.clip_grad_norm_(sgd.grad_clip)
+            elif sgd.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, sgd.grad_clip)
+            optimizer.step()
+        predicted = logits.detach().argmax(dim=-1)
+        hits = (predicted == y).sum(dim=-1)
+        if order is not None:
+            hits = lam * hits.double() + (1.0 - lam) * (predicted == y[order]).sum().double()
+        return loss.detach().float(), hits
 
     result = TrainResult()
     model.train()
@@ -439,39 +482,13 @@ def train(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = scheduled_lr(sgd, options.schedule, step, steps_per_epoch, horizon)
-            with _autocast(device, options.precision), torch.set_grad_enabled(optimizer is not None):
-                output, aux_output = _split_outputs(model(x))
-                logits = output.float()
-                loss = F.cross_entropy(logits, y) if stacked is None else stacked.losses(logits, y)
-                if order is not None:
-                    loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y[order])
-                objective = (
-                    loss if stacked is None else loss.sum()
-                )  # each network's gradient is exactly its own
-                if use_aux and aux_output is not None:
-                    aux_loss = F.cross_entropy(aux_output.float(), y)
-                    if order is not None:
-                        aux_loss = lam * aux_loss + (1.0 - lam) * F.cross_entropy(
-                            aux_output.float(), y[order]
-                        )
-                    objective = loss + options.aux_weight * aux_loss
-            if optimizer is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                if sgd.grad_clip is not None and stacked is not None:
-                    stacked.clip_grad_norm_(sgd.grad_clip)
-                elif sgd.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(params, sgd.grad_clip)
-                optimizer.step()
+            if static is not None:
+                loss, hits = static(x, y, lr)
+            else:
+                loss, hits = eager_step(x, y, lr, order, lam)
             n = y.shape[0]
-            predicted = logits.detach().argmax(dim=-1)
-            hits = (predicted == y).sum(dim=-1)
-            if order is not None:
-                hits = lam * hits.double() + (1.0 - lam) * (predicted == y[order]).sum().double()
             correct.add_(hits)
-            loss_sum.add_(loss.detach().float() * n)
+            loss_sum.add_(loss * n)
             seen += n
             step += 1
             if window is not None:

@@ -121,6 +121,17 @@ class _TrainingOptions(StrictModel):
         description="mixup: inputs and targets mixed with weight ~ Beta(alpha, alpha); 0 = off (NB301: 0.2)",
         json_schema_extra=HASH_OMITS_DEFAULT,
     )
+    cuda_graph: bool = Field(
+        False,
+        description=(
+            "the training step as one captured CUDA graph per batch shape (static input buffers, the lr "
+            "as a device tensor, fused SGD): far fewer kernel launches for small networks on a GPU; on "
+            "a CPU the same step runs eagerly, bitwise the default. On CUDA fused SGD rounds differently "
+            "from the default optimiser, so this is part of the result's identity. Not with mixup or an "
+            "auxiliary head"
+        ),
+        json_schema_extra=HASH_OMITS_DEFAULT,
+    )
 
 
 def _nesterov_needs_momentum(momentum: float, nesterov: bool, prefix: str) -> None:
