@@ -13,6 +13,22 @@ from app.genotypes import nb201 as nb201_genotype
 from app.spaces.nb201 import DEFAULT_C, DEFAULT_N
 from worker.spaces.ops import ResidualReduction, nb201_op
 
+Plan = tuple[tuple[tuple[int, int], ...], ...]  # per node: its (edge position, source node) pairs
+
+
+def run_cell(edges: nn.ModuleList, plan: Plan, x: torch.Tensor) -> torch.Tensor:
+    """A cell's forward: each node sums its incoming edges in edge order; the last node is the output.
+    (The stacked cell of ``nb201_stacked`` runs the same sums, which keeps it bitwise.)"""
+    states = [x]
+    for inputs in plan:
+        total: torch.Tensor | None = None
+        for k, source in inputs:
+            out = edges[k](states[source])
+            total = out if total is None else total + out
+        assert total is not None  # every node has at least one incoming edge
+        states.append(total)
+    return states[-1]
+
 
 class TopologyCell(nn.Module):
     """A 4-node NB201 cell. ``edges[k]`` is the op on ``nb201_genotype.EDGES[k]``.
@@ -35,15 +51,7 @@ class TopologyCell(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states = [x]
-        for inputs in self._plan:
-            total: torch.Tensor | None = None
-            for k, source in inputs:
-                out = self.edges[k](states[source])
-                total = out if total is None else total + out
-            assert total is not None  # every node has at least one incoming edge
-            states.append(total)
-        return states[-1]
+        return run_cell(self.edges, self._plan, x)
 
     def extra_repr(self) -> str:
         return nb201_genotype.to_string(self.ops)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.genotypes import nb201 as nb201_genotype
-from worker.spaces.nb201 import CellNetwork, TopologyCell
+from worker.spaces.nb201 import CellNetwork, TopologyCell, run_cell
 from worker.spaces.ops import ResidualReduction, Zero
 
 
@@ -178,15 +178,7 @@ class StackedCell(nn.Module):
         self._plan = cells[0]._plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states = [x]
-        for inputs in self._plan:
-            total: torch.Tensor | None = None
-            for k, source in inputs:
-                out = self.edges[k](states[source])
-                total = out if total is None else total + out
-            assert total is not None
-            states.append(total)
-        return states[-1]
+        return run_cell(self.edges, self._plan, x)
 
 
 class StackedReduction(nn.Module):
