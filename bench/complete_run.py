@@ -21,6 +21,7 @@ tool submits only the unfinished evaluations of one method, with the method entr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -85,7 +86,7 @@ class Recorded:
         stages = request.get("options", {}).get("funnel", {}).get("then", [])
         for entry in [*request["methods"], *stages]:
             if entry.get("alias", entry["name"]) == alias:
-                return {k: v for k, v in entry.items()}
+                return dict(entry)
         raise CompletionError(f"run.json has no method with alias {alias!r}")
 
     def unfinished(self, alias: str) -> list[dict[str, str]]:
@@ -153,7 +154,7 @@ def complete(
         raise CompletionError(f"every {alias!r} evaluation of {run_dir} is finished: nothing to do")
     body = completion_body(recorded, alias, todo)
     started = time.monotonic()
-    with (
+    service: contextlib.AbstractContextManager[str] = (
         EmbeddedService(
             data_dir,
             datasets_dir=datasets_dir,
@@ -161,9 +162,9 @@ def complete(
             workers=workers,
         )
         if url is None
-        else _Given(url) as service_url,
-        ServiceClient(service_url) as client,
-    ):
+        else contextlib.nullcontext(url)
+    )
+    with service as service_url, ServiceClient(service_url) as client:
         batch_id = client.submit(body)["batch_id"]
         print(f"batch {batch_id}: {len(todo)} {alias!r} evaluations", file=sys.stderr, flush=True)
         check_identity(todo, read_export(client, batch_id))
@@ -194,25 +195,12 @@ def complete(
     }
     log = run_dir / "completion.json"
     history = json.loads(log.read_text()) if log.exists() else []
-    (log).write_text(json.dumps([*history, completion], indent=2))
+    log.write_text(json.dumps([*history, completion], indent=2))
     print(
         f"done in {format_duration(completion['wall_s'])}: replaced {replaced}, {left} rows still unfinished",
         file=sys.stderr,
     )
     return completion
-
-
-class _Given:
-    """A running service in the same ``with`` shape as EmbeddedService."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __enter__(self) -> str:
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
