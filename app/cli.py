@@ -122,7 +122,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
         env["FASTARCHRANK_DEVICE"] = "cuda"
     if args.device:
         env["FASTARCHRANK_DEVICE"] = args.device
-    os.environ.update({k: v for k, v in env.items() if k in ("CUDA_VISIBLE_DEVICES", "FASTARCHRANK_DEVICE")})
+    if args.stack is not None:
+        if not 1 <= args.stack <= 64:
+            print("fastarchrank worker: --stack takes 1 to 64 evaluations per stack", file=sys.stderr)
+            return 2
+        env["FASTARCHRANK_STACK_SIZE"] = str(args.stack)
+    os.environ.update(
+        {
+            k: v
+            for k, v in env.items()
+            if k in ("CUDA_VISIBLE_DEVICES", "FASTARCHRANK_DEVICE", "FASTARCHRANK_STACK_SIZE")
+        }
+    )
     settings = _settings()
     device = env.get("FASTARCHRANK_DEVICE", settings.device)
     # Fail here, once, with what to fix, rather than failing every task later (this process only
@@ -405,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes on this device (several evaluations per GPU), each its own node "
         "slotN@host, supervised: a dead slot is restarted, SIGTERM stops all",
+    )
+    w.add_argument(
+        "--stack",
+        type=int,
+        default=None,
+        help="train up to K queued NB201 training evaluations that differ only in the architecture as "
+        "one stacked network per process (settings.stack_size; 1 = each alone)",
     )
     w.add_argument(
         "--ping",

@@ -62,6 +62,7 @@ __all__ = [
     "link_or_reuse",
     "mark_published",
     "publish_due",
+    "queued_companions",
     "reap",
     "record_fastest",
     "release_lease",
@@ -422,6 +423,48 @@ def claim(session: Session, evaluation_ids: Sequence[int], device: str, owner: s
         ),
         key=lambda c: order[c.evaluation_id],
     )
+
+
+def queued_companions(session: Session, evaluation_id: int, limit: int) -> list[tuple[int, str]]:
+    """Queued evaluations that differ from ``evaluation_id`` only in the architecture (same method,
+    config hash, dataset, seed, scope, space and device class): (id, canonical genotype), oldest
+    first, at most ``limit``. A worker may claim them with it to train them as one stacked network;
+    the rows are only read here, ``claim`` takes whichever are still queued."""
+    if limit < 1:
+        return []
+    own = session.execute(
+        select(
+            Evaluation.method,
+            Evaluation.config_hash,
+            Evaluation.dataset,
+            Evaluation.seed,
+            Evaluation.scope,
+            Evaluation.device_class,
+            Architecture.space,
+        )
+        .join(Architecture, Architecture.id == Evaluation.architecture_id)
+        .where(Evaluation.id == evaluation_id)
+    ).one_or_none()
+    if own is None:
+        return []
+    rows = session.execute(
+        select(Evaluation.id, Architecture.canonical)
+        .join(Architecture, Architecture.id == Evaluation.architecture_id)
+        .where(
+            Evaluation.status == Q.QUEUED,
+            Evaluation.id != evaluation_id,
+            Evaluation.method == own.method,
+            Evaluation.config_hash == own.config_hash,
+            Evaluation.dataset == own.dataset,
+            Evaluation.seed == own.seed,
+            Evaluation.scope == own.scope,
+            Evaluation.device_class.is_not_distinct_from(own.device_class),
+            Architecture.space == own.space,
+        )
+        .order_by(Evaluation.id)
+        .limit(limit)
+    ).all()
+    return [(int(r.id), str(r.canonical)) for r in rows]
 
 
 CANCELLED_BY_REQUEST = "cancelled: its batch was cancelled"

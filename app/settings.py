@@ -143,6 +143,20 @@ class Settings(BaseSettings):
         description="share of its GPU's memory one worker slot may allocate (torch per-process memory "
         "fraction); default 1/slots when a GPU runs several slots, no cap with one; ignored on CPU",
     )
+    stack_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="training evaluations (fear, shortreg, full; NB201) a worker process trains as one "
+        "stacked network: it claims up to this many queued ones that differ only in the architecture; "
+        "1 = each alone",
+    )
+    stack_mode: Literal["auto", "exact", "grouped"] = Field(
+        "auto",
+        description="stacked convolutions: 'exact' per-network kernels (bitwise each network alone on "
+        "CPU), 'grouped' one grouped kernel per layer (the GPU's fast path, ~1e-5 from alone); 'auto' "
+        "grouped on CUDA, exact elsewhere",
+    )
     warmup: Literal["auto", "always", "off"] = Field(
         "auto",
         description="untimed warm-up step per (space, batch size) before FEAR's timed stage 1: 'auto' on "

@@ -23,7 +23,9 @@ A section that would start after ``--budget-s`` is recorded as skipped. Sections
 8. stacked: K = 1, 2, 4, 8 architectures as one stacked network (grouped convolutions, and the exact
    mode), evaluations/hour against ``processes``; the grouped stack's first fp32 losses against each
    network alone on the device.
-9. compile: ``torch.compile`` of the training step at batch 256 (compile time, then images/s); last,
+9. service_stack: the worker's stacked FEAR path (``worker.stacking.run_stack``, grouped on CUDA) on
+   4 architectures against ``fear.run`` on each alone: wall time and the outcomes side by side.
+10. compile: ``torch.compile`` of the training step at batch 256 (compile time, then images/s); last,
    because it is the most expensive.
 Not covered: the real service path (a worker child on CUDA).
 """
@@ -294,6 +296,9 @@ class FixedContext(OfflineRunMixin):
 
     def stage1_budget_s(self) -> float | None:
         return self.budget_s
+
+    def has_cap(self) -> bool:
+        return self.budget_s is not None
 
 
 def zero_cost_parity(device: torch.device, sizes: Sizes) -> dict[str, Any]:
@@ -585,6 +590,78 @@ def stacked(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+def service_stack(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    """The worker's stacked path (``worker.stacking.run_stack``, ``stack_mode`` auto: grouped on
+    CUDA) for FEAR on K = 4 architectures against ``fear.run`` on each alone: wall time of both, and
+    how far the stacked scores and stage-1 lengths are from the standalone ones."""
+    from app.catalog.training import FearConfig
+    from worker import stacking
+    from worker.methods import fear
+    from worker.methods.base import EvalRequest
+    from worker.runtime import Claim
+
+    images = 2048 if sizes is FULL else 32
+    data = learnable_data(device, images, 256 if sizes is FULL else 16)
+    config = FearConfig.model_validate(
+        {
+            "threshold": 0.6,
+            "max_stage1_epochs": 6 if sizes is FULL else 1,
+            "stage2_epochs": 2 if sizes is FULL else 1,
+            "stage1_batch_size": 256 if sizes is FULL else 16,
+            "stage2_batch_size": 256 if sizes is FULL else 16,
+            "network": sizes.network,
+            "data": {"cutout": 0},
+        }
+    ).model_dump(mode="json")
+    genotypes = [STACK_CELLS[i % len(STACK_CELLS)] for i in range(4)]
+    claims = [Claim(i, 1, "fear", "nb201", g, "learnable", 0, "", config) for i, g in enumerate(genotypes)]
+    results: dict[int, Any] = {}
+    # Warm both paths once (kernels, autotuning), then time each.
+    for _ in range(2):
+        started = time.perf_counter()
+        alone = [
+            fear.run(
+                EvalRequest(c.evaluation_id, "fear", "nb201", c.genotype, "learnable", 0, config),
+                FixedContext(data, device),
+            )  # type: ignore[arg-type]
+            for c in claims
+        ]
+        sync(device)
+        alone_s = time.perf_counter() - started
+        results.clear()
+        started = time.perf_counter()
+        stacking.run_stack(
+            claims,
+            [FixedContext(data, device) for _ in claims],  # type: ignore[misc]
+            device,
+            lambda c, r: results.__setitem__(c.evaluation_id, r),
+            lambda c, exc: results.__setitem__(c.evaluation_id, exc),
+            lambda c: results.__setitem__(c.evaluation_id, "ran alone"),
+        )
+        sync(device)
+        stack_s = time.perf_counter() - started
+    rows = []
+    for c, own in zip(claims, alone, strict=True):
+        got = results.get(c.evaluation_id)
+        rows.append(
+            {
+                "genotype": c.genotype,
+                "alone": [own.status, own.score, own.info.get("stage1_epochs")],
+                "stacked": [got.status, got.score, got.info.get("stage1_epochs")]
+                if hasattr(got, "status")
+                else repr(got),
+            }
+        )
+    return {
+        "k": len(claims),
+        "mode": "grouped" if stacking.grouped_mode(device) else "exact",
+        "alone_s": alone_s,
+        "stacked_s": stack_s,
+        "speedup": alone_s / stack_s,
+        "rows": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
@@ -609,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         ("fear_paper_cifar10", lambda: fear_paper_cifar10(device, sizes, args.cifar_tar)),
         ("processes", lambda: processes(device, sizes)),
         ("stacked", lambda: stacked(device, sizes)),
+        ("service_stack", lambda: service_stack(device, sizes)),
         ("compile", lambda: compile_section(device, sizes)),
     ]
     failed = 0

@@ -58,6 +58,7 @@ def test_smoke_mode_runs_every_section_and_writes_json_and_markdown(tmp_path: Pa
         "fear_paper_cifar10",
         "processes",
         "stacked",
+        "service_stack",
         "compile",
     ]
     # CPU against itself: the comparisons are exact, so they cannot hide a broken comparison.
@@ -71,4 +72,8 @@ def test_smoke_mode_runs_every_section_and_writes_json_and_markdown(tmp_path: Pa
     assert report["loop_cuda_graph"]["max_abs_weight_diff"] == 0.0  # CPU: the static step is bitwise
     # On the CPU the grouped stack's first losses are the standalone networks' (3x3 forward is bitwise).
     assert report["stacked"]["grouped_fp32_first_loss_max_abs_diff"] < 1e-5
+    # The worker's stacked FEAR path: on CPU (exact mode) every outcome is the standalone one.
+    stack = report["service_stack"]
+    assert stack["mode"] == "exact" and stack["k"] == 4
+    assert all(row["stacked"] == row["alone"] for row in stack["rows"]), stack["rows"]
     assert "## throughput" in (out / "gpu_check.md").read_text()

@@ -11,6 +11,7 @@ import torch
 
 from app.catalog.methods import all_methods
 from app.settings import get_settings
+from worker import stacking
 from worker.methods.base import EvalRequest, LostOwnership, MethodResult
 from worker.runtime import Claim, Heartbeat, ServiceContext, store_failure, store_results
 
@@ -122,9 +123,8 @@ def run_claims(claims: list[Claim]) -> None:
         unknown = [c for c in claims if c.method not in TRAINING and c.method not in ZERO_COST]
         for c in unknown:
             store_failure(c, ValueError(f"this worker does not implement method {c.method!r}"))
-        for c in training:
-            ctx = ServiceContext(c, beat, device, load_data, cap_device_class(device))
-            _run_one(c, lambda c=c, ctx=ctx: _run_training(c, ctx, device))
+        for group in stacking.plan(training, get_settings().stack_size):
+            _run_training_group(group, beat, device)
         apply_reproducibility(device, deterministic=False)
         by_arch: dict[tuple[str, str, str, int], list[Claim]] = {}
         for c in zero_cost:
@@ -160,6 +160,21 @@ def _run_zero_cost_group(group: list[Claim], beat: Heartbeat, device: torch.devi
         return
     # Stored per architecture: a later failure or time limit cannot take these results along.
     _finish_many(list(zip(group, results, strict=True)))
+
+
+def _run_training_group(group: list[Claim], beat: Heartbeat, device: torch.device) -> None:
+    """One evaluation alone, or a ``worker.stacking`` group as one stacked network."""
+
+    def alone(c: Claim) -> None:
+        ctx = ServiceContext(c, beat, device, load_data, cap_device_class(device))
+        _run_one(c, lambda: _run_training(c, ctx, device))
+
+    if len(group) == 1:
+        alone(group[0])
+        return
+    apply_reproducibility(device, wants_determinism(group[0].method, group[0].config))
+    contexts = [ServiceContext(c, beat, device, load_data, cap_device_class(device)) for c in group]
+    stacking.run_stack(group, contexts, device, _finish, store_failure, alone)
 
 
 def _run_training(c: Claim, ctx: ServiceContext, device: torch.device) -> MethodResult:

@@ -177,6 +177,10 @@ class ServiceContext:
             return None
         return float(options["ratio_to_fastest"]), str(options.get("ratio_basis") or "seconds")
 
+    def has_cap(self) -> bool:
+        """Whether this evaluation's scope caps FEAR's stage 1 by the ratio to the fastest."""
+        return bool(self.claim.scope) and self._cap() is not None
+
     def _budget(self, basis: str) -> float | None:
         if not self.claim.scope:
             return None

@@ -21,6 +21,7 @@ from app.services.sql import insert_ignore
 from app.settings import get_settings
 from worker.celery_app import TASK_EVALUATE, celery_app
 from worker.runtime import claim, worker_name
+from worker.stacking import co_claim
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -34,14 +35,20 @@ def evaluate(self: Any, evaluation_ids: list[int]) -> None:
     if not isinstance(evaluation_ids, list) or not all(isinstance(i, int) for i in evaluation_ids):
         log.error("malformed task payload %r dropped", evaluation_ids)
         return
+    label = device_label(worker_device())
     try:
-        claims = claim(evaluation_ids, device_label(worker_device()))
+        claims = claim(evaluation_ids, label)
     except Exception as exc:
         if not is_unavailable(exc):
             raise
         # The database stayed away through every retry: put the message back instead of acking
         # it, so the evaluations are not left queued without a message.
         raise Reject(f"database unavailable at claim: {type(exc).__name__}", requeue=True) from exc
+    try:
+        # Queued evaluations that can train in one stack with these (settings.stack_size > 1).
+        claims += co_claim(claims, get_settings().stack_size, label)
+    except Exception:  # companions are an optimisation: the claimed evaluations run regardless
+        log.warning("could not claim stack companions for %s", evaluation_ids, exc_info=True)
     if claims:
         run_claims(claims)
 

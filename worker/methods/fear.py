@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -27,6 +28,7 @@ from app.catalog.base import NetworkOptions
 from app.catalog.training import FearConfig
 from app.settings import get_settings
 from app.spaces import get_space_spec
+from worker.data.base import DeviceDataset
 from worker.methods.base import EvalRequest, MethodResult, RunContext
 from worker.training import (
     Callbacks,
@@ -35,7 +37,6 @@ from worker.training import (
     ReportProgress,
     StepInfo,
     TrainOptions,
-    TrainResult,
     build_network,
     count_parameters,
     make_generator,
@@ -81,10 +82,6 @@ def unfreeze_only(model: nn.Module, identifiers: list[str]) -> list[str]:
 
 def default_unfreeze(space: str, network: NetworkOptions) -> list[str]:
     return get_space_spec(space).default_unfreeze(network)
-
-
-def _epoch_log(result: TrainResult) -> dict[str, list[float]]:
-    return {"acc": result.accuracies, "loss": result.losses}
 
 
 @runtime_checkable
@@ -174,9 +171,30 @@ class Stage1Watch(Callbacks):
         return self.rejected or self.met
 
 
-def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
+@dataclass
+class Prepared:
+    """One FEAR evaluation ready for stage 1: its network built from the seed and its unfreeze set
+    checked (shared by ``run`` and the stacked runner, ``worker.stacking``)."""
+
+    config: FearConfig
+    data: DeviceDataset
+    model: nn.Module
+    identifiers: list[str]
+    info: dict[str, Any]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(train_sample_count(self.data) / self.config.stage1_batch_size)
+
+    def stage1_options(self) -> TrainOptions:
+        config = self.config
+        return TrainOptions.of_stage(config.stage1, config, horizon_epochs=config.max_stage1_epochs)
+
+
+def prepare(request: EvalRequest, ctx: RunContext, data: DeviceDataset | None = None) -> Prepared:
     config = FearConfig.model_validate(request.config)
-    data = ctx.dataset(request.dataset, config.data.model_dump(mode="json"))
+    if data is None:
+        data = ctx.dataset(request.dataset, config.data.model_dump(mode="json"))
     model = build_network(
         request.space, request.genotype, config.network, data, request.seed, ctx.device, config.precision
     )
@@ -186,63 +204,107 @@ def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_count
     unfreeze_only(model, identifiers)
     for param in model.parameters():
         param.requires_grad_(True)
-    generator = make_generator(request.seed)
-    cap = config.max_stage1_epochs
     info: dict[str, Any] = {
         "threshold": config.threshold,
-        "max_stage1_epochs": cap,
+        "max_stage1_epochs": config.max_stage1_epochs,
         "unfreeze": identifiers,
     }
+    return Prepared(config, data, model, identifiers, info)
 
-    # --- stage 1 -----------------------------------------------------------------------------
-    steps_per_epoch = math.ceil(train_sample_count(data) / config.stage1_batch_size)
-    stage1_options = TrainOptions.of_stage(config.stage1, config, horizon_epochs=cap)
+
+@dataclass
+class Stage1Record:
+    """What stage 1 left, whether it ran alone or in a stack: the outcome, its cost and epoch log."""
+
+    met: bool
+    rejected: bool
+    seconds: float
+    steps: int
+    accuracies: list[float]
+    losses: list[float]
+    budget_s: float | None = None
+    budget_steps: float | None = None
+    gpu_seconds: float | None = None
+
+
+def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
+    prepared = prepare(request, ctx)
+    config, data, model = prepared.config, prepared.data, prepared.model
+    generator = make_generator(request.seed)
+    steps_per_epoch = prepared.steps_per_epoch
+    stage1_options = prepared.stage1_options()
     warm_key = (request.space, config.stage1_batch_size, config.stage2_batch_size, config.precision)
-    timings: dict[str, float] = {}
-    if should_warm_up(ctx.device) and warm_key not in _WARMED:
-        # Stage 1 is timed (the ratio cap compares it): autotuning and lazy kernel loading for its
-        # batch shapes — full, the partial last batch, stage 2's — are paid before the clock starts.
-        count = train_sample_count(data)
-        sizes = {config.stage1_batch_size, config.stage2_batch_size, count % config.stage1_batch_size or 1}
-        began = clock()
-        warm_up(model, data, stage1_options, [min(b, count) for b in sizes])
-        timings["warmup_s"] = clock() - began
-        _WARMED.add(warm_key)
+    timings = warm_once(warm_key, model, prepared, clock)
     watch = Stage1Watch(config, ctx, steps_per_epoch)
-    stage1 = train(
-        model,
-        data,
-        stage1_options,
-        generator,
-        watch,
-        clock=clock,
-    )
-    stage1_s = stage1.seconds
-    info.update(
-        stage1_epochs=len(stage1.epochs),
-        stage1_steps=stage1.steps,
-        stage1_epochs_exact=stage1.steps / steps_per_epoch,
-        stage1=_epoch_log(stage1),
-        stage1_final_loss=stage1.losses[-1] if stage1.epochs else None,
+    stage1 = train(model, data, stage1_options, generator, watch, clock=clock)
+    record = Stage1Record(
+        met=watch.met,
+        rejected=watch.rejected,
+        seconds=stage1.seconds,
+        steps=stage1.steps,
+        accuracies=stage1.accuracies,
+        losses=stage1.losses,
         budget_s=watch.budget,
         budget_steps=watch.budget_steps,
+        gpu_seconds=stage1.gpu_seconds,
+    )
+    return after_stage1(prepared, ctx, generator, record, timings, clock)
+
+
+def warm_once(key: tuple[Any, ...], model: nn.Module, prepared: Prepared, clock: Clock) -> dict[str, float]:
+    """Stage 1 is timed (the ratio cap compares it): autotuning and lazy kernel loading for its batch
+    shapes — full, the partial last batch, stage 2's — are paid once per process and ``key`` before
+    the clock starts (on CUDA, per ``settings.warmup``). Returns the timings so far."""
+    if not should_warm_up(next(model.parameters()).device) or key in _WARMED:
+        return {}
+    config, data = prepared.config, prepared.data
+    count = train_sample_count(data)
+    sizes = {config.stage1_batch_size, config.stage2_batch_size, count % config.stage1_batch_size or 1}
+    began = clock()
+    warm_up(model, data, prepared.stage1_options(), [min(b, count) for b in sizes])
+    _WARMED.add(key)
+    return {"warmup_s": clock() - began}
+
+
+def after_stage1(
+    prepared: Prepared,
+    ctx: RunContext,
+    generator: torch.Generator,
+    stage1: Stage1Record,
+    timings: dict[str, float],
+    clock: Clock = time.perf_counter,
+) -> MethodResult:
+    """The outcome of stage 1 (``unmet``, ``rejected``) or stage 2 and the score. ``generator``
+    must be in the state stage 1 left it in: stage 2 draws its batches from it."""
+    config, data, model, info = prepared.config, prepared.data, prepared.model, prepared.info
+    identifiers = prepared.identifiers
+    cap = config.max_stage1_epochs
+    stage1_s = stage1.seconds
+    info.update(
+        stage1_epochs=len(stage1.accuracies),
+        stage1_steps=stage1.steps,
+        stage1_epochs_exact=stage1.steps / prepared.steps_per_epoch,
+        stage1={"acc": stage1.accuracies, "loss": stage1.losses},
+        stage1_final_loss=stage1.losses[-1] if stage1.losses else None,
+        budget_s=stage1.budget_s,
+        budget_steps=stage1.budget_steps,
     )
     timings["stage1_s"] = stage1_s
     if stage1.gpu_seconds is not None:
         timings["stage1_gpu_s"] = stage1.gpu_seconds
-    if not watch.met:
+    if not stage1.met:
         if config.fastest_includes_misses:
             # The authors' search: every candidate's stage-1 time may set the batch's fastest time.
             _report(ctx, stage1_s, stage1.steps)
-        if watch.rejected:
+        if stage1.rejected:
             return MethodResult(
                 score=None,
                 status="rejected",
                 reason=(
-                    f"stage 1 took {stage1.steps} steps, over the budget of {watch.budget_steps:.0f} steps "
+                    f"stage 1 took {stage1.steps} steps, over the budget of {stage1.budget_steps:.0f} steps "
                     "(ratio × fastest steps-to-threshold on this device class in this batch)"
-                    if watch.budget_steps is not None
-                    else f"stage 1 took {stage1_s:.2f} s, over the budget of {watch.budget or 0.0:.2f} s "
+                    if stage1.budget_steps is not None
+                    else f"stage 1 took {stage1_s:.2f} s, over the budget of {stage1.budget_s or 0.0:.2f} s "
                     "(ratio × fastest time-to-threshold on this device class in this batch)"
                 ),
                 cost_s=stage1_s,
@@ -279,7 +341,7 @@ def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_count
     accuracies = stage2.accuracies
     score = max(accuracies) if config.score_epoch == "best" else accuracies[-1]
     info.update(
-        stage2=_epoch_log(stage2),
+        stage2={"acc": stage2.accuracies, "loss": stage2.losses},
         stage2_final_loss=stage2.losses[-1],
         stage2_scored_epoch=accuracies.index(score) + 1 if config.score_epoch == "best" else len(accuracies),
         trainable_params=trainable,

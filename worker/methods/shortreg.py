@@ -47,24 +47,27 @@ def train_regular(
         ReportProgress(ctx.progress, "train", config.epochs),
         clock=clock,
     )
-    info = {
-        "epochs": len(result.epochs),
-        "train": {"acc": result.accuracies, "loss": result.losses},
-        "final_train_acc": result.accuracies[-1],
-        "final_train_loss": result.losses[-1],
+    return RegularRun(model, data, result, regular_info(result.accuracies, result.losses))
+
+
+def regular_info(accuracies: list[float], losses: list[float]) -> dict[str, Any]:
+    """The epoch log of a regular training run (alone or one network of a stack)."""
+    return {
+        "epochs": len(accuracies),
+        "train": {"acc": accuracies, "loss": losses},
+        "final_train_acc": accuracies[-1],
+        "final_train_loss": losses[-1],
     }
-    return RegularRun(model, data, result, info)
+
+
+def scored(accuracies: list[float], train_s: float, info: dict[str, Any]) -> MethodResult:
+    """shortreg's result from its epoch accuracies: the best epoch."""
+    score = max(accuracies)
+    info["best_epoch"] = accuracies.index(score) + 1
+    return MethodResult(score=score, cost_s=train_s, timings={"train_s": train_s}, info=info)
 
 
 def run(request: EvalRequest, ctx: RunContext, *, clock: Clock = time.perf_counter) -> MethodResult:
     config = ShortregConfig.model_validate(request.config)
     regular = train_regular(request, ctx, config, clock)
-    accuracies = regular.result.accuracies
-    score = max(accuracies)
-    regular.info["best_epoch"] = accuracies.index(score) + 1
-    return MethodResult(
-        score=score,
-        cost_s=regular.result.seconds,
-        timings={"train_s": regular.result.seconds},
-        info=regular.info,
-    )
+    return scored(regular.result.accuracies, regular.result.seconds, regular.info)

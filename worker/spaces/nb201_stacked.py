@@ -246,6 +246,7 @@ class StackedNB201(nn.Module):
                 "stack_key): a cell whose node 1 is its input sums its input's gradient in another order"
             )
         k = self.stack_size = len(networks)
+        self.grouped = grouped
         stem_width, cell_widths, classes = skeleton
         self.stem = nn.Sequential(
             StackedConv(k, 3, stem_width, 3, 1, 1, grouped=grouped, shared_input=True),
