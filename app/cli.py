@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from app.processes import die_with_parent
+
 if TYPE_CHECKING:
     from fastarchrank import Client
 
@@ -197,7 +199,7 @@ class EmbeddedWorker:
             "--",
             *self.argv,
         ]
-        self.proc = subprocess.Popen(guard, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(guard, env=env, start_new_session=True, preexec_fn=die_with_parent)
         log.info("embedded worker started (guard pid %s)", self.proc.pid)
 
     def stop(self) -> None:
@@ -297,16 +299,6 @@ def cmd_guard(args: argparse.Namespace) -> int:
         # Hard stop of the session: the worker, its pool child, and this guard last.
         os.killpg(os.getpgid(0), signal.SIGKILL)
     return 137
-
-
-def _die_with_parent() -> None:
-    """Linux: the guard gets SIGTERM when `serve` dies, even by SIGKILL, and stops the worker at
-    once; elsewhere it notices within half a second that its parent pid changed."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def service_url(url: str | None) -> str:

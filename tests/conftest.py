@@ -107,6 +107,43 @@ def client(database: str):  # type: ignore[no-untyped-def]
         yield c
 
 
+@pytest.fixture(autouse=True)
+def _cancel_leftover_work(database: str) -> Iterator[None]:
+    """Work a test submitted to this session's database and left unfinished is cancelled when it
+    ends: otherwise the sweeper re-publishes it and later tests' workers spend their time (and their
+    warm shutdown) on it."""
+    try:
+        existing: set[str] | None = _batch_ids()
+    except Exception:  # hygiene only: a test that takes the database away must not fail here
+        existing = None
+    yield
+    if existing is not None:
+        with contextlib.suppress(Exception):
+            _cancel_new_batches(existing)
+
+
+def _batch_ids() -> set[str]:
+    from sqlalchemy import select
+
+    from app.db import session_scope
+    from app.models import Batch
+
+    with session_scope() as s:
+        return set(s.scalars(select(Batch.id)))
+
+
+def _cancel_new_batches(existing: set[str]) -> None:
+    from sqlalchemy import select
+
+    from app import lifecycle
+    from app.db import session_scope
+    from app.models import Batch
+
+    with session_scope() as s:
+        for batch_id in set(s.scalars(select(Batch.id).where(Batch.cancelled_at.is_(None)))) - existing:
+            lifecycle.cancel_batch(s, batch_id, "the test that submitted it ended")
+
+
 @pytest.fixture
 def db_session(database: str):  # type: ignore[no-untyped-def]
     from app.db import get_sessionmaker

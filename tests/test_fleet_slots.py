@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,22 +39,37 @@ def _slot_rows() -> list[Any]:
         return list(rows)
 
 
+def _start_slots(queue: str) -> tuple[subprocess.Popen[bytes], Path]:
+    env = {**os.environ, **TEST_ENV, "FASTARCHRANK_QUEUE": queue}
+    log_path = DATA_DIR / f"slots-{uuid.uuid4().hex[:6]}.log"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--device", "cpu", "--slots", "2"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return parent, log_path
+
+
+def _new_slot_rows(before: dict[str, Any]) -> list[Any]:
+    """Both slots' beacon rows once this start of the slots wrote them in full (the rows outlive
+    earlier tests' slots, and the pool child may write its row before the beacon's capabilities)."""
+
+    def ready() -> list[Any] | None:
+        rows = [r for r in _slot_rows() if r.capabilities and r.info.get("pid") != before.get(r.name)]
+        return rows if len(rows) == 2 else None
+
+    return wait_for(ready, timeout=120, what="two slot beacons")  # type: ignore[no-any-return]
+
+
 def test_two_cpu_slots_run_two_evaluations_at_once_and_stop_on_sigterm() -> None:
     with own_queue() as queue, _client() as client:
-        env = {**os.environ, **TEST_ENV, "FASTARCHRANK_QUEUE": queue}
-        log_path = DATA_DIR / f"slots-{uuid.uuid4().hex[:6]}.log"
-        parent = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--device", "cpu", "--slots", "2"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        before = {r.name: r.info.get("pid") for r in _slot_rows()}
+        parent, log_path = _start_slots(queue)
         try:
-            rows = wait_for(
-                lambda: (r := _slot_rows()) and len(r) == 2 and r, timeout=120, what="two slot beacons"
-            )
+            rows = _new_slot_rows(before)
             caps = {r.name: r.capabilities for r in rows}
             assert {c["slot"] for c in caps.values()} == {0, 1}
             assert {c["slots"] for c in caps.values()} == {2}
@@ -90,6 +106,29 @@ def test_two_cpu_slots_run_two_evaluations_at_once_and_stop_on_sigterm() -> None
         finally:
             if parent.poll() is None:
                 print(log_path.read_text(errors="replace")[-4000:])
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(parent.pid, signal.SIGKILL)
+
+
+def test_slots_stop_when_their_supervisor_is_killed() -> None:
+    """SIGKILL leaves the supervisor no chance to stop its slots: they stop by themselves (warm
+    shutdown on the parent-death signal) instead of consuming the queue unsupervised."""
+    with own_queue() as queue:
+        before = {r.name: r.info.get("pid") for r in _slot_rows()}
+        parent, _ = _start_slots(queue)
+        pids: set[int] = set()
+        try:
+            pids = {r.info["pid"] for r in _new_slot_rows(before)}
+            assert len(pids) == 2 and all(_pid_alive(p) for p in pids)
+            os.kill(parent.pid, signal.SIGKILL)
+            parent.wait(timeout=30)
+            wait_for(
+                lambda: not any(_pid_alive(p) for p in pids), timeout=60, what="the orphaned slots to stop"
+            )
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(parent.pid, signal.SIGKILL)
 

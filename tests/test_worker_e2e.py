@@ -313,14 +313,19 @@ def test_sweeper_publishes_evaluations_never_enqueued(client, db_session) -> Non
     r.close()
 
 
+# A killed node is judged dead within seconds (as in tests/test_faults.py), not the default 20 s.
+FAST_DEATH = {"FASTARCHRANK_WORKER_BEACON_INTERVAL_S": "0.5", "FASTARCHRANK_WORKER_DEAD_AFTER_S": "3"}
+
+
 def test_worker_killed_mid_evaluation_loses_nothing(client, db_session) -> None:  # type: ignore[no-untyped-def]
-    first = WorkerProcess().start()
+    first = WorkerProcess(FAST_DEATH).start()
     batch_id = _post(
         client,
         {
             "space": "nb201",
             "dataset": "synthetic_cifar10",
-            "methods": [{"name": "shortreg", "preset": "tiny", "config": {"epochs": 40}}],
+            # Long enough to be killed mid-training (progress shows epoch 1 of 12), short to re-run.
+            "methods": [{"name": "shortreg", "preset": "tiny", "config": {"epochs": 12}}],
             "seed": 21,
             "items": [{"nb201_index": 1462}],
         },
@@ -336,7 +341,7 @@ def test_worker_killed_mid_evaluation_loses_nothing(client, db_session) -> None:
         first.kill()
     (ev,) = _evaluations(db_session, batch_id)
     assert ev.status == "running" and ev.attempts == 1
-    second = WorkerProcess().start()
+    second = WorkerProcess(FAST_DEATH).start()
     try:
         status = _wait_done(client, batch_id, timeout=240, worker=second)
     finally:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import FrameType
 
+from app.processes import die_with_parent
+
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -44,7 +46,11 @@ class _Slot:
         self.next_start = 0.0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        # A slot stops (warm shutdown) when the supervisor dies, even by SIGKILL: no orphan slots
+        # go on consuming the queue beside the ones a restarted supervisor starts.
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent
+        )
         log.info("slot %d started (pid %d)", self.index, self.proc.pid)
 
     def alive(self) -> bool:
