@@ -281,3 +281,19 @@ def test_the_worker_command_takes_a_stack_size(monkeypatch: pytest.MonkeyPatch, 
         from app.settings import get_settings
 
         get_settings.cache_clear()
+
+
+def test_the_worker_main_process_does_not_import_torch() -> None:
+    """Celery's main process loads ``worker.tasks``; it forks the pool child that runs the methods and
+    must stay light (no torch, never CUDA): the stacking code is imported by the task, not at load."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    code = "import sys, worker.tasks; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -21,7 +21,6 @@ from app.services.sql import insert_ignore
 from app.settings import get_settings
 from worker.celery_app import TASK_EVALUATE, celery_app
 from worker.runtime import claim, worker_name
-from worker.stacking import co_claim
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -31,6 +30,7 @@ _stop = threading.Event()
 def evaluate(self: Any, evaluation_ids: list[int]) -> None:
     """Claim → run → store. Never raises for a method error (it is stored as ``failed``)."""
     from worker.engine import device_label, run_claims, worker_device
+    from worker.stacking import co_claim
 
     if not isinstance(evaluation_ids, list) or not all(isinstance(i, int) for i in evaluation_ids):
         log.error("malformed task payload %r dropped", evaluation_ids)
