@@ -39,7 +39,13 @@ class Settings(BaseSettings):
     max_methods_per_batch: int = Field(32, ge=1, description="method entries in one batch")
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="request body size, bytes")
     max_genotype_chars: int = Field(4096, ge=64, description="length of one genotype string, characters")
-    max_page_size: int = Field(1000, ge=1, description="largest `limit` of paginated listings")
+    max_page_size: int = Field(
+        1000,
+        ge=1,
+        le=1000,
+        description="largest `limit` of paginated listings (rankings, evaluation feeds, batch lists); "
+        "may lower the API's hard limit of 1000, not raise it. The dashboard reads pages of this size",
+    )
     ranking_cache_rows: int = Field(
         20_000,
         ge=0,

@@ -184,3 +184,27 @@ def test_progress_is_a_log_line_off_a_terminal(monkeypatch) -> None:  # type: ig
     bar.close()
     (line,) = stream.getvalue().splitlines()
     assert "3/4 evaluations" in line and "ETA 1m15s" in line and "elapsed 12s" in line
+
+
+def test_url_and_key_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "ok"})
+
+    transport = httpx.MockTransport(handler)
+    monkeypatch.setenv("FASTARCHRANK_URL", "http://lab-box:8000/")
+    monkeypatch.setenv("FASTARCHRANK_API_KEY", "far_12345678_secret")
+    with Client(transport=transport) as c:
+        c.health()
+    assert str(seen[-1].url).startswith("http://lab-box:8000/v1/health")
+    assert seen[-1].headers["Authorization"] == "Bearer far_12345678_secret"
+    with Client("http://other:9000", api_key="", transport=transport) as c:
+        c.health()  # explicit arguments win; "" means no key at all
+    assert str(seen[-1].url).startswith("http://other:9000/") and "Authorization" not in seen[-1].headers
+    monkeypatch.delenv("FASTARCHRANK_URL")
+    monkeypatch.delenv("FASTARCHRANK_API_KEY")
+    with Client(transport=transport) as c:
+        c.health()
+    assert str(seen[-1].url).startswith("http://127.0.0.1:8000/") and "Authorization" not in seen[-1].headers

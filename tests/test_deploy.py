@@ -98,6 +98,8 @@ def test_gpu_workers_map_one_card_each_run_cuda_and_are_health_checked(compose: 
     assert "inspect ping" in cpu["healthcheck"]["test"][1]
     for name in ("api", "postgres", "redis"):
         assert "healthcheck" in services[name], name
+    # Requests reach the API container from outside its loopback: keys, and the docs say how.
+    assert services["api"]["environment"]["FASTARCHRANK_AUTH"] == "required"
     for name in ("api", "worker-cpu", *gpu):
         env = services[name]["environment"]
         assert env["FASTARCHRANK_BROKER_URL"].startswith("redis://"), name

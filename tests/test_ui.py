@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 import httpx
 import pytest
@@ -43,6 +43,9 @@ def _chromium() -> str | None:
     return shutil.which("chromium")
 
 
+UI_PAGE_SIZE = 400
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,6 +63,8 @@ def service() -> Iterator[str]:
             "FASTARCHRANK_SWEEP_INTERVAL_S": "1",
             "FASTARCHRANK_TORCH_THREADS": "1",
             "FASTARCHRANK_HEARTBEAT_INTERVAL_S": "0.2",
+            # Below the API's 1000, so the dashboard must read a 1000-row ranking in several pages.
+            "FASTARCHRANK_MAX_PAGE_SIZE": str(UI_PAGE_SIZE),
             "PYTHONPATH": str(REPO_ROOT),
         }
     )
@@ -373,15 +378,27 @@ def test_ranking_layout_holds_1000_rows_and_long_genotypes(service: str, browser
             seen_auth.append(r.request.headers.get("authorization"))  # noqa: B023
             r.fulfill(json=status)
 
+        limits: list[int] = []
+
+        def ranking_route(r):  # type: ignore[no-untyped-def]
+            # Pages as the API would cut them, so a dashboard that ignored offset or asked for more
+            # than the server's max_page_size would show the wrong rows.
+            query = parse_qs(urlsplit(r.request.url).query)
+            limit, offset = int(query["limit"][0]), int(query.get("offset", ["0"])[0])
+            limits.append(limit)  # noqa: B023
+            page_body = {**ranking, "items": ranking["items"][offset : offset + limit]}
+            r.fulfill(
+                body=json.dumps({**page_body, "limit": limit, "offset": offset}),
+                content_type="application/json",
+            )
+
         page.route(re.compile(r".*/v1/batches/layout$"), status_route)
-        page.route(
-            re.compile(r".*/v1/batches/layout/ranking.*"),
-            lambda r: r.fulfill(body=json.dumps(ranking), content_type="application/json"),
-        )
+        page.route(re.compile(r".*/v1/batches/layout/ranking.*"), ranking_route)
         page.goto(f"{service}/ui/batches/layout")
         rows = page.locator("#ranking tbody tr")
         sync_api.expect(rows).to_have_count(50)
         sync_api.expect(page.locator("#page-info")).to_have_text("page 1 of 20")
+        assert limits == [UI_PAGE_SIZE] * 3  # 400 + 400 + 200 rows: every row, in the server's pages
         assert seen_auth and set(seen_auth) == {"Bearer far_test_key"}
         sync_api.expect(page.locator("#apikey")).to_have_value("far_test_key")
         # the page itself never scrolls sideways; a long genotype is cut with an ellipsis and kept whole in its title

@@ -292,7 +292,11 @@ class MethodReport(Open):
     higher_is_better: bool
     spearman: float | None
     kendall: float | None
-    n_used: int
+    n_used: int = Field(description="architectures with a usable score and a ground truth: the n behind ρ")
+    n_nonfinite: int = Field(description="done, but the score is NaN or ±inf (left out of ρ)")
+    n_unmet: int = Field(description="FEAR never reached its threshold (no score; left out of ρ)")
+    n_rejected: int = Field(description="stopped by the ratio-to-fastest cap (left out of ρ)")
+    n_failed: int = Field(description="failed evaluations (left out of ρ)")
     n_pending: int
     spearman_ci: dict[str, Any]
     top_percent: list[TopPercentRow]

@@ -131,8 +131,8 @@ DATASETS: dict[str, DatasetInfo] = {
             source="pickle",
             folder="cifar-10-batches-py",
             required=(*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"),
-            layout="<data_dir>/cifar-10-batches-py/ with data_batch_1..5 and test_batch: Python pickles of "
-            "dicts with 'data' (uint8 N x 3072, channel planes R,G,B of 32x32) and 'labels' (0-9)",
+            layout="<datasets_dir>/cifar-10-batches-py/ with data_batch_1..5 and test_batch: Python "
+            "pickles of dicts with 'data' (uint8 N x 3072, channel planes R,G,B of 32x32) and 'labels' (0-9)",
         ),
         DatasetInfo(
             name="cifar100",
@@ -148,8 +148,8 @@ DATASETS: dict[str, DatasetInfo] = {
             source="pickle",
             folder="cifar-100-python",
             required=("train", "test"),
-            layout="<data_dir>/cifar-100-python/ with train and test: Python pickles of dicts with 'data' "
-            "(uint8 N x 3072, channel planes R,G,B of 32x32) and 'fine_labels' (0-99)",
+            layout="<datasets_dir>/cifar-100-python/ with train and test: Python pickles of dicts with "
+            "'data' (uint8 N x 3072, channel planes R,G,B of 32x32) and 'fine_labels' (0-99)",
             split_file="cifar100-test-split.txt",
         ),
         DatasetInfo(
@@ -166,8 +166,8 @@ DATASETS: dict[str, DatasetInfo] = {
             source="pickle",
             folder="ImageNet16",
             required=(*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"),
-            layout="<data_dir>/ImageNet16/ with train_data_batch_1..10 and val_data: Python pickles of dicts "
-            "with 'data' (uint8 N x 768, channel planes of 16x16) and 'labels' (1-based, 1..1000)",
+            layout="<datasets_dir>/ImageNet16/ with train_data_batch_1..10 and val_data: Python pickles "
+            "of dicts with 'data' (uint8 N x 768, channel planes of 16x16) and 'labels' (1-based, 1..1000)",
             split_file="imagenet-16-120-test-split.txt",
         ),
         DatasetInfo(
@@ -184,8 +184,8 @@ DATASETS: dict[str, DatasetInfo] = {
             source="image_folder",
             folder="cifar10-jpg",
             required=("train/", "test/"),
-            layout="<data_dir>/cifar10-jpg/train/<class>/*.png|jpg and "
-            "<data_dir>/cifar10-jpg/test/<class>/..., 32x32 RGB images; class indices follow the sorted "
+            layout="<datasets_dir>/cifar10-jpg/train/<class>/*.png|jpg and "
+            "<datasets_dir>/cifar10-jpg/test/<class>/..., 32x32 RGB images; class indices follow the sorted "
             "class folder names of train/",
         ),
     )

@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Route
 
+from app.settings import get_settings
+
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 STATIC_URL = "/ui/static"
@@ -29,7 +31,9 @@ def _can_cancel(request: Request) -> bool:
 
 
 def _page(request: Request, template: str, title: str, **context: object) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, {"title": title, "static": STATIC_URL, **context})
+    # The ranking table reads every row in the largest pages this server allows (max_page_size).
+    frame = {"title": title, "static": STATIC_URL, "page_size": get_settings().max_page_size}
+    return templates.TemplateResponse(request, template, {**frame, **context})
 
 
 @router.get("", response_class=HTMLResponse)

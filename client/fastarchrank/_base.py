@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,20 +15,25 @@ from fastarchrank._transport import RetryPolicy
 from fastarchrank.errors import from_response
 
 DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_URL = "http://127.0.0.1:8000"
+# The same variables the `fastarchrank` CLI reads, so a search loop and the CLI find one service.
+URL_ENV = "FASTARCHRANK_URL"
+API_KEY_ENV = "FASTARCHRANK_API_KEY"
 
 
 class ClientConfig:
     def __init__(
         self,
-        url: str,
+        url: str | None,
         api_key: str | None,
         timeout: float,
         retry: RetryPolicy | None,
         max_items_per_batch: int | None,
         poll_s: float,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.api_key = api_key
+        self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        # An explicit api_key (even "", meaning none) wins over the environment.
+        self.api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.max_items_per_batch = max_items_per_batch

@@ -32,9 +32,12 @@ from fastarchrank.progress import Progress, combined, format_duration
 
 
 class AsyncClient:
+    """The asyncio twin of :class:`fastarchrank.Client`, with the same defaults for ``url`` and
+    ``api_key``."""
+
     def __init__(
         self,
-        url: str = "http://127.0.0.1:8000",
+        url: str | None = None,
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         *,

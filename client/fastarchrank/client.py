@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 
 class Client:
-    """A FastArchRank service at ``url``. Use as a context manager or call ``close()``."""
+    """A FastArchRank service at ``url`` (default: ``$FASTARCHRANK_URL``, else the local
+    ``http://127.0.0.1:8000``), calling with ``api_key`` (default: ``$FASTARCHRANK_API_KEY``, else
+    none). Use as a context manager or call ``close()``."""
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:8000",
+        url: str | None = None,
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         *,

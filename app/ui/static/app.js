@@ -439,7 +439,7 @@ class RankingTable {
     let total = Infinity;
     let partial = false;
     let pending = 0;
-    const limit = 1000;
+    const limit = Number(document.body.dataset.pageSize) || 1000; // the server's max_page_size
     for (let offset = 0; offset < total; offset += limit) {
       const q = new URLSearchParams({ method, limit: String(limit), offset: String(offset) });
       const { body } = await api(`/v1/batches/${encodeURIComponent(this.batchId)}/ranking?${q}`);
