@@ -108,10 +108,6 @@ def load_data(dataset: str, data_config: dict[str, Any], progress: Any = None) -
     return load_dataset(request, worker_device(), settings.effective_datasets_dir, progress)
 
 
-def to_request(c: Claim) -> EvalRequest:
-    return EvalRequest(c.evaluation_id, c.method, c.space, c.genotype, c.dataset, c.seed, c.config)
-
-
 def run_claims(claims: list[Claim]) -> None:
     """Run claimed evaluations: training methods one by one, zero-cost measures together."""
     from worker.methods.registry import TRAINING, ZERO_COST
@@ -150,7 +146,7 @@ def _run_zero_cost_group(group: list[Claim], beat: Heartbeat, device: torch.devi
 
     ctx = ServiceContext(group[0], beat, device, load_data, cap_device_class(device))
     try:
-        results = run_zero_cost([to_request(c) for c in group], ctx)
+        results = run_zero_cost([EvalRequest.of(c) for c in group], ctx)
     except LostOwnership:
         return
     except Exception as exc:  # one broken architecture must not take down the worker
@@ -181,7 +177,7 @@ def _run_training(c: Claim, ctx: ServiceContext, device: torch.device) -> Method
     from worker.methods.registry import TRAINING
 
     apply_reproducibility(device, wants_determinism(c.method, c.config))
-    return TRAINING[c.method](to_request(c), ctx)
+    return TRAINING[c.method](EvalRequest.of(c), ctx)
 
 
 def _run_one(c: Claim, fn: Any) -> None:

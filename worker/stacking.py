@@ -156,10 +156,6 @@ def co_claim(claims: Sequence[Claim], size: int, device: str) -> list[Claim]:
     return extra
 
 
-def _request(c: Claim) -> EvalRequest:
-    return EvalRequest(c.evaluation_id, c.method, c.space, c.genotype, c.dataset, c.seed, c.config)
-
-
 def grouped_mode(device: torch.device) -> bool:
     mode = get_settings().stack_mode
     return mode == "grouped" or (mode == "auto" and device.type == "cuda")
@@ -279,7 +275,7 @@ def _build(
     for c, ctx in zip(claims, contexts, strict=True):
         if c.method == "fear":
             # Built from the seed as alone, and a bad unfreeze set fails before any training.
-            prepared = fear.prepare(_request(c), ctx, data)
+            prepared = fear.prepare(EvalRequest.of(c), ctx, data)
             members.append(_Member(c, ctx, cast(CellNetwork, prepared.model), prepared=prepared))
         else:
             net = build_network(c.space, c.genotype, config.network, data, c.seed, device, config.precision)

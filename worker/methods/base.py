@@ -7,11 +7,14 @@ computed together for one architecture (built once, one data batch) by ``run_zer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
 from worker.data.base import DeviceDataset
+
+if TYPE_CHECKING:
+    from app.lifecycle import Claim
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,11 @@ class EvalRequest:
     dataset: str
     seed: int
     config: dict[str, Any]  # the resolved, validated effective config (app.catalog)
+
+    @classmethod
+    def of(cls, c: Claim) -> EvalRequest:
+        """The request a claimed evaluation asks the method to run."""
+        return cls(c.evaluation_id, c.method, c.space, c.genotype, c.dataset, c.seed, c.config)
 
 
 @dataclass
