@@ -33,6 +33,18 @@ class Strict(BaseModel):
 
 class MethodRequest(Strict):
     name: str = Field(..., max_length=32, description="method name, see GET /v1/methods", examples=["fear"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        # The Python client accepts "params" for {"name": "params"}; the HTTP API keeps one shape, so
+        # a caller translating client code to JSON is told the fix instead of "a valid dictionary".
+        if isinstance(value, str):
+            raise ValueError(
+                f'a method is an object: write {{"name": "{value[:32]}"}} (plus "preset"/"config")'
+            )
+        return value
+
     preset: str | None = Field(
         None, max_length=32, description="named preset (GET /v1/methods lists them); default: the method's"
     )
@@ -138,14 +150,32 @@ class BatchOptions(Strict):
 
 
 class ItemRequest(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_item(cls, value: Any) -> Any:
+        # Shorthands of the Python client (an index, a genotype string) get the JSON spelling back.
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            return value
+        if isinstance(value, int):
+            raise ValueError(
+                f'an item is an object: write {{"nb201_index": {value}}} (space nb201) '
+                f'or {{"index": {value}}}'
+            )
+        raise ValueError(
+            'an item is an object: write {"genotype": "<the genotype>"} (plus "label", "ground_truth")'
+        )
+
     genotype: str | dict[str, Any] | None = Field(
         None,
         description="genotype in the space's format (a string; darts/nb301 also a JSON object)",
         examples=[NB201_EXAMPLE],
     )
-    nb201_index: int | None = Field(None, ge=0, le=15624, description="NAS-Bench-201 index (space nb201)")
+    # strict: true or "1462" is a client bug, not the architecture 1 or 1462
+    nb201_index: int | None = Field(
+        None, ge=0, le=15624, strict=True, description="NAS-Bench-201 index (space nb201)"
+    )
     index: int | None = Field(
-        None, ge=0, description="the benchmark index in the batch's space (nb201, nats_sss)"
+        None, ge=0, strict=True, description="the benchmark index in the batch's space (nb201, nats_sss)"
     )
     label: str | None = Field(None, max_length=256, description="client id/label echoed in rankings")
     ground_truth: float | None = Field(

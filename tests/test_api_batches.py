@@ -110,7 +110,25 @@ def _assert_rejected(client, payload, status: int, loc_part, msg_part: str, raw:
 
 
 def test_malformed_json_is_422(client) -> None:  # type: ignore[no-untyped-def]
-    _assert_rejected(client, b'{"space": "nb201", "items": [', 422, "body", "JSON", raw=True)
+    detail = _assert_rejected(client, b'{"space": nb201}', 422, "body", "not valid JSON", raw=True)
+    assert "Expecting value at character 10" in detail[0]["msg"]  # the parser's reason and where
+
+
+def test_client_shorthands_are_refused_with_the_json_spelling(client) -> None:  # type: ignore[no-untyped-def]
+    # The Python client takes "params" and 1462; JSON callers are told what to write instead.
+    detail = _assert_rejected(client, batch_body(methods=["params"]), 422, "methods", "a method is an object")
+    assert detail[0]["loc"] == ["body", "methods", 0] and '{"name": "params"}' in detail[0]["msg"]
+    detail = _assert_rejected(client, batch_body(items=[1462]), 422, "items", "an item is an object")
+    assert detail[0]["loc"] == ["body", "items", 0] and '{"nb201_index": 1462}' in detail[0]["msg"]
+    detail = _assert_rejected(client, batch_body(items=[NB201_A]), 422, "items", "an item is an object")
+    assert '{"genotype": ' in detail[0]["msg"]
+
+
+def test_an_index_must_be_a_json_integer(client) -> None:  # type: ignore[no-untyped-def]
+    # Lax coercion would store true as architecture 1 and "1462" as 1462: both are client bugs.
+    for bad in (True, "1462", 1462.5):
+        _assert_rejected(client, batch_body(items=[{"nb201_index": bad}]), 422, "nb201_index", "integer")
+        _assert_rejected(client, batch_body(items=[{"index": bad}]), 422, "index", "integer")
 
 
 def test_unknown_space_is_422(client) -> None:  # type: ignore[no-untyped-def]

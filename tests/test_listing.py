@@ -73,7 +73,9 @@ def test_listing_newest_first_with_entry_fields(client) -> None:  # type: ignore
     assert entry["owner"] == owner and entry["space"] == "nb201" and entry["dataset"] == "synthetic_cifar10"
     assert entry["methods"] == ["params", "flops"]
     assert entry["items"] == 3
-    assert entry["counts"]["queued"] == 6 and entry["status"] == "running"
+    # Nothing has started: the listing says what getBatch says (one rule, batch_view.overall_status).
+    assert entry["counts"]["queued"] == 6 and entry["status"] == "queued"
+    assert client.get(f"/v1/batches/{second}").json()["status"] == "queued"
     # RFC 3339 with an offset
     created = datetime.fromisoformat(entry["created_at"].replace("Z", "+00:00"))
     assert created.tzinfo is not None

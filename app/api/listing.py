@@ -19,6 +19,8 @@ from app.api.models import problem_responses
 from app.auth import PrincipalDep, visible_owner_filter
 from app.errors import InputError
 from app.models import PENDING, Batch, BatchEvaluation, BatchItem, Evaluation
+from app.services import funnel
+from app.services.batch_view import overall_status
 from app.settings import Settings
 
 router = APIRouter(tags=["batches"])
@@ -66,7 +68,7 @@ def _scope(**filters: object) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def _counts(session: Session, ids: list[str]) -> dict[str, ListingCounts]:
+def _status_counts(session: Session, ids: list[str]) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {i: {} for i in ids}
     for batch_id, st, n in session.execute(
         select(BatchEvaluation.batch_id, Evaluation.status, func.count())
@@ -75,8 +77,12 @@ def _counts(session: Session, ids: list[str]) -> dict[str, ListingCounts]:
         .group_by(BatchEvaluation.batch_id, Evaluation.status)
     ):
         found[batch_id][st] = n
+    return found
+
+
+def _listing_counts(counts: dict[str, int]) -> ListingCounts:
     known = set(ListingCounts.model_fields)
-    return {i: ListingCounts(**{k: v for k, v in c.items() if k in known}) for i, c in found.items()}
+    return ListingCounts(**{k: v for k, v in counts.items() if k in known})
 
 
 def _item_counts(session: Session, ids: list[str]) -> dict[str, int]:
@@ -103,7 +109,10 @@ def list_batches(
     owner: Annotated[str | None, Query(max_length=128, description="only this owner's batches")] = None,
     status: Annotated[
         Literal["running", "done"] | None,
-        Query(description="'running': something is queued or running; 'done': nothing is"),
+        Query(
+            description="'running': not finished, something is queued or running (its status is 'queued' "
+            "or 'running'); 'done': nothing is"
+        ),
     ] = None,
     created_after: Annotated[
         str | None,
@@ -201,7 +210,7 @@ def list_page(
     batches = list(session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)))
     page, more = batches[:limit], len(batches) > limit
     ids = [b.id for b in page]
-    counts = _counts(session, ids)
+    counts = _status_counts(session, ids)
     items = _item_counts(session, ids)
     entries = [
         BatchListEntry(
@@ -212,8 +221,8 @@ def list_page(
             dataset=b.dataset,
             methods=[m.alias for m in b.methods],
             items=items.get(b.id, 0),
-            counts=counts[b.id],
-            status="running" if counts[b.id].queued or counts[b.id].running else "done",
+            counts=_listing_counts(counts[b.id]),
+            status=overall_status(counts[b.id], funnel.waiting(b)),
         )
         for b in page
     ]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.schemas import StatusCounts
 
-ListingStatus = Literal["running", "done"]
+ListingStatus = Literal["running", "done"]  # the `status` filter: not finished, or finished
 
 
 # One count model for the listing and the status view.
@@ -25,7 +25,10 @@ class BatchListEntry(BaseModel):
     methods: list[str] = Field(description="method aliases in submission order")
     items: int = Field(description="items of the batch")
     counts: ListingCounts
-    status: ListingStatus = Field(description="'running' while anything is queued or running, else 'done'")
+    status: Literal["queued", "running", "done"] = Field(
+        description="as getBatch says it: 'queued' while nothing has started, 'running' while anything is "
+        "queued or running, else 'done'"
+    )
 
 
 class BatchList(BaseModel):

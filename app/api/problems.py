@@ -39,12 +39,20 @@ def _dotted(loc: Sequence[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    if error.get("type") == "json_invalid":
+        # FastAPI says only "JSON decode error"; the parser's reason and the offset are the fix.
+        loc = list(error.get("loc", []))
+        reason = (error.get("ctx") or {}).get("error") or "not JSON"
+        where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        return f"the body is not valid JSON: {reason}{where}; send one JSON object"
+    return str(error.get("msg", ""))
+
+
 def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     """Pydantic errors carry the offending input and a docs URL; keep what a client needs."""
     return [
-        FieldError(
-            loc=list(e.get("loc", [])), msg=str(e.get("msg", "")), type=str(e.get("type", "value_error"))
-        )
+        FieldError(loc=list(e.get("loc", [])), msg=_message(e), type=str(e.get("type", "value_error")))
         for e in errors
     ]
 

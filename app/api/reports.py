@@ -84,8 +84,10 @@ class GroundTruthItem(BaseModel):
         },
     )
     genotype: str | dict[str, Any] | None = Field(None, json_schema_extra={"not": {"type": "null"}})
-    index: int | None = Field(None, ge=0, json_schema_extra={"not": {"type": "null"}})
-    nb201_index: int | None = Field(None, ge=0, le=15624, json_schema_extra={"not": {"type": "null"}})
+    index: int | None = Field(None, ge=0, strict=True, json_schema_extra={"not": {"type": "null"}})
+    nb201_index: int | None = Field(
+        None, ge=0, le=15624, strict=True, json_schema_extra={"not": {"type": "null"}}
+    )
     label: str | None = Field(None, max_length=256, json_schema_extra={"not": {"type": "null"}})
     value: Accuracy = Field(..., description="accuracy in percent, a finite number in [0, 100]")
 

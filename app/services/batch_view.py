@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -74,14 +74,7 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
     for mid, st, n in rows:
         per_method[alias_of[mid]][st] += n
         counts[st] += n
-    pending = counts["queued"] + counts["running"]
-    overall = (
-        "done"
-        if pending == 0
-        else ("running" if counts["running"] or sum(counts.values()) > pending else "queued")
-    )
-    if overall == "done" and _funnel_waiting(batch):
-        overall = "running"  # the funnel's expensive stage is about to be created
+    overall = overall_status(counts, _funnel_waiting(batch))
 
     cost_rows = session.execute(
         select(
@@ -119,6 +112,20 @@ def status(session: Session, batch: Batch, settings: Settings) -> dict[str, Any]
         "cancelled_at": batch.cancelled_at,
         "cancel_reason": batch.cancel_reason,
     }
+
+
+OverallStatus = Literal["queued", "running", "done"]
+
+
+def overall_status(counts: Mapping[str, int], funnel_waiting: bool) -> OverallStatus:
+    """A batch's status from its evaluations' status counts: 'queued' while nothing has started,
+    'running' while anything is queued or running (or a funnel's expensive stage is still to be
+    created), else 'done'. The one rule of ``getBatch`` and ``listBatches``."""
+    queued, running = counts.get("queued", 0), counts.get("running", 0)
+    pending = queued + running
+    if pending == 0:
+        return "running" if funnel_waiting else "done"
+    return "running" if running or sum(counts.values()) > pending else "queued"
 
 
 def _funnel_waiting(batch: Batch) -> bool:
