@@ -100,13 +100,22 @@ class InputError(ApiError):
     def errors_list(self) -> list[FieldError]:
         return [FieldError(loc=list(e["loc"]), msg=str(e["msg"]), type=str(e["type"])) for e in self.errors]
 
+    def in_body(self) -> InputError:
+        """The same errors with ``query`` locations moved to ``body``: for an operation that takes
+        in its body the fields another takes in its query (``createReport`` vs ``getReport``)."""
+        for e in self.errors:
+            if e["loc"][:1] == ["query"]:
+                e["loc"] = ["body", *e["loc"][1:]]
+        return self
+
 
 class NotFound(ApiError):
     status_code = 404
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, why: str = "") -> None:
         self.what = what
-        super().__init__(f"{what} not found")
+        # "<what> not found", then why and how to find it: the reason never splits the sentence.
+        super().__init__(f"{what} not found{': ' + why if why else ''}")
 
 
 class Conflict(ApiError):

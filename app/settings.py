@@ -261,6 +261,12 @@ class Settings(BaseSettings):
     def effective_datasets_dir(self) -> Path:
         return self.datasets_dir or self.data_dir / "datasets"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Generated (synthetic) and decoded (image-folder) datasets: always under the writable data
+        directory, never under ``datasets_dir``, which may be a read-only shared mount."""
+        return self.data_dir / "cache"
+
 
 @lru_cache
 def get_settings() -> Settings:

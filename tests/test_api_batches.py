@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -266,6 +267,11 @@ def test_catalog_endpoints(client, path: str) -> None:  # type: ignore[no-untype
         assert {"paper", "cpu", "tiny"} <= set(fear["presets"])
     if path == "/v1/health":
         assert body["database"]["ok"] and body["broker"]["ok"]
+    if path == "/v1/datasets":
+        # Files are read from datasets_dir; the synthetic set is cached in the writable cache_dir.
+        synthetic = next(d for d in body["items"] if d["name"] == "synthetic_cifar10")
+        assert synthetic["availability"]["path"] == str(Path(body["cache_dir"]) / "synthetic")
+        assert not synthetic["availability"]["path"].startswith(body["datasets_dir"])
 
 
 def test_openapi_examples_cover_every_space_and_are_accepted(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -291,3 +297,15 @@ def test_subset_larger_than_the_dataset_is_422(client) -> None:  # type: ignore[
 def test_unknown_unfreeze_identifier_is_422(client) -> None:  # type: ignore[no-untyped-def]
     body = batch_body(methods=[{"name": "fear", "preset": "tiny", "config": {"unfreeze": ["cells.99"]}}])
     _assert_rejected(client, body, 422, "unfreeze", "cells.99")
+
+
+def test_an_option_that_does_nothing_is_accepted_with_a_warning(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/v1/batches", json=batch_body(seed=4242, options={"ratio_to_fastest": 4.0}))
+    assert resp.status_code == 201, resp.text
+    assert any("ratio_to_fastest has no effect" in w for w in resp.json()["warnings"])
+    with_fear = batch_body(
+        seed=4243, methods=[{"name": "fear", "preset": "tiny"}], options={"ratio_to_fastest": 4.0}
+    )
+    resp = client.post("/v1/batches", json=with_fear)
+    assert resp.status_code == 201, resp.text
+    assert not any("ratio_to_fastest" in w for w in resp.json()["warnings"])

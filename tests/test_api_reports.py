@@ -124,3 +124,9 @@ def test_architecture_lookup_by_index_and_spelling(client, db_session) -> None: 
     assert by_index["index"] == 10 and by_index["evaluations"]
     assert client.get("/v1/architectures/" + by_index["key"].replace("|", "%7C")).json()["index"] == 10
     assert client.get("/v1/architectures/15000").status_code == 404
+    # A key that is nothing of the space: one sentence, then why, then how to look elsewhere.
+    garbled = client.get("/v1/architectures/abc")
+    assert garbled.status_code == 404
+    detail = garbled.json()["detail"]
+    assert detail.startswith("architecture 'abc' in space 'nb201' not found: it is no stored key"), detail
+    assert detail.endswith("for another space add ?space=<name>"), detail

@@ -232,3 +232,31 @@ def test_synthetic_through_the_loader_is_raw_unaugmented_and_cached_on_disk(tmp_
     assert all(tuple(row.tolist()) in stored for row in x.flatten(1))
     with pytest.raises(ValueError):
         load_dataset(DataRequest("synthetic_cifar10", synthetic={"per_class": 1}), CPU, tmp_path)
+
+
+def test_caches_go_to_the_cache_dir_never_into_the_dataset_files_folder(tmp_path: Path) -> None:
+    # The datasets folder is often a read-only shared mount (docker-compose mounts it :ro).
+    files, cache = tmp_path / "datasets", tmp_path / "data" / "cache"
+    files.mkdir()
+    options = {"per_class": 2, "train_per_class": 1, "draw_budget": 1000, "seed": 8}
+    dataset = load_dataset(DataRequest("synthetic_cifar10", synthetic=options), CPU, files, cache_dir=cache)
+    assert dataset.info["cache_file"] == str(cache / "synthetic" / cache_file_name(2, 1, 1000, 8))
+    assert list(files.iterdir()) == []
+
+
+def test_caches_written_by_older_releases_are_adopted_once(tmp_path: Path) -> None:
+    from app.catalog.datasets import adopt_legacy_cache
+
+    files, cache = tmp_path / "datasets", tmp_path / "cache"
+    old = files / "cache" / "synthetic" / "set.pt"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"generated once")
+    note = adopt_legacy_cache(files, cache)
+    assert note is not None and "moved the synthetic dataset cache" in note
+    assert (cache / "synthetic" / "set.pt").read_bytes() == b"generated once" and not old.exists()
+    assert adopt_legacy_cache(files, cache) is None  # nothing left to move
+    # A cache already in place wins: the old copy is left where it is.
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"stale")
+    assert adopt_legacy_cache(files, cache) is None and old.exists()
+    assert (cache / "synthetic" / "set.pt").read_bytes() == b"generated once"

@@ -155,6 +155,7 @@ def test_cross_batch_report_error_names_the_batch(client) -> None:  # type: igno
     resp = client.post("/v1/reports", json={"batch_ids": [first, other], "ground_truth": "nosuchset"})
     body = assert_problem(resp, 422, "validation_error")
     assert first in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "ground_truth"]  # a body field here, not a query one
 
 
 def _unreachable_db_app() -> Any:

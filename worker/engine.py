@@ -105,7 +105,9 @@ def load_data(dataset: str, data_config: dict[str, Any], progress: Any = None) -
 
     settings = get_settings()
     request = request_from_config(dataset, data_config)
-    return load_dataset(request, worker_device(), settings.effective_datasets_dir, progress)
+    return load_dataset(
+        request, worker_device(), settings.effective_datasets_dir, progress, cache_dir=settings.cache_dir
+    )
 
 
 def run_claims(claims: list[Claim]) -> None:

@@ -13,6 +13,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy import update
 
+from app.catalog.datasets import adopt_legacy_cache
 from app.db import is_unavailable, session_scope
 from app.models import WorkerSeen, utcnow
 from app.services.funnel import advance_waiting
@@ -219,6 +220,13 @@ def _maintenance_loop() -> None:
 def _on_init(**_: Any) -> None:
     # Before the pool forks: every child inherits the node name its claims are recorded under.
     os.environ.setdefault("FASTARCHRANK_WORKER_NAME", f"{socket.gethostname()}:{os.getpid()}")
+    settings = get_settings()
+    try:
+        note = adopt_legacy_cache(settings.effective_datasets_dir, settings.cache_dir)
+    except OSError:  # advisory: the caches are rebuilt if they cannot be found
+        note = None
+    if note:
+        log.warning(note)
 
 
 @worker_ready.connect

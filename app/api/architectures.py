@@ -64,7 +64,9 @@ def get_architecture(
             parsed = SPACES[space].from_index(int(key)) if by_index else SPACES[space].parse(key)
         except GenotypeError as exc:
             raise NotFound(
-                f"architecture {key!r} in space {space!r} ({exc}){_space_hint(session, key, space)}"
+                f"architecture {key!r} in space {space!r}",
+                f"it is no stored key, index or genotype of that space ({exc})"
+                f"{_space_hint(session, key, space)}",
             ) from None
         arch = session.scalar(
             select(Architecture).where(Architecture.space == space, Architecture.key == parsed.key)

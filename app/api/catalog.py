@@ -100,4 +100,5 @@ def list_methods(
 )
 def list_datasets(settings: SettingsDep) -> Any:
     root = settings.effective_datasets_dir
-    return {"datasets_dir": str(root), "items": [describe(name, root) for name in DATASETS]}
+    items = [describe(name, root, settings.cache_dir) for name in DATASETS]
+    return {"datasets_dir": str(root), "cache_dir": str(settings.cache_dir), "items": items}

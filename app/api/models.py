@@ -131,7 +131,8 @@ class DatasetInfo(Open):
 
 
 class DatasetList(BaseModel):
-    datasets_dir: str
+    datasets_dir: str = Field(description="where dataset files are read (may be a read-only mount)")
+    cache_dir: str = Field(description="where generated and decoded datasets are cached (writable)")
     items: list[DatasetInfo]
 
 

@@ -227,13 +227,18 @@ def create_report(
     body: CrossBatchReport, session: SessionDep, principal: PrincipalDep, format: FormatQuery = "json"
 ) -> Any:
     batches = [batch_view.get_batch(session, b, principal) for b in body.batch_ids]
-    percents = report_view.parse_percents(",".join(str(p) for p in body.percents) if body.percents else None)
-    reference = (
-        batch_view.get_batch(session, body.reference_batch, principal) if body.reference_batch else None
-    )
-    result = report_view.report(
-        session, batches, body.ground_truth, body.methods, percents, 1000, reference_batch=reference
-    )
+    try:
+        percents = report_view.parse_percents(
+            ",".join(str(p) for p in body.percents) if body.percents else None
+        )
+        reference = (
+            batch_view.get_batch(session, body.reference_batch, principal) if body.reference_batch else None
+        )
+        result = report_view.report(
+            session, batches, body.ground_truth, body.methods, percents, 1000, reference_batch=reference
+        )
+    except InputError as exc:
+        raise exc.in_body() from None  # the checks are getReport's; these fields came in the body
     return _respond(result, format)
 
 

@@ -199,11 +199,12 @@ def get_dataset(name: str) -> DatasetInfo:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
 
 
-def dataset_path(name: str, data_dir: Path | str) -> Path:
-    """Where the dataset's files live (synthetic: its cache folder)."""
+def dataset_path(name: str, data_dir: Path | str, cache_dir: Path | str | None = None) -> Path:
+    """Where the dataset's files live (synthetic: its cache folder, ``cache_dir`` or else
+    ``data_dir/cache``)."""
     info = get_dataset(name)
     if info.folder is None:
-        return Path(data_dir) / "cache" / "synthetic"
+        return Path(cache_dir if cache_dir is not None else Path(data_dir) / "cache") / "synthetic"
     return Path(data_dir) / info.folder
 
 
@@ -215,10 +216,34 @@ def _is_present(path: Path, entry: str) -> bool:
     return (path / entry).is_file()
 
 
-def availability(name: str, data_dir: Path | str) -> dict[str, Any]:
+CACHE_KINDS = ("synthetic", "image_folder")
+
+
+def adopt_legacy_cache(datasets_dir: Path | str, cache_dir: Path | str) -> str | None:
+    """Move caches from where releases before 2026-12-03 wrote them (``<datasets_dir>/cache``, which
+    broke read-only dataset mounts) to ``cache_dir``, once, so nothing is regenerated (a synthetic
+    set can take half an hour on a CPU). Returns what it did or why it could not, for the log."""
+    legacy, target = Path(datasets_dir) / "cache", Path(cache_dir)
+    if not legacy.is_dir() or legacy.resolve() == target.resolve():
+        return None
+    moved = []
+    for kind in CACHE_KINDS:
+        src, dst = legacy / kind, target / kind
+        if not src.is_dir() or dst.exists():
+            continue
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src.rename(dst)
+        except OSError as exc:  # another file system, or a read-only mount: say how to keep it
+            return f"dataset cache {src} was not moved to {dst} ({exc}); move it by hand or it is regenerated"
+        moved.append(kind)
+    return f"moved the {' and '.join(moved)} dataset cache from {legacy} to {target}" if moved else None
+
+
+def availability(name: str, data_dir: Path | str, cache_dir: Path | str | None = None) -> dict[str, Any]:
     """Whether the dataset's files exist (no parsing): ``{"present", "path", "missing"}``."""
     info = get_dataset(name)
-    path = dataset_path(name, data_dir)
+    path = dataset_path(name, data_dir, cache_dir)
     missing = [entry for entry in info.required if not _is_present(path, entry)]
     return {"present": not missing, "path": str(path), "missing": missing}
 
@@ -334,6 +359,6 @@ def read_split_file(name: str, data_dir: Path | str, test_total: int | None = No
     return SplitHalves(path, tuple(halves["xvalid"]), tuple(halves["xtest"]))
 
 
-def describe(name: str, data_dir: Path | str) -> dict[str, Any]:
+def describe(name: str, data_dir: Path | str, cache_dir: Path | str | None = None) -> dict[str, Any]:
     """One entry of GET /v1/datasets: the catalogue facts plus availability under ``data_dir``."""
-    return {**get_dataset(name).as_dict(), "availability": availability(name, data_dir)}
+    return {**get_dataset(name).as_dict(), "availability": availability(name, data_dir, cache_dir)}

@@ -310,6 +310,16 @@ def routed_classes(body: BatchCreate, planned: list[PlannedMethod], settings: Se
     return [route(p.resolved.name, p.resolved.family, p.resolved.preset, pinned, settings) for p in planned]
 
 
+def option_warnings(body: BatchCreate) -> list[str]:
+    """Options that are valid but do nothing for this batch: accepted, and said so."""
+    if body.options.ratio_to_fastest is not None and not any(m.name == "fear" for m in body.methods):
+        return [
+            "options.ratio_to_fastest has no effect: it caps FEAR's stage 1, and this batch runs no 'fear' "
+            "method"
+        ]
+    return []
+
+
 def check_fleet(
     session: Session,
     body: BatchCreate,
@@ -482,7 +492,7 @@ def submit(
     planned = plan_methods(body, batch_id)
     stage2 = plan_funnel(body, planned, batch_id)
     classes = routed_classes(body, planned, settings)
-    fleet_warnings = check_fleet(session, body, classes, settings, planned)
+    fleet_warnings = check_fleet(session, body, classes, settings, planned) + option_warnings(body)
 
     unique: dict[str, ParsedArch] = {}
     for arch in parsed:

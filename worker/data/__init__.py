@@ -41,11 +41,12 @@ __all__ = [
 MAX_DEVICE_DATASETS = 2  # e.g. one training subset and the full set a zero-cost batch uses
 MAX_RAW_DATASETS = 1  # the last files read, so several subsets of one dataset read the disk once
 
-_FILE_LOADERS: dict[str, Callable[[Path], RawSplits]] = {
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "imagenet16_120": load_imagenet16_120,
-    "cifar10_folder": lambda data_dir: load_image_folder("cifar10_folder", data_dir),
+# (dataset files folder, cache folder) -> raw splits; only decoded image folders are cached.
+_FILE_LOADERS: dict[str, Callable[[Path, Path], RawSplits]] = {
+    "cifar10": lambda root, _cache: load_cifar10(root),
+    "cifar100": lambda root, _cache: load_cifar100(root),
+    "imagenet16_120": lambda root, _cache: load_imagenet16_120(root),
+    "cifar10_folder": lambda root, cache: load_image_folder("cifar10_folder", root, cache),
 }
 
 _lock = threading.RLock()  # re-entered when a fixed-batch dataset loads its prefix
@@ -83,12 +84,12 @@ def synthetic_compute_device(device: torch.device) -> torch.device:
 def _load_synthetic_raw(
     options: SyntheticOptions,
     device: torch.device,
-    data_dir: Path,
+    cache_dir: Path,
     train_prefix: int | None,
     progress: ProgressCallback | None,
 ) -> RawSplits:
     # The key has no device in it: every device produces the same content.
-    key: Hashable = ("synthetic", str(data_dir), tuple(options.model_dump().items()), train_prefix)
+    key: Hashable = ("synthetic", str(cache_dir), tuple(options.model_dump().items()), train_prefix)
     if key in _raw_cache:
         _raw_cache.move_to_end(key)
         return _raw_cache[key]
@@ -97,7 +98,7 @@ def _load_synthetic_raw(
         options.train_per_class,
         options.draw_budget,
         options.seed,
-        data_dir / "cache" / "synthetic",
+        cache_dir / "synthetic",
         synthetic_compute_device(device),
         train_prefix=train_prefix,
         progress=progress,
@@ -108,20 +109,24 @@ def _load_synthetic_raw(
 
 
 def _load_raw(
-    request: DataRequest, device: torch.device, data_dir: Path, progress: ProgressCallback | None
+    request: DataRequest,
+    device: torch.device,
+    data_dir: Path,
+    cache_dir: Path,
+    progress: ProgressCallback | None,
 ) -> RawSplits:
     if request.dataset == "synthetic_cifar10":
-        return _load_synthetic_raw(SyntheticOptions(**request.synthetic), device, data_dir, None, progress)
+        return _load_synthetic_raw(SyntheticOptions(**request.synthetic), device, cache_dir, None, progress)
     key: Hashable = (request.dataset, str(data_dir))
     if key in _raw_cache:
         _raw_cache.move_to_end(key)
         return _raw_cache[key]
-    raw = _FILE_LOADERS[request.dataset](data_dir)
+    raw = _FILE_LOADERS[request.dataset](data_dir, cache_dir)
     _remember(_raw_cache, key, raw, MAX_RAW_DATASETS)
     return raw
 
 
-def _request_key(request: DataRequest, device: torch.device, data_dir: Path) -> Hashable:
+def _request_key(request: DataRequest, device: torch.device, data_dir: Path, cache_dir: Path) -> Hashable:
     synthetic = (
         tuple(SyntheticOptions(**request.synthetic).model_dump().items())
         if request.dataset == "synthetic_cifar10"
@@ -137,6 +142,7 @@ def _request_key(request: DataRequest, device: torch.device, data_dir: Path) -> 
         request.test_split,
         str(device),
         str(data_dir),
+        str(cache_dir),
     )
 
 
@@ -149,14 +155,14 @@ def _fixed_batch_dataset(
     request: DataRequest,
     catalog: DatasetInfo,
     device: torch.device,
-    data_dir: Path,
+    cache_dir: Path,
     progress: ProgressCallback | None,
 ) -> FixedBatchDataset:
     options = SyntheticOptions(**request.synthetic)
 
     def load_prefix(size: int, progress: ProgressCallback | None) -> DeviceTensorDataset:
         with _lock:
-            raw = _load_synthetic_raw(options, device, data_dir, size, progress)
+            raw = _load_synthetic_raw(options, device, cache_dir, size, progress)
         return build_device_dataset(raw, catalog, request, device)
 
     info = {"name": catalog.name, "synthetic": options.model_dump(), "reads": "train prefix per fixed batch"}
@@ -166,9 +172,17 @@ def _fixed_batch_dataset(
 
 
 def load_dataset(
-    request: DataRequest, device: torch.device, data_dir: Path, progress: ProgressCallback | None = None
+    request: DataRequest,
+    device: torch.device,
+    data_dir: Path,
+    progress: ProgressCallback | None = None,
+    cache_dir: Path | None = None,
 ) -> DeviceDataset:
     """The requested dataset on ``device``; the same request on the same device returns the same object.
+
+    ``data_dir`` holds the dataset files and may be read-only (a shared mount); generated and
+    decoded data is cached under ``cache_dir`` (default ``data_dir/cache``; the service passes
+    ``<settings.data_dir>/cache``).
 
     ``progress`` hears how a synthetic generation advances (a few calls a second at most). Raises
     ``DatasetUnavailable`` for missing or malformed files, ``ValueError`` for an unknown dataset,
@@ -177,7 +191,8 @@ def load_dataset(
     catalog = get_dataset(request.dataset)
     device = torch.device(device)
     data_dir = Path(data_dir).resolve()
-    key = _request_key(request, device, data_dir)
+    cache_dir = Path(cache_dir).resolve() if cache_dir is not None else data_dir / "cache"
+    key = _request_key(request, device, data_dir, cache_dir)
     with _lock:
         if key in _device_cache:
             _device_cache.move_to_end(key)
@@ -187,9 +202,9 @@ def load_dataset(
             return cached
         dataset: DeviceDataset
         if _reads_prefix_only(request):
-            dataset = _fixed_batch_dataset(request, catalog, device, data_dir, progress)
+            dataset = _fixed_batch_dataset(request, catalog, device, cache_dir, progress)
         else:
-            raw = _load_raw(request, device, data_dir, progress)
+            raw = _load_raw(request, device, data_dir, cache_dir, progress)
             if request.test_split != "all":
                 raw = select_test_half(raw, request.dataset, request.test_split, data_dir)
             dataset = build_device_dataset(raw, catalog, request, device)

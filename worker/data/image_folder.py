@@ -75,7 +75,7 @@ def _decode_all(files: list[str], image_size: int, fail: Callable[[str], Excepti
     return out
 
 
-def load_image_folder(dataset: str, data_dir: Path) -> RawSplits:
+def load_image_folder(dataset: str, data_dir: Path, cache_dir: Path | None = None) -> RawSplits:
     info = get_dataset(dataset)
     root = require_available(dataset, data_dir)
 
@@ -110,7 +110,8 @@ def load_image_folder(dataset: str, data_dir: Path) -> RawSplits:
             "decode_seconds": time.perf_counter() - started,
         }
 
-    cache_file = Path(data_dir) / "cache" / "image_folder" / f"{dataset}-{signature}.pt"
+    cache = Path(cache_dir) if cache_dir is not None else Path(data_dir) / "cache"
+    cache_file = cache / "image_folder" / f"{dataset}-{signature}.pt"
     payload, built = load_or_build(cache_file, decode)
     return RawSplits(
         payload["train_x"],
