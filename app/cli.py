@@ -361,6 +361,15 @@ def cmd_ground_truth_put(args: argparse.Namespace) -> int:
         f"({stored.created} new, {stored.updated} updated, {stored.unchanged} unchanged, "
         f"{stored.skipped} not in the batch)"
     )
+    if values and stored.created + stored.updated + stored.unchanged == 0:
+        # Rows of other architectures are skipped by design (a benchmark-wide CSV), but a file of
+        # which no row names this batch's architectures is a wrong column, file or batch.
+        print(
+            "error: no row of the CSV names an architecture of this batch; check the id column "
+            "(nb201_index, index or genotype), the space of the indices and the batch id",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

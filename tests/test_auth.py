@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, update
@@ -311,6 +312,27 @@ def test_keys_cli_round_trip_never_shows_the_secret_again(capsys, caplog) -> Non
     assert _keys_cli(["keys", "create", "--owner", "x", "--expires-in", "soon"]) == 2
     assert "invalid duration" in capsys.readouterr().err
     assert secret not in caplog.text and secret[13:] not in caplog.text
+
+
+def test_keys_list_refuses_to_invent_an_empty_embedded_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `keys` reads the database this host's settings name, not FASTARCHRANK_URL: a wrong data dir
+    # must say so, not answer "no keys" from a database it has just created.
+    from app.settings import get_settings
+
+    missing = tmp_path / "elsewhere" / "fastarchrank.db"
+    monkeypatch.setenv("FASTARCHRANK_DATABASE_URL", f"sqlite:///{missing}")
+    get_settings.cache_clear()
+    try:
+        assert _keys_cli(["keys", "list"]) == 2
+        assert _keys_cli(["keys", "revoke", "far_ffffffff"]) == 2
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert f"no service database at {missing}" in err and "FASTARCHRANK_DATA_DIR" in err
+    assert not missing.exists() and not missing.parent.exists()
 
 
 def test_migration_matches_the_model_on_postgres(database: str) -> None:

@@ -109,6 +109,11 @@ def test_ground_truth_put_from_csv(client, db_session, capsys, api_url, tmp_path
     assert "(1 new, 0 updated, 0 unchanged, 1 not in the batch)" in capsys.readouterr().out
     assert main([*put_table, "--strict"]) == 1
     assert "422" in capsys.readouterr().err
+    # ...but a file of which no row is in the batch is a mistake (a typo'd index, another space).
+    stray = tmp_path / "stray.csv"
+    stray.write_text("nb201_index,acc\n99999,50\n9998,51\n")
+    assert main(["ground-truth", "put", batch_id, "--set", "s", "--csv", str(stray), "--url", api_url]) == 1
+    assert "no row of the CSV names an architecture of this batch" in capsys.readouterr().err
 
 
 def test_the_product_does_not_import_or_package_bench() -> None:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,12 +55,36 @@ def add_keys_commands(subparsers: Any) -> None:
     r.set_defaults(func=cmd_keys_revoke)
 
 
-def _context() -> tuple[Settings, sessionmaker[Session]]:
+class NoServiceDatabase(Exception):
+    """`keys list|revoke` pointed at an embedded database that does not exist yet."""
+
+
+def _context(*, may_create: bool) -> tuple[Settings, sessionmaker[Session]]:
+    """The server's database, migrated. ``keys`` does not talk to the API: it works on the database
+    this host's settings name, so it says which, and ``list``/``revoke`` refuse to invent an empty
+    embedded one (a wrong FASTARCHRANK_DATA_DIR would otherwise answer "no keys")."""
+    import logging
+
+    from sqlalchemy.engine import make_url
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-step INFO lines are noise here
     from app.db import get_sessionmaker
     from app.migrate import upgrade
     from app.settings import get_settings
 
     settings = get_settings()
+    url = make_url(settings.effective_database_url)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        if not may_create:
+            raise NoServiceDatabase(
+                f"no service database at {url.database}: `keys` works on the server's database "
+                "directly (it does not use FASTARCHRANK_URL), so run it on the server host with the "
+                "server's FASTARCHRANK_DATA_DIR or FASTARCHRANK_DATABASE_URL"
+            )
+        print(f"keys: creating the service database {shown} (no `serve` has run here yet)", file=sys.stderr)
+    else:
+        print(f"keys: database {shown}", file=sys.stderr)
     upgrade(settings.effective_database_url)  # `keys create` may come before the first `serve`
     return settings, get_sessionmaker()
 
@@ -71,7 +96,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings, sessions = _context()
+    settings, sessions = _context(may_create=True)
     try:
         with sessions.begin() as session:
             created = create_key(session, load_pepper(settings), args.owner, scopes, args.name, expires_in)
@@ -90,7 +115,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    _, sessions = _context()
+    try:
+        _, sessions = _context(may_create=False)
+    except NoServiceDatabase as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with sessions.begin() as session:
         keys = list_keys(session, args.owner)
     rows = [
@@ -121,7 +150,11 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    _, sessions = _context()
+    try:
+        _, sessions = _context(may_create=False)
+    except NoServiceDatabase as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         with sessions.begin() as session:
             outcome = revoke_key(session, args.prefix)
