@@ -103,9 +103,10 @@ class InputError(ApiError):
     def in_body(self) -> InputError:
         """The same errors with ``query`` locations moved to ``body``: for an operation that takes
         in its body the fields another takes in its query (``createReport`` vs ``getReport``)."""
+        renamed = {"method": "methods"}  # getReport's repeated ?method= is createReport's methods[]
         for e in self.errors:
             if e["loc"][:1] == ["query"]:
-                e["loc"] = ["body", *e["loc"][1:]]
+                e["loc"] = ["body", *(renamed.get(str(part), part) for part in e["loc"][1:])]
         return self
 
 

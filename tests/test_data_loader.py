@@ -252,7 +252,7 @@ def test_caches_written_by_older_releases_are_adopted_once(tmp_path: Path) -> No
     old.parent.mkdir(parents=True)
     old.write_bytes(b"generated once")
     note = adopt_legacy_cache(files, cache)
-    assert note is not None and "moved the synthetic dataset cache" in note
+    assert note is not None and note.startswith("dataset cache: moved ") and "synthetic" in note
     assert (cache / "synthetic" / "set.pt").read_bytes() == b"generated once" and not old.exists()
     assert adopt_legacy_cache(files, cache) is None  # nothing left to move
     # A cache already in place wins: the old copy is left where it is.

@@ -107,6 +107,16 @@ def test_funnel_waits_then_keeps_the_top_by_a_composite(client, db_session) -> N
     _complete_cheap(db_session, batch_id, {"params": [40, 30, 10, 20, 50], "flops": [50, 20, 10, 30, 40]})
     status = client.get(f"/v1/batches/{batch_id}").json()
     assert status["status"] == "running"  # the funnel has not advanced: not done
+    # The listing says the same, and its status filter agrees with what it says.
+    listed = {
+        f: [
+            e
+            for e in client.get("/v1/batches", params={"status": f, "limit": 1000}).json()["items"]
+            if e["batch_id"] == batch_id
+        ]
+        for f in ("running", "done")
+    }
+    assert [e["status"] for e in listed["running"]] == ["running"] and listed["done"] == []
     payloads = funnel.advance(db_session, batch_id)
     db_session.commit()
     assert sorted(len(p) for p in payloads) and sum(len(p) for p in payloads) == 3

@@ -156,6 +156,8 @@ def test_cross_batch_report_error_names_the_batch(client) -> None:  # type: igno
     body = assert_problem(resp, 422, "validation_error")
     assert first in body["detail"]
     assert body["errors"][0]["loc"] == ["body", "ground_truth"]  # a body field here, not a query one
+    resp = client.post("/v1/reports", json={"batch_ids": [first], "methods": ["nosuch"]})
+    assert assert_problem(resp, 422, "validation_error")["errors"][0]["loc"][:2] == ["body", "methods"]
 
 
 def _unreachable_db_app() -> Any:

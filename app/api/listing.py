@@ -18,7 +18,7 @@ from app.api.listing_models import BatchList, BatchListEntry, ListingCounts, Lis
 from app.api.models import problem_responses
 from app.auth import PrincipalDep, visible_owner_filter
 from app.errors import InputError
-from app.models import PENDING, Batch, BatchEvaluation, BatchItem, Evaluation
+from app.models import PENDING, Batch, BatchEvaluation, BatchItem, BatchMethod, Evaluation
 from app.services import funnel
 from app.services.batch_view import overall_status
 from app.settings import Settings
@@ -53,11 +53,17 @@ def _like(text: str) -> str:
 
 
 def _has_pending() -> ColumnElement[bool]:
-    return exists().where(
+    """Not finished, as ``overall_status`` decides it: an evaluation queued or running, or a method
+    entry with no evaluation linked yet (a funnel's expensive stage, created when its cheap stage
+    ends; funnel.waiting_batches uses the same rule)."""
+    evaluation_pending = exists().where(
         BatchEvaluation.batch_id == Batch.id,
         Evaluation.id == BatchEvaluation.evaluation_id,
         Evaluation.status.in_(PENDING),
     )
+    linked = exists().where(BatchEvaluation.batch_method_id == BatchMethod.id)
+    stage_waiting = exists().where(BatchMethod.batch_id == Batch.id, ~linked)
+    return or_(evaluation_pending, stage_waiting)
 
 
 def _scope(**filters: object) -> str:

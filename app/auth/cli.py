@@ -75,7 +75,8 @@ def _context(*, may_create: bool) -> tuple[Settings, sessionmaker[Session]]:
     settings = get_settings()
     url = make_url(settings.effective_database_url)
     shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if on_disk and not Path(str(url.database)).exists():
         if not may_create:
             raise NoServiceDatabase(
                 f"no service database at {url.database}: `keys` works on the server's database "

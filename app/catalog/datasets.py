@@ -9,6 +9,7 @@ file existence only: parsing the files is the worker's job.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -226,18 +227,21 @@ def adopt_legacy_cache(datasets_dir: Path | str, cache_dir: Path | str) -> str |
     legacy, target = Path(datasets_dir) / "cache", Path(cache_dir)
     if not legacy.is_dir() or legacy.resolve() == target.resolve():
         return None
-    moved = []
+    notes = []
     for kind in CACHE_KINDS:
         src, dst = legacy / kind, target / kind
         if not src.is_dir() or dst.exists():
             continue
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            src.rename(dst)
-        except OSError as exc:  # another file system, or a read-only mount: say how to keep it
-            return f"dataset cache {src} was not moved to {dst} ({exc}); move it by hand or it is regenerated"
-        moved.append(kind)
-    return f"moved the {' and '.join(moved)} dataset cache from {legacy} to {target}" if moved else None
+            shutil.move(src, dst)  # a rename, or a copy when the folders are on two file systems
+        except OSError as exc:
+            if dst.exists() or not src.exists():
+                continue  # a sibling worker (another slot, another container) moved it first
+            notes.append(f"{src} was not moved to {dst} ({exc}): move it by hand or it is regenerated")
+            continue
+        notes.append(f"moved {src} to {dst}")
+    return "dataset cache: " + "; ".join(notes) if notes else None
 
 
 def availability(name: str, data_dir: Path | str, cache_dir: Path | str | None = None) -> dict[str, Any]:
