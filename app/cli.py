@@ -474,7 +474,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from pydantic import ValidationError
+
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # A bad FASTARCHRANK_* variable: name the variable and the rule, not a traceback.
+        for error in exc.errors():
+            name = "FASTARCHRANK_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"error: {name}={error.get('input')!r}: {error['msg']}", file=sys.stderr)
+        print(
+            "see the configuration table in the README (every setting, its unit and range)", file=sys.stderr
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -138,3 +138,19 @@ def test_the_product_does_not_import_or_package_bench() -> None:
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "synthetic/tiny"])
+
+
+def test_a_bad_setting_names_the_variable_not_a_traceback(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from app.cli import main
+    from app.settings import get_settings
+
+    monkeypatch.setenv("FASTARCHRANK_MAX_PAGE_SIZE", "2000")
+    get_settings.cache_clear()
+    try:
+        assert main(["worker", "--ping"]) == 2
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "FASTARCHRANK_MAX_PAGE_SIZE='2000'" in err and "less than or equal to 1000" in err
+    assert "Traceback" not in err
