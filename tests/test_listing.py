@@ -28,6 +28,21 @@ def _post(client, owner: str, label: str, seed: int, n_items: int = 2) -> str:  
     return str(resp.json()["batch_id"])
 
 
+def _finish_one(batch_id: str) -> None:
+    with session_scope() as s:
+        first = s.scalar(
+            BatchEvaluation.__table__.select()
+            .with_only_columns(BatchEvaluation.evaluation_id)
+            .where(BatchEvaluation.batch_id == batch_id)
+            .limit(1)
+        )
+        s.execute(
+            update(Evaluation)
+            .where(Evaluation.id == first)
+            .values(status="done", score=1.0, score_kind="finite", finite=True)
+        )
+
+
 def _finish(batch_id: str) -> None:
     with session_scope() as s:
         ids = [
@@ -95,6 +110,14 @@ def test_status_label_and_time_filters(client) -> None:  # type: ignore[no-untyp
 
     assert ids(status="done") == [a]
     assert ids(status="running") == [b]
+    assert ids(status="queued") == [b]  # nothing of b has started
+    c = _post(client, owner, "half", 9013)
+    _finish_one(c)  # one evaluation done, one still queued: running, no longer queued
+    assert ids(status="queued") == [b] and ids(status="running") == [c, b]
+    statuses = {
+        e["batch_id"]: e["status"] for e in client.get("/v1/batches", params={"owner": owner}).json()["items"]
+    }
+    assert statuses == {a: "done", b: "queued", c: "running"}
     done_entry = client.get("/v1/batches", params={"owner": owner, "status": "done"}).json()["items"][0]
     assert done_entry["counts"]["done"] == 4 and done_entry["counts"]["queued"] == 0
     # label: case-insensitive substring of an item label; LIKE wildcards are literal
@@ -108,7 +131,7 @@ def test_status_label_and_time_filters(client) -> None:  # type: ignore[no-untyp
     old = datetime(2020, 1, 1, tzinfo=UTC)
     _set_created(a, old)
     assert ids(created_before="2021-01-01T00:00:00Z") == [a]
-    assert ids(created_after="2021-01-01T00:00:00+00:00") == [b]
+    assert ids(created_after="2021-01-01T00:00:00+00:00") == [c, b]
     assert ids(created_after="2019-12-31T23:00:00-01:00", created_before="2020-01-01T00:00:01Z") == [a]
 
 

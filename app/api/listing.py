@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
@@ -18,7 +18,7 @@ from app.api.listing_models import BatchList, BatchListEntry, ListingCounts, Lis
 from app.api.models import problem_responses
 from app.auth import PrincipalDep, visible_owner_filter
 from app.errors import InputError
-from app.models import PENDING, Batch, BatchEvaluation, BatchItem, BatchMethod, Evaluation
+from app.models import PENDING, QUEUED, Batch, BatchEvaluation, BatchItem, BatchMethod, Evaluation
 from app.services import funnel
 from app.services.batch_view import overall_status
 from app.settings import Settings
@@ -64,6 +64,15 @@ def _has_pending() -> ColumnElement[bool]:
     linked = exists().where(BatchEvaluation.batch_method_id == BatchMethod.id)
     stage_waiting = exists().where(BatchMethod.batch_id == Batch.id, ~linked)
     return or_(evaluation_pending, stage_waiting)
+
+
+def _nothing_started() -> ColumnElement[bool]:
+    """Status 'queued' as ``overall_status`` decides it: evaluations, and every one still queued."""
+    of_batch = (BatchEvaluation.batch_id == Batch.id, Evaluation.id == BatchEvaluation.evaluation_id)
+    return and_(
+        exists().where(*of_batch, Evaluation.status == QUEUED),
+        ~exists().where(*of_batch, Evaluation.status != QUEUED),
+    )
 
 
 def _scope(**filters: object) -> str:
@@ -114,10 +123,10 @@ def list_batches(
     principal: PrincipalDep,
     owner: Annotated[str | None, Query(max_length=128, description="only this owner's batches")] = None,
     status: Annotated[
-        Literal["running", "done"] | None,
+        ListingStatus | None,
         Query(
-            description="'running': not finished, something is queued or running (its status is 'queued' "
-            "or 'running'); 'done': nothing is"
+            description="'queued': nothing has started yet; 'running': not finished, something is queued or "
+            "running (its status is 'queued' or 'running'); 'done': nothing is"
         ),
     ] = None,
     created_after: Annotated[
@@ -189,7 +198,9 @@ def list_page(
         query = query.where(visible)
     if filters.owner is not None:
         query = query.where(Batch.owner == filters.owner)
-    if filters.status == "running":
+    if filters.status == "queued":
+        query = query.where(_nothing_started())
+    elif filters.status == "running":
         query = query.where(_has_pending())
     elif filters.status == "done":
         query = query.where(~_has_pending())

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from app.schemas import StatusCounts
 
-ListingStatus = Literal["running", "done"]  # the `status` filter: not finished, or finished
+# The `status` filter: nothing started yet, not finished (queued or running), or finished.
+ListingStatus = Literal["queued", "running", "done"]
 
 
 # One count model for the listing and the status view.
