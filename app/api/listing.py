@@ -55,14 +55,13 @@ def _like(text: str) -> str:
 def _has_pending() -> ColumnElement[bool]:
     """Not finished, as ``overall_status`` decides it: an evaluation queued or running, or a method
     entry with no evaluation linked yet (a funnel's expensive stage, created when its cheap stage
-    ends; funnel.waiting_batches uses the same rule)."""
+    ends: ``funnel.unlinked_method``)."""
     evaluation_pending = exists().where(
         BatchEvaluation.batch_id == Batch.id,
         Evaluation.id == BatchEvaluation.evaluation_id,
         Evaluation.status.in_(PENDING),
     )
-    linked = exists().where(BatchEvaluation.batch_method_id == BatchMethod.id)
-    stage_waiting = exists().where(BatchMethod.batch_id == Batch.id, ~linked)
+    stage_waiting = exists().where(BatchMethod.batch_id == Batch.id, funnel.unlinked_method())
     return or_(evaluation_pending, stage_waiting)
 
 

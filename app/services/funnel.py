@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, String, exists, select
+from sqlalchemy import BigInteger, ColumnElement, String, exists, select
 from sqlalchemy.orm import Session
 
 from app.batch_versions import touch_batch
@@ -175,13 +175,18 @@ def advance(session: Session, batch_id: str) -> list[list[int]]:
     return group_payloads(linked.new + linked.retried, family.__getitem__, arch.__getitem__)
 
 
+def unlinked_method() -> ColumnElement[bool]:
+    """A method entry with no evaluation linked yet: a funnel's expensive stage before it is created
+    (correlated to ``BatchMethod``; the listing's "not finished" filter uses it too)."""
+    return ~exists().where(
+        BatchEvaluation.batch_id == BatchMethod.batch_id, BatchEvaluation.batch_method_id == BatchMethod.id
+    )
+
+
 def waiting_batches(session: Session, evaluation_ids: Collection[int] | None = None) -> list[str]:
     """Batches with a method entry that has no evaluation linked yet (a funnel's expensive stage),
     optionally only those the given evaluations belong to."""
-    no_links = ~exists().where(
-        BatchEvaluation.batch_id == BatchMethod.batch_id, BatchEvaluation.batch_method_id == BatchMethod.id
-    )
-    query = select(BatchMethod.batch_id).where(no_links).distinct()
+    query = select(BatchMethod.batch_id).where(unlinked_method()).distinct()
     if evaluation_ids is not None:
         if not evaluation_ids:
             return []
